@@ -1,0 +1,4 @@
+"""Command-line interface (``scvae``)."""
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,88 @@
+"""The CLI's sub-commands; each parses nothing itself and calls the library."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ..config import load_run_config, resolve_config
+from ..data import image_batch, save_image
+from ..errors import ScvaeError
+from ..presets import PRESETS
+from ..training import load_model, train
+from ..training.trainer import CONFIG_FILE
+
+
+def _check_images(paths: list[str]) -> list[Path]:
+    out = [Path(p) for p in paths]
+    for p in out:
+        if not p.is_file():
+            raise ScvaeError(f"{p}: no such image file")
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.resume and (out / CONFIG_FILE).is_file():
+        run = load_run_config(out / CONFIG_FILE)
+        if args.steps is not None:
+            if args.steps < 1:
+                raise ScvaeError(f"steps must be a positive integer, got {args.steps}")
+            run.train.steps = args.steps
+        if args.overrides or args.config or args.preset or args.data:
+            raise ScvaeError("--resume continues the stored config; only --steps may change")
+    else:
+        run = resolve_config(args.preset, args.model_type, args.config, args.overrides,
+                             steps=args.steps, data=args.data, val_data=args.val_data)
+    result = train(run, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    v = result.last_val
+    line = f"done: {result.step} steps in {out}; val PSNR {v.get('psnr', float('nan')):.2f} dB, SSIM {v.get('ssim', float('nan')):.3f}"
+    if "active_frac" in v:
+        line += (f", active atoms {v['active_mean']:.1f}/{v['n_atoms']} ({100 * v['active_frac']:.1f}%), "
+                 f"atoms used {v['atoms_used']}/{v['n_atoms']}")
+    print(line)
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    paths = _check_images(args.images)
+    model = load_model(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        x = image_batch([path], model.resolution, model.in_channels)
+        save_image(model.reconstruct(x)[0], out / f"{path.stem}.png")
+    print(f"wrote {len(paths)} reconstruction(s) to {out}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from ..evaluation import active_per_code, atom_activity
+
+    paths = _check_images(args.images)
+    model = load_model(args.model)
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ScvaeError(f"{out}: --out must end in .safetensors")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)) for p in paths])
+    meta = {"model_type": model.model_type, "files": json.dumps([str(p) for p in paths])}
+    save_file({"codes": codes.contiguous()}, str(out), metadata=meta)
+    active = active_per_code(codes).float()
+    used = int((atom_activity(codes) > 0).sum())
+    k = codes.shape[1]
+    print(f"codes {tuple(codes.shape)} -> {out}; active atoms per code: mean {active.mean():.2f} "
+          f"({100 * active.mean() / k:.1f}% of {k}), median {active.median():.0f}, max {active.max():.0f}; "
+          f"atoms used: {used}/{k}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name, spec in PRESETS.items():
+        print(f"{name:12s} {spec['description']}")
+    return 0

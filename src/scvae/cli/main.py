@@ -1,0 +1,77 @@
+"""``scvae`` command line: a thin layer over the library. Every user error is one line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Callable, Sequence
+
+from ..errors import ScvaeError
+from . import commands
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        raise ScvaeError(f"{self.prog}: {message}")
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"scvae: warning: {message}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scvae", description="SC-VAE: sparse-coding VAE with learned ISTA.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a model (built-in photos when --data is not given)")
+    p.add_argument("--config", help="YAML run config (keys: model_type, preset, model, train)")
+    p.add_argument("--preset", help="named preset (see `scvae presets`); default small-32")
+    p.add_argument("--model", dest="model_type", help="model type: scvae (default)")
+    p.add_argument("--data", help="folder of images (recursive); default: built-in scikit-image photos")
+    p.add_argument("--val-data", help="separate validation folder (default: hold out val_ratio of --data)")
+    p.add_argument("--out", default="runs/scvae", help="run directory (default runs/scvae)")
+    p.add_argument("--steps", type=int, help="number of optimisation steps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last")
+    p.add_argument("--overwrite", action="store_true", help="delete a non-empty --out and start afresh")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. lr=1e-3 model.lam=0.5")
+    p.set_defaults(func=commands.cmd_train)
+
+    p = sub.add_parser("reconstruct", help="reconstruct images; one PNG per input named after its stem")
+    p.add_argument("--model", required=True, help="run directory or saved model directory")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=commands.cmd_reconstruct)
+
+    p = sub.add_parser("encode", help="encode images to sparse codes, saved as one (N, K, h, w) tensor")
+    p.add_argument("--model", required=True, help="run directory or saved model directory")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.set_defaults(func=commands.cmd_encode)
+
+    p = sub.add_parser("presets", help="list the named presets")
+    p.set_defaults(func=commands.cmd_presets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _one_line_warning
+    try:
+        args = build_parser().parse_args(argv)
+        if args.version:
+            from .. import __version__
+            print(__version__)
+            return 0
+        func: Callable | None = getattr(args, "func", None)
+        if func is None:
+            build_parser().print_help()
+            return 2
+        return int(func(args) or 0)
+    except ScvaeError as exc:
+        print(f"scvae: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

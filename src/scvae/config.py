@@ -1,0 +1,187 @@
+"""The run configuration: which model, its constructor config, and how to train it.
+
+Resolution order: preset -> config file (YAML) -> ``key=value`` overrides. ``model.KEY=V`` sets a
+model constructor argument; any other key is a training setting (``lr=1e-3``, ``train.lr=1e-3``).
+Unknown keys are errors, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ScvaeError
+from .models import MODEL_REGISTRY
+from .presets import get_preset
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; every field can be set from a config file or as ``key=value``."""
+
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio
+    warmup_steps: int = 50
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 (autocast; LISTA itself always runs in fp32)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 10
+    val_every: int = 250
+    val_images: int = 1000  # cap on validation images per evaluation
+    save_every: int = 250
+    data: str | None = None  # image folder; None = built-in scikit-image photos
+    val_data: str | None = None  # separate validation folder; None = split off val_ratio of data
+    val_ratio: float = 0.1
+    flip: bool = True
+    builtin_scale: int = 4  # built-in photos are resized to builtin_scale * resolution (shorter side)
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise ScvaeError(f"steps must be a positive integer, got {self.steps}")
+        if not self.lr > 0:
+            raise ScvaeError(f"lr must be positive, got {self.lr}")
+        if self.batch_size < 1:
+            raise ScvaeError(f"batch_size must be a positive integer, got {self.batch_size}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ScvaeError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        for name in ("log_every", "val_every", "save_every", "val_images"):
+            if getattr(self, name) < 1:
+                raise ScvaeError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+
+@dataclass
+class RunConfig:
+    model_type: str
+    preset: str
+    model: dict[str, Any]
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_type": self.model_type, "preset": self.preset, "model": dict(self.model),
+                "train": dataclasses.asdict(self.train)}
+
+
+def model_class(model_type: str):
+    try:
+        return MODEL_REGISTRY[model_type]
+    except KeyError:
+        raise ScvaeError(f"unknown model {model_type!r}; choose one of: {', '.join(MODEL_REGISTRY)}") from None
+
+
+def _model_keys(model_type: str) -> set[str]:
+    return set(inspect.signature(model_class(model_type).__init__).parameters) - {"self"}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Check a training value against its field's default type (ints accepted for floats)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ScvaeError(f"{name}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _apply(run: dict[str, Any], key: str, value: Any, model_keys: set[str]) -> None:
+    section, _, name = key.rpartition(".")
+    if section == "model":
+        if name not in model_keys:
+            raise ScvaeError(f"unknown model config key {name!r} for {run['model_type']}")
+        run["model"][name] = value
+    elif section in ("", "train"):
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(TrainConfig)}
+        if name not in defaults:
+            raise ScvaeError(f"unknown config key {key!r}")
+        run["train"][name] = _coerce(name, value, defaults[name])
+    else:
+        raise ScvaeError(f"unknown config key {key!r}")
+
+
+def resolve_config(preset: str | None = None, model_type: str | None = None, config_file: str | None = None,
+                   overrides: list[str] | None = None, **train_overrides: Any) -> RunConfig:
+    """Build a validated :class:`RunConfig` from a preset, an optional YAML file and overrides."""
+    file_cfg: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            file_cfg = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ScvaeError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ScvaeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(file_cfg, dict):
+            raise ScvaeError(f"{path}: expected a mapping at the top level")
+        unknown = set(file_cfg) - {"model_type", "preset", "model", "train"}
+        if unknown:
+            raise ScvaeError(f"{path}: unknown config key(s) {', '.join(sorted(unknown))}")
+    preset = preset or file_cfg.get("preset") or "small-32"
+    model_type = model_type or file_cfg.get("model_type") or "scvae"
+    keys = _model_keys(model_type)
+    spec = get_preset(preset)
+    run: dict[str, Any] = {"model_type": model_type, "model": {}, "train": {}}
+    for key, value in {**spec["backbone"], **spec.get(model_type, {})}.items():
+        _apply(run, f"model.{key}", value, keys)
+    for key, value in spec["train"].items():
+        _apply(run, key, value, keys)
+    for section in ("model", "train"):
+        entries = file_cfg.get(section) or {}
+        if not isinstance(entries, dict):
+            raise ScvaeError(f"{config_file}: '{section}' must be a mapping")
+        for key, value in entries.items():
+            _apply(run, f"{section}.{key}", value, keys)
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ScvaeError(f"override {item!r} is not of the form key=value")
+        _apply(run, key.strip(), _parse_value(text), keys)
+    for key, value in train_overrides.items():
+        if value is not None:
+            _apply(run, key, value, keys)
+    train = TrainConfig(**run["train"])
+    train.validate()
+    return RunConfig(model_type, preset, run["model"], train)
+
+
+def build_model(run: RunConfig):
+    """Instantiate the run's model; invalid model settings become one-line ScvaeErrors."""
+    try:
+        return model_class(run.model_type)(**run.model)
+    except ScvaeError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ScvaeError(f"invalid model config: {exc}") from None
+
+
+def save_run_config(run: RunConfig, path: str | os.PathLike) -> None:
+    Path(path).write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
+
+
+def load_run_config(path: str | os.PathLike) -> RunConfig:
+    data = yaml.safe_load(Path(path).read_text())
+    return RunConfig(data["model_type"], data["preset"], data["model"], TrainConfig(**data["train"]))

@@ -1,0 +1,119 @@
+"""Datasets of square crops at the model's resolution, held in memory as uint8.
+
+Each image is decoded once and resized so its shorter side equals the working size; training
+crops are random (position, optional flip), evaluation crops are central and deterministic. All
+randomness comes from a ``torch.Generator`` handed in by the caller, so a batch is a pure function
+of (seed, step): this is what makes resumed runs bit-identical to uninterrupted ones.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ScvaeError
+from .images import center_crop, find_images, load_image, resize_shorter, to_tensor
+
+
+class CropDataset:
+    """Images (uint8 (H, W, C), shorter side >= size) from which size x size crops are drawn."""
+
+    def __init__(self, images: list[np.ndarray], size: int, names: list[str] | None = None,
+                 random_crop: bool = True, flip: bool = False):
+        if not images:
+            raise ScvaeError("dataset is empty")
+        self.images, self.size, self.random_crop, self.flip = images, size, random_crop, flip
+        self.names = names or [f"image{i:05d}" for i in range(len(images))]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def crop(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(C, size, size) in [-1, 1]: random crop/flip with ``generator``, central crop without."""
+        arr = self.images[index]
+        h, w = arr.shape[:2]
+        if generator is None or not self.random_crop:
+            out = center_crop(arr, self.size)
+        else:
+            top = int(torch.randint(0, h - self.size + 1, (1,), generator=generator))
+            left = int(torch.randint(0, w - self.size + 1, (1,), generator=generator))
+            out = arr[top:top + self.size, left:left + self.size]
+        if generator is not None and self.flip and bool(torch.rand((), generator=generator) < 0.5):
+            out = out[:, ::-1]
+        return to_tensor(out)
+
+    def batch(self, indices: list[int], generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.stack([self.crop(i, generator) for i in indices])
+
+    def eval_batches(self, batch_size: int, limit: int | None = None):
+        """Deterministic central crops, in order: yields (names, (B, C, size, size))."""
+        n = len(self) if limit is None else min(limit, len(self))
+        for start in range(0, n, batch_size):
+            idx = list(range(start, min(n, start + batch_size)))
+            yield [self.names[i] for i in idx], self.batch(idx)
+
+
+@dataclass
+class LoadReport:
+    loaded: int
+    skipped: list[tuple[str, str]]
+
+
+def load_folder(paths: list[Path], size: int, channels: int, desc: str = "loading images"
+                ) -> tuple[list[np.ndarray], list[str], LoadReport]:
+    """Decode and resize ``paths``; unreadable files are skipped and counted (see :func:`warn_skipped`)."""
+    images, names, skipped = [], [], []
+    for path in tqdm(paths, desc=desc, unit="img", leave=False, disable=len(paths) < 200):
+        try:
+            images.append(resize_shorter(load_image(path, channels), size))
+            names.append(path.stem)
+        except ScvaeError as exc:
+            skipped.append((str(path), str(exc)))
+    return images, names, LoadReport(len(images), skipped)
+
+
+def warn_skipped(report: LoadReport) -> None:
+    if report.skipped:
+        first = report.skipped[0][1]
+        warnings.warn(f"skipped {len(report.skipped)} unreadable image(s); first: {first}", stacklevel=2)
+
+
+def split_indices(n: int, val_ratio: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Deterministic train/val split of range(n): a seeded permutation, the last ``val_ratio`` held out."""
+    if not 0.0 < val_ratio < 1.0:
+        raise ScvaeError(f"val_ratio must be in (0, 1), got {val_ratio}")
+    n_val = max(1, round(n * val_ratio))
+    if n - n_val < 1:
+        raise ScvaeError(f"need at least 2 images to split into train and val, found {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[:n - n_val]), sorted(perm[n - n_val:])
+
+
+def folder_datasets(data: str | os.PathLike, size: int, channels: int = 3, val_data: str | None = None,
+                    val_ratio: float = 0.1, flip: bool = True, split_seed: int = 0
+                    ) -> tuple[CropDataset, CropDataset]:
+    """Train and val crop datasets from an image folder (and an optional separate val folder)."""
+    paths = find_images(data)
+    if val_data is not None:
+        train_paths, val_paths = paths, find_images(val_data)
+    else:
+        tr, va = split_indices(len(paths), val_ratio, split_seed)
+        train_paths, val_paths = [paths[i] for i in tr], [paths[i] for i in va]
+    train_imgs, train_names, rep_tr = load_folder(train_paths, size, channels, "loading train images")
+    val_imgs, val_names, rep_va = load_folder(val_paths, size, channels, "loading val images")
+    warn_skipped(LoadReport(rep_tr.loaded + rep_va.loaded, rep_tr.skipped + rep_va.skipped))
+    if not train_imgs or not val_imgs:
+        raise ScvaeError(f"{data}: no readable images left for {'training' if not train_imgs else 'validation'}")
+    return (CropDataset(train_imgs, size, train_names, random_crop=True, flip=flip),
+            CropDataset(val_imgs, size, val_names, random_crop=False))
+
+
+def image_batch(paths: list[str | os.PathLike], size: int, channels: int = 3) -> torch.Tensor:
+    """Load specific files as a (N, C, size, size) batch (shorter side resized, central crop)."""
+    arrs = [center_crop(resize_shorter(load_image(p, channels), size), size) for p in paths]
+    return torch.stack([to_tensor(a) for a in arrs])

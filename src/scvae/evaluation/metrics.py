@@ -1,0 +1,36 @@
+"""Per-image reconstruction metrics and sparse-code statistics.
+
+Convention: images in [0, 1] (inputs in [-1, 1] are mapped by (x + 1) / 2 after clamping); SSIM with
+a Gaussian window of size 11 and sigma 1.5 (torchmetrics), as in the SSIM paper and the official code.
+"""
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clamped, float32."""
+    return ((x.float().clamp(-1, 1) + 1) / 2)
+
+
+def psnr_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of each image pair of (B, C, H, W) tensors in [0, 1]: 10 log10(1 / MSE), shape (B,)."""
+    mse = (x.float() - y.float()).square().flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SSIM of each image pair of (B, C, H, W) tensors in [0, 1], Gaussian window 11, sigma 1.5, shape (B,)."""
+    return structural_similarity_index_measure(x.float(), y.float(), gaussian_kernel=True, sigma=1.5,
+                                               kernel_size=11, data_range=1.0, reduction="none")
+
+
+def active_per_code(codes: torch.Tensor) -> torch.Tensor:
+    """Number of non-zero atoms of each code vector of (B, K, h, w) codes, flattened to (B * h * w,)."""
+    return (codes != 0).sum(1).flatten()
+
+
+def atom_activity(codes: torch.Tensor) -> torch.Tensor:
+    """How many code vectors of (B, K, h, w) use each atom, shape (K,)."""
+    return (codes != 0).sum((0, 2, 3))

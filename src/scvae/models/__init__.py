@@ -1,0 +1,7 @@
+"""The autoencoder family: SC-VAE (and baselines) on one taming-style backbone, under one interface."""
+from .backbone import Decoder, Encoder
+from .base import MODEL_REGISTRY, AutoencoderModel, AutoencoderOutput, register_model
+from .scvae import SCVAE, SCVAEOutput
+
+__all__ = ["Encoder", "Decoder", "AutoencoderModel", "AutoencoderOutput", "MODEL_REGISTRY",
+           "register_model", "SCVAE", "SCVAEOutput"]

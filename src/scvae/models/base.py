@@ -1,0 +1,129 @@
+"""What every autoencoder of the family shares: a captured config, a registry, and save/load.
+
+Like diffusers' ``ConfigMixin``, the constructor's keyword arguments are the config: they are written
+to ``config.json`` next to the weights in ``model.safetensors`` and are enough to rebuild the model.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import ScvaeError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MODEL_REGISTRY: dict[str, type["AutoencoderModel"]] = {}
+
+
+def register_model(cls: type["AutoencoderModel"]) -> type["AutoencoderModel"]:
+    """Class decorator: make ``cls`` loadable by its ``model_type`` name."""
+    MODEL_REGISTRY[cls.model_type] = cls
+    return cls
+
+
+@dataclass
+class AutoencoderOutput:
+    """Returned by every model's ``forward``.
+
+    reconstruction (B, C, H, W); latent (B, d, h, w): the encoder output the bottleneck sees;
+    loss: the scalar training loss; losses: its named terms (floats for logging, tensors detached).
+    """
+
+    reconstruction: torch.Tensor
+    latent: torch.Tensor
+    loss: torch.Tensor
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class AutoencoderModel(nn.Module):
+    """Base of SCVAE, VAE and VQVAE: ``encode``, ``decode``, ``forward``, ``save_pretrained``, ``from_pretrained``."""
+
+    model_type: ClassVar[str] = ""
+
+    def __init__(self, **config: Any):
+        super().__init__()
+        self.config: dict[str, Any] = dict(config)
+
+    # --- subclasses implement these -------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # --- shared -----------------------------------------------------------------------------------
+    @property
+    def resolution(self) -> int:
+        return int(self.config["resolution"])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.config.get("in_channels", 3))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) in [-1, 1] -> reconstruction clamped to [-1, 1]."""
+        return self.decode(self.encode(x)).clamp(-1, 1)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {"model_type": self.model_type, **self.config}
+        (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"model_type": self.model_type})
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+                        ) -> "AutoencoderModel":
+        """Rebuild a model saved by :meth:`save_pretrained`. Called on the base class, it dispatches on
+        ``model_type``; called on a subclass, it refuses a checkpoint of another model."""
+        config = read_model_config(directory)
+        model_type = config.pop("model_type", None)
+        target = MODEL_REGISTRY.get(model_type) if model_type else None
+        if target is None:
+            raise ScvaeError(f"{directory}: unknown model_type {model_type!r} in {CONFIG_NAME}")
+        if cls is not AutoencoderModel and not issubclass(target, cls):
+            raise ScvaeError(f"{directory}: holds a {model_type!r} model, not a {cls.model_type!r} model")
+        try:
+            model = target(**config)
+        except (TypeError, ValueError) as exc:
+            raise ScvaeError(f"{directory}: {CONFIG_NAME} does not describe a valid {model_type} model ({exc})")
+        weights = Path(directory) / WEIGHTS_NAME
+        try:
+            state = load_file(str(weights), device=str(map_location))
+        except FileNotFoundError:
+            raise ScvaeError(f"{weights}: missing")
+        except Exception as exc:  # safetensors raises its own error type for truncated/corrupt files
+            raise ScvaeError(f"{weights}: unreadable or truncated ({exc})")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ScvaeError(f"{weights}: weights do not match {CONFIG_NAME} ({first})")
+        return model.eval()
+
+
+def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``config.json`` of a saved model, with clear errors for missing or corrupt files."""
+    path = Path(directory) / CONFIG_NAME
+    if not Path(directory).is_dir():
+        raise ScvaeError(f"{directory}: not a model directory")
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ScvaeError(f"{path}: missing (not a saved scvae model)")
+    except json.JSONDecodeError as exc:
+        raise ScvaeError(f"{path}: not valid JSON ({exc})")
+    if not isinstance(config, dict):
+        raise ScvaeError(f"{path}: expected a JSON object")
+    return config

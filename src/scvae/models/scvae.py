@@ -1,0 +1,124 @@
+"""SC-VAE: conv encoder -> LISTA sparse codes over a DCT dictionary -> conv decoder of D a."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..sparse import LISTA, dct_dictionary, from_rows, to_rows
+from .backbone import Decoder, Encoder
+from .base import AutoencoderModel, AutoencoderOutput, register_model
+from .losses import reconstruction_loss
+
+
+@dataclass
+class SCVAEOutput(AutoencoderOutput):
+    """Adds codes (B, K, h, w): the sparse codes, and latent_hat (B, d, h, w): D a, what the decoder saw."""
+
+    codes: torch.Tensor | None = None
+    latent_hat: torch.Tensor | None = None
+
+
+def rms_normalize(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Scale each position's latent vector (dim 1 of (B, d, h, w)) to unit root-mean-square.
+
+    This fixes the scale the lasso threshold is measured against, so the encoder cannot make the
+    threshold irrelevant by growing its output (the official code's drift to dense codes).
+    """
+    return z * torch.rsqrt(z.float().square().mean(dim=1, keepdim=True) + eps).to(z.dtype)
+
+
+def soft_usage_kl(preactivation: torch.Tensor, threshold: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(usage || uniform) of a soft, differentiable atom-usage distribution over a batch.
+
+    preactivation (N, K) is the last LISTA iterate before thresholding; an atom counts as soft-active at
+    a position with probability sigmoid((|u| - threshold) / (temperature * threshold)). Unlike the codes,
+    this has a gradient for atoms that are never active, which is what lets dead atoms come back.
+    """
+    scale = temperature * threshold.detach()
+    usage = torch.sigmoid((preactivation.abs() - threshold.detach()) / scale).mean(0)
+    p = usage / usage.sum().clamp_min(1e-12)
+    return (p * (p.clamp_min(1e-12) * p.numel()).log()).sum()
+
+
+@register_model
+class SCVAE(AutoencoderModel):
+    """Sparse-coding VAE (Xiao et al., arXiv 2303.16666) with a fixed or learnable DCT dictionary.
+
+    Every config entry is a constructor keyword (see README, "Model config"). Shapes: images
+    (B, in_channels, R, R) in [-1, 1]; latent (B, z_channels, R/f, R/f); codes (B, n_atoms, R/f, R/f).
+    """
+
+    model_type = "scvae"
+
+    def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
+                 ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
+                 attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
+                 z_channels: int = 16, n_atoms: int = 121, n_iter: int = 16, lam: float = 0.3,
+                 learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
+                 threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
+                 latent_norm: str = "rms", recon_loss: str = "mse", latent_weight: float = 1.0,
+                 sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5):
+        config: dict[str, Any] = dict(locals())
+        config.pop("self"), config.pop("__class__")
+        config["ch_mult"], config["attn_resolutions"] = list(ch_mult), list(attn_resolutions)
+        super().__init__(**config)
+        if latent_norm not in ("rms", "none"):
+            raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
+        reconstruction_loss(recon_loss, torch.zeros(1), torch.zeros(1))  # validates the name
+        backbone = dict(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks, z_channels=z_channels,
+                        resolution=resolution, attn_resolutions=attn_resolutions, mid_attn=mid_attn,
+                        dropout=dropout)
+        self.encoder = Encoder(in_channels=in_channels, **backbone)
+        self.decoder = Decoder(out_channels=in_channels, **backbone)
+        self.lista = LISTA(dct_dictionary(z_channels, n_atoms), n_iter, lam,
+                           learn_dictionary=learn_dictionary, learn_step=learn_step,
+                           learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom,
+                           per_iteration=per_iteration, untied=untied)
+
+    @property
+    def n_atoms(self) -> int:
+        return self.lista.n_atoms
+
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder output, scale-normalised when ``latent_norm == 'rms'``: (B, d, h, w)."""
+        z = self.encoder(x)
+        return rms_normalize(z) if self.config["latent_norm"] == "rms" else z
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> sparse codes (B, K, H/f, W/f)."""
+        z = self.latent(x)
+        b, _, h, w = z.shape
+        return from_rows(self.lista(to_rows(z)), b, h, w)
+
+    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, K, h, w) -> D a (B, d, h, w)."""
+        b, _, h, w = codes.shape
+        return from_rows(self.lista.synthesize(to_rows(codes)), b, h, w)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, K, h, w) -> images (B, C, h*f, w*f) (unbounded; clamp to [-1, 1] for display)."""
+        return self.decoder(self.synthesize(codes).to(next(self.decoder.parameters()).dtype))
+
+    def forward(self, x: torch.Tensor) -> SCVAEOutput:
+        cfg = self.config
+        z = self.latent(x)
+        b, _, h, w = z.shape
+        rows = to_rows(z)
+        out = self.lista.iterate(rows)
+        rows_hat = self.lista.synthesize(out.codes)
+        z_hat = from_rows(rows_hat, b, h, w)
+        x_hat = self.decoder(z_hat.to(z.dtype))
+        losses = {"recon": reconstruction_loss(cfg["recon_loss"], x_hat, x),
+                  "latent": F.mse_loss(rows_hat, rows.float())}
+        loss = losses["recon"] + cfg["latent_weight"] * losses["latent"]
+        if cfg["sparsity_weight"] > 0:
+            losses["l1"] = out.codes.abs().sum(-1).mean()
+            loss = loss + cfg["sparsity_weight"] * losses["l1"]
+        if cfg["usage_weight"] > 0:
+            losses["usage_kl"] = soft_usage_kl(out.preactivation, out.threshold, cfg["usage_temperature"])
+            loss = loss + cfg["usage_weight"] * losses["usage_kl"]
+        return SCVAEOutput(reconstruction=x_hat, latent=z, loss=loss, losses=losses,
+                           codes=from_rows(out.codes, b, h, w), latent_hat=z_hat)

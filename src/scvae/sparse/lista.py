@@ -1,0 +1,148 @@
+"""Learned ISTA: a fixed number of unrolled soft-threshold iterations with learnable step and thresholds.
+
+Fixes over the official SC-VAE layer: the first iterate is soft(D^T z / c, lam / c) (true ISTA from
+a = 0), the step 1/c is kept <= 1/||D||_2^2 so the iterations never diverge, thresholds are bounded
+below by ``lam`` (the sparsity control) and the iterations run in float32 even under autocast.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dictionary import spectral_norm_sq
+from .solvers import soft_threshold
+
+_INIT_RAW = -6.0  # softplus(-6) ~ 0.0025: learnable offsets start (almost) at their floor
+
+
+@dataclass
+class LISTAOutput:
+    """codes (N, K): the sparse codes; preactivation (N, K): the last iterate before thresholding;
+    threshold (K,): the last soft threshold, in the same units as ``preactivation``."""
+
+    codes: torch.Tensor
+    preactivation: torch.Tensor
+    threshold: torch.Tensor
+
+
+class LISTA(nn.Module):
+    """Unrolled ISTA for min_a 1/2 ||z - D a||^2 + lam ||a||_1, applied row-wise to z (N, d) -> a (N, K).
+
+    Args:
+        dictionary: (d, K) initial atoms (columns), e.g. ``dct_dictionary(d, K)``.
+        n_iter: T, the number of soft-threshold iterations (T = 1 is a single shrinkage of D^T z / c).
+        lam: the l1 weight and the floor of every learnable threshold. On a scale-normalised latent this
+            is the knob that decides how sparse the codes are.
+        learn_dictionary: learn D (columns renormalised to unit norm in every forward) instead of keeping
+            the predetermined atoms fixed.
+        learn_step: learn c = ||D||_2^2 * (1 + softplus(rho)) >= ||D||_2^2, so the step 1/c stays safe.
+        learn_threshold: learn lam_t = lam + softplus(p) >= lam.
+        threshold_per_atom: one threshold per atom instead of a shared scalar.
+        per_iteration: one step size and threshold per iteration (ALISTA-style) instead of tied ones.
+        untied: Gregor & LeCun's LISTA with free per-iteration matrices W_t (K, d) and S_t (K, K),
+            initialised at D^T / c and I - D^T D / c.
+    """
+
+    def __init__(self, dictionary: torch.Tensor, n_iter: int = 16, lam: float = 0.1, *,
+                 learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
+                 threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False):
+        super().__init__()
+        if n_iter < 1:
+            raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+        if not lam > 0:
+            raise ValueError(f"lam must be > 0, got {lam}")
+        dictionary = dictionary.detach().float().clone()
+        self.n_iter, self.lam, self.untied = int(n_iter), float(lam), bool(untied)
+        self.learn_dictionary = bool(learn_dictionary)
+        if self.learn_dictionary:
+            self.dictionary_raw = nn.Parameter(dictionary)
+        else:
+            self.register_buffer("dictionary_raw", dictionary)
+        d, k = dictionary.shape
+        n_sets = self.n_iter if per_iteration else 1
+        n_thr = k if threshold_per_atom else 1
+        self.step_raw = nn.Parameter(torch.full((n_sets,), _INIT_RAW), requires_grad=learn_step)
+        self.threshold_raw = nn.Parameter(torch.full((n_sets, n_thr), _INIT_RAW), requires_grad=learn_threshold)
+        if self.untied:
+            c0 = float(spectral_norm_sq(dictionary))
+            self.W = nn.Parameter((dictionary.T / c0).repeat(self.n_iter, 1, 1))
+            self.S = nn.Parameter((torch.eye(k) - dictionary.T @ dictionary / c0).repeat(self.n_iter, 1, 1))
+            self.register_buffer("c0", torch.tensor(c0))
+
+    @property
+    def dim(self) -> int:
+        return self.dictionary_raw.shape[0]
+
+    @property
+    def n_atoms(self) -> int:
+        return self.dictionary_raw.shape[1]
+
+    @property
+    def dictionary(self) -> torch.Tensor:
+        """(d, K) atoms as used for analysis and synthesis (unit-norm columns when learned)."""
+        if self.learn_dictionary:
+            return F.normalize(self.dictionary_raw, dim=0)
+        return self.dictionary_raw
+
+    def thresholds(self) -> torch.Tensor:
+        """(n_sets, 1 or K) lasso weights lam_t >= lam (before division by the step constant c)."""
+        return self.lam + F.softplus(self.threshold_raw)
+
+    def step_constants(self, dictionary: torch.Tensor) -> torch.Tensor:
+        """(n_sets,) c_t >= ||D||_2^2; the ISTA step is 1 / c_t."""
+        return spectral_norm_sq(dictionary).detach() * (1.0 + F.softplus(self.step_raw))
+
+    def iterate(self, z: torch.Tensor) -> LISTAOutput:
+        """Run the T iterations on z (N, d); returns codes, last preactivation and last threshold."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = z.float()
+            dictionary = self.dictionary.float()
+            lams = self.thresholds().float()
+            if self.untied:
+                cs = self.c0.expand(self.n_iter)
+            else:
+                cs = self.step_constants(dictionary).float()
+                b = z @ dictionary  # D^T z, (N, K)
+                gram = dictionary.T @ dictionary
+            a = z.new_zeros(z.shape[0], dictionary.shape[1])
+            for t in range(self.n_iter):
+                i = min(t, lams.shape[0] - 1)
+                c, thr = cs[min(t, cs.shape[0] - 1)], lams[i] / cs[min(t, cs.shape[0] - 1)]
+                if self.untied:
+                    pre = z @ self.W[t].T + a @ self.S[t].T
+                elif t == 0:
+                    pre = b / c
+                else:
+                    pre = a - (a @ gram - b) / c
+                a = soft_threshold(pre, thr)
+        return LISTAOutput(codes=a, preactivation=pre, threshold=thr.expand(a.shape[1]))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, d) -> sparse codes (N, K)."""
+        return self.iterate(z).codes
+
+    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (N, K) -> D a, (N, d)."""
+        return codes @ self.dictionary.T.to(codes.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, n_atoms={self.n_atoms}, n_iter={self.n_iter}, lam={self.lam}, "
+                f"learn_dictionary={self.learn_dictionary}, untied={self.untied}")
+
+
+def to_rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B * h * w, C): one row per spatial position."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def from_rows(rows: torch.Tensor, batch: int, h: int, w: int) -> torch.Tensor:
+    """(B * h * w, C) -> (B, C, h, w), the inverse of :func:`to_rows`."""
+    return rows.reshape(batch, h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+
+def inverse_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))

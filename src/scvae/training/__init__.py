@@ -1,0 +1,5 @@
+"""Training: the shared loop, stateless batch sampling, atomic checkpoints, torchrun support."""
+from .checkpoint import load_model, resolve_model_dir, save_checkpoint
+from .trainer import TrainResult, build_datasets, lr_at, train
+
+__all__ = ["load_model", "resolve_model_dir", "save_checkpoint", "TrainResult", "build_datasets", "lr_at", "train"]

@@ -1,0 +1,59 @@
+"""Checkpoints written atomically: a model directory (config.json + model.safetensors) plus trainer state.
+
+``trainer_state.pt`` holds only tensors and plain containers (optimizer state, step, RNG state) and is
+read back with ``torch.load(weights_only=True)``: loading never runs pickled code.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ScvaeError
+from ..models import AutoencoderModel
+
+STATE_NAME = "trainer_state.pt"
+
+
+def save_checkpoint(directory: str | os.PathLike, model: AutoencoderModel, state: dict[str, Any]) -> Path:
+    """Write ``directory`` atomically: build it beside the target, then swap it in by renames."""
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save(state, tmp / STATE_NAME)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def load_trainer_state(directory: str | os.PathLike) -> dict[str, Any]:
+    path = Path(directory) / STATE_NAME
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ScvaeError(f"{path}: missing; cannot resume") from None
+    except Exception as exc:
+        raise ScvaeError(f"{path}: unreadable or truncated ({type(exc).__name__})") from None
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """A run directory (its best, else last checkpoint) or a model directory itself."""
+    path = Path(path)
+    if not path.exists():
+        raise ScvaeError(f"{path}: no such run or model directory")
+    for candidate in (path, path / "checkpoints" / "best", path / "checkpoints" / "last"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise ScvaeError(f"{path}: holds no model (expected config.json, or checkpoints/best|last inside a run dir)")
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> AutoencoderModel:
+    """Load any model of the family from a run directory or a ``save_pretrained`` directory."""
+    return AutoencoderModel.from_pretrained(resolve_model_dir(path), map_location=map_location)

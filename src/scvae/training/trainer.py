@@ -1,0 +1,214 @@
+"""The training loop, shared by every model type: Adam, warmup + cosine LR, validation, checkpoints.
+
+Runs on one device, or under ``torchrun`` with torch.distributed (DDP; each rank draws its own share
+of every global batch; rank 0 validates and writes).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import RunConfig, build_model, save_run_config
+from ..data import CropDataset, builtin_datasets, folder_datasets, save_grid
+from ..errors import ScvaeError
+from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
+from .checkpoint import load_trainer_state, save_checkpoint
+from .distributed import DistContext, setup_distributed
+from .sampler import StepSampler
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+GRID_FILE = "reconstructions.png"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    best_psnr: float
+    last_val: dict[str, float]
+    seconds_per_step: float
+
+
+def lr_at(step: int, run: RunConfig) -> float:
+    """Linear warmup to ``lr`` then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+    t = run.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_datasets(run: RunConfig) -> tuple[CropDataset, CropDataset]:
+    t, m = run.train, run.model
+    channels = int(m.get("in_channels", 3))
+    if t.data is None:
+        return builtin_datasets(int(m["resolution"]), channels, t.builtin_scale, t.flip)
+    return folder_datasets(t.data, int(m["resolution"]), channels, t.val_data, t.val_ratio, t.flip)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ScvaeError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not (out / "checkpoints" / "last").is_dir():
+            raise ScvaeError(f"{out}: nothing to resume (no checkpoints/last)")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ScvaeError(f"{out}: run directory exists and is not empty; pass --resume or --overwrite")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+class _Logger:
+    """Appends JSON lines and mirrors scalars to TensorBoard when it is installed."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled, self.path, self.tb = enabled, run_dir / METRICS_FILE, None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                self.tb = None
+
+    def log(self, split: str, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"split": split, "step": step, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, datasets: tuple[CropDataset, CropDataset] | None = None) -> TrainResult:
+    """Train ``run`` into the run directory ``out``; returns the final step and validation metrics."""
+    out = Path(out)
+    t = run.train
+    torch.manual_seed(t.seed), random.seed(t.seed), np.random.seed(t.seed % 2**32)
+    model = build_model(run)  # first, so an invalid model config leaves no run directory behind
+    dist = setup_distributed()
+    device = pick_device(t.device) if not dist.enabled else dist.device
+    model = model.to(device)
+    if dist.is_main:
+        prepare_run_dir(out, resume, overwrite)
+    dist.barrier()
+    train_set, val_set = datasets or build_datasets(run)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
+                                 betas=tuple(t.betas), weight_decay=t.weight_decay)
+    start, best = 0, -math.inf
+    if resume:
+        state = load_trainer_state(out / "checkpoints" / "last")
+        from ..models import AutoencoderModel
+        saved = AutoencoderModel.from_pretrained(out / "checkpoints" / "last")
+        model.load_state_dict(saved.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        start, best = int(state["step"]), float(state["best_psnr"])
+        torch.set_rng_state(state["rng"])
+    if dist.is_main:
+        save_run_config(run, out / CONFIG_FILE)
+    ddp_model = dist.wrap(model)
+    sampler = StepSampler(len(train_set), t.batch_size, t.seed, dist.rank, dist.world_size)
+    logger = _Logger(out, dist.is_main)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    last_val: dict[str, float] = {}
+
+    def checkpoint(name: str, step: int) -> None:
+        state = {"optimizer": optimizer.state_dict(), "step": step, "best_psnr": best, "rng": torch.get_rng_state()}
+        save_checkpoint(out / "checkpoints" / name, model, state)
+
+    bar = tqdm(total=t.steps, initial=start, desc=f"train {run.model_type}", unit="step",
+               disable=not (progress and dist.is_main), dynamic_ncols=True)
+    step, t0, timed = start, time.perf_counter(), 0
+    try:
+        model.train()
+        for step in range(start, t.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, run)
+            x = train_set.batch(sampler.indices(step), sampler.generator(step)).to(device)
+            with autocast:
+                output = ddp_model(x)
+            loss = output.loss
+            if not torch.isfinite(loss):
+                raise ScvaeError(f"loss became {loss.item()} at step {step}: training diverged "
+                                 f"(lower lr or raise grad_clip); the last checkpoint is kept")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            timed += 1
+            bar.update(1)
+            done = step + 1
+            if done % t.log_every == 0 or done == t.steps:
+                values = _train_values(output, x, loss)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("loss", "psnr", "active")})
+                logger.log("train", done, {**values, "lr": lr_at(step, run)})
+            if dist.is_main and (done % t.val_every == 0 or done == t.steps):
+                report = evaluate_reconstruction(model, val_set, 64, t.val_images, device)
+                last_val = report.summary()
+                logger.log("val", done, last_val)
+                _save_val_grid(model, val_set, out / GRID_FILE, device)
+                if report.psnr > best:
+                    best = report.psnr
+                    checkpoint("best", done)
+            if dist.is_main and (done % t.save_every == 0 or done == t.steps):
+                checkpoint("last", done)
+            step = done
+    except KeyboardInterrupt:
+        if dist.is_main and step > start:
+            checkpoint("last", step)
+        raise ScvaeError(f"interrupted at step {step}; continue with: scvae train --out {out} --resume") from None
+    finally:
+        bar.close()
+        logger.close()
+        dist.close()
+    seconds = (time.perf_counter() - t0) / max(1, timed)
+    return TrainResult(out, step, best, last_val, seconds)
+
+
+def _train_values(output: Any, x: torch.Tensor, loss: torch.Tensor) -> dict[str, float]:
+    values = {"loss": float(loss.detach())}
+    values.update({k: float(v.detach()) for k, v in output.losses.items()})
+    values["psnr"] = float(psnr_per_image(to_unit(output.reconstruction.detach()), to_unit(x)).mean())
+    codes = getattr(output, "codes", None)
+    if codes is not None:
+        values["active"] = float((codes.detach() != 0).float().mean())
+    return values
+
+
+@torch.no_grad()
+def _save_val_grid(model: torch.nn.Module, val_set: CropDataset, path: Path, device: torch.device,
+                   n: int = 8) -> None:
+    """Inputs (top row) over reconstructions (bottom row) of the first ``n`` validation images."""
+    x = val_set.batch(list(range(min(n, len(val_set))))).to(device)
+    was = model.training
+    model.eval()
+    y = model(x).reconstruction
+    model.train(was)
+    upscale = max(1, 128 // x.shape[-1])
+    save_grid([x, y], path, nrow=len(x), upscale=upscale)

@@ -1,0 +1,58 @@
+import warnings
+
+import pytest
+import torch
+
+from scvae import ScvaeError
+from scvae.data import builtin_datasets, find_images, folder_datasets, image_batch, split_indices
+
+
+def test_folder_is_read_recursively_in_all_formats(image_folder):
+    paths = find_images(image_folder)
+    assert len(paths) == 12 and {p.suffix for p in paths} == {".png", ".jpg", ".bmp"}
+    train, val = folder_datasets(image_folder, 32, val_ratio=0.25)
+    assert (len(train), len(val)) == (9, 3)
+    g = torch.Generator().manual_seed(0)
+    x = train.batch([0, 1, 2], g)
+    assert x.shape == (3, 3, 32, 32) and -1 <= x.min() and x.max() <= 1
+    gray = folder_datasets(image_folder, 16, channels=1, val_ratio=0.25)[0].batch([0])
+    assert gray.shape == (1, 1, 16, 16)
+
+
+def test_split_is_deterministic_and_disjoint():
+    a = split_indices(100, 0.1)
+    assert a == split_indices(100, 0.1)
+    assert not set(a[0]) & set(a[1]) and len(a[1]) == 10
+
+
+def test_corrupt_and_truncated_images_are_skipped_and_counted(image_folder):
+    (image_folder / "broken.png").write_bytes(b"not an image at all")
+    good = sorted(image_folder.rglob("*.jpg"))[0].read_bytes()
+    (image_folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train, val = folder_datasets(image_folder, 32, val_ratio=0.25)
+    assert len(train) + len(val) == 12
+    assert any("skipped 2 unreadable image(s)" in str(w.message) for w in caught)
+
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(ScvaeError, match="no such data folder"):
+        find_images(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ScvaeError, match="no images found"):
+        find_images(tmp_path / "empty")
+
+
+def test_builtin_photos_hold_out_their_bottom_band():
+    train, val = builtin_datasets(32)
+    assert len(train) >= 10 and len(val) >= 50
+    # every training photo stops one crop above its bottom; validation tiles are exactly that band
+    for img in train.images:
+        assert img.shape[0] == 4 * 32 - 32 or min(img.shape[:2]) >= 3 * 32
+    assert all(v.shape[:2] == (32, 32) for v in val.images)
+
+
+def test_image_batch_center_crops(image_folder):
+    paths = find_images(image_folder)[:2]
+    assert image_batch(paths, 24).shape == (2, 3, 24, 24)

@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+
+from scvae import SCVAE, AutoencoderModel, ScvaeError
+
+TINY = dict(resolution=16, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=16, n_atoms=36, n_iter=4,
+            usage_weight=0.1, sparsity_weight=0.01)
+
+
+def test_forward_shapes_and_loss_terms():
+    torch.manual_seed(0)
+    model = SCVAE(**TINY)
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    out = model(x)
+    assert out.reconstruction.shape == x.shape
+    assert out.codes.shape == (3, 36, 8, 8)
+    assert out.latent.shape == out.latent_hat.shape == (3, 16, 8, 8)
+    assert set(out.losses) == {"recon", "latent", "l1", "usage_kl"}
+    expected = out.losses["recon"] + out.losses["latent"] + 0.01 * out.losses["l1"] + 0.1 * out.losses["usage_kl"]
+    assert torch.allclose(out.loss, expected)
+    out.loss.backward()
+    assert model.encoder.conv_in.weight.grad is not None
+
+
+def test_encode_decode_agree_with_forward():
+    torch.manual_seed(0)
+    model = SCVAE(**TINY).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    codes = model.encode(x)
+    assert torch.allclose(model.decode(codes), model(x).reconstruction, atol=1e-5)
+    # the latent is scale-normalised: each position has unit RMS, so lam has a fixed meaning
+    z = model.latent(x)
+    assert torch.allclose(z.square().mean(1), torch.ones(2, 8, 8), atol=1e-4)
+
+
+def test_fully_convolutional_on_other_sizes():
+    model = SCVAE(**TINY).eval()
+    codes = model.encode(torch.zeros(1, 3, 24, 40))
+    assert codes.shape == (1, 36, 12, 20)
+
+
+def test_save_and_load_round_trip_is_bit_identical(tmp_path):
+    torch.manual_seed(0)
+    model = SCVAE(**TINY, learn_dictionary=True, per_iteration=True).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    model.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == "scvae"
+    loaded = AutoencoderModel.from_pretrained(tmp_path / "m")
+    assert isinstance(loaded, SCVAE)
+    assert torch.equal(loaded(x).reconstruction, model(x).reconstruction)
+    assert torch.equal(SCVAE.from_pretrained(tmp_path / "m").encode(x), model.encode(x))
+
+
+def test_loading_broken_checkpoints_gives_clear_errors(tmp_path):
+    model = SCVAE(**TINY)
+    model.save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ScvaeError, match="truncated"):
+        SCVAE.from_pretrained(tmp_path / "m")
+    # a checkpoint of a differently-shaped model
+    SCVAE(**{**TINY, "n_atoms": 49}).save_pretrained(tmp_path / "other")
+    (tmp_path / "m" / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    with pytest.raises(ScvaeError, match="do not match"):
+        SCVAE.from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text('{"model_type": "gan"}')
+    with pytest.raises(ScvaeError, match="unknown model_type"):
+        SCVAE.from_pretrained(tmp_path / "m")
+    with pytest.raises(ScvaeError, match="not a model directory"):
+        SCVAE.from_pretrained(tmp_path / "missing")
+
+
+def test_invalid_model_options_are_rejected():
+    with pytest.raises(ScvaeError, match="perfect square"):
+        SCVAE(**{**TINY, "z_channels": 15})
+    with pytest.raises(ValueError, match="recon_loss"):
+        SCVAE(**{**TINY, "recon_loss": "huber"})
