@@ -78,3 +78,14 @@ def test_invalid_model_options_are_rejected():
         SCVAE(**{**TINY, "z_channels": 15})
     with pytest.raises(ValueError, match="recon_loss"):
         SCVAE(**{**TINY, "recon_loss": "huber"})
+
+
+@pytest.mark.parametrize("preset, millions", [("paper-f16", 71.75), ("paper-f8", 64.72)])
+def test_paper_presets_match_the_official_backbone_size(preset, millions):
+    """Encoder + decoder parameters equal those of the official configs (research digest, section 2.2)."""
+    from scvae import build_model, resolve_config
+
+    model = build_model(resolve_config(preset))
+    n = sum(p.numel() for p in model.encoder.parameters()) + sum(p.numel() for p in model.decoder.parameters())
+    assert n / 1e6 == pytest.approx(millions, abs=0.005)
+    assert model.lista.dictionary.shape == (256, 512) and model.lista.n_iter == 16

@@ -59,7 +59,7 @@ class SCVAE(AutoencoderModel):
                  z_channels: int = 16, n_atoms: int = 121, n_iter: int = 16, lam: float = 0.3,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
-                 latent_norm: str = "rms", recon_loss: str = "mse", latent_weight: float = 1.0,
+                 max_active: int | None = None, latent_norm: str = "rms", recon_loss: str = "mse", latent_weight: float = 1.0,
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5):
         config: dict[str, Any] = dict(locals())
         config.pop("self"), config.pop("__class__")
@@ -76,7 +76,7 @@ class SCVAE(AutoencoderModel):
         self.lista = LISTA(dct_dictionary(z_channels, n_atoms), n_iter, lam,
                            learn_dictionary=learn_dictionary, learn_step=learn_step,
                            learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom,
-                           per_iteration=per_iteration, untied=untied)
+                           per_iteration=per_iteration, untied=untied, max_active=max_active)
 
     @property
     def n_atoms(self) -> int:

@@ -45,17 +45,25 @@ class LISTA(nn.Module):
         per_iteration: one step size and threshold per iteration (ALISTA-style) instead of tied ones.
         untied: Gregor & LeCun's LISTA with free per-iteration matrices W_t (K, d) and S_t (K, K),
             initialised at D^T / c and I - D^T D / c.
+        max_active: optional hard cap k on the number of non-zeros per code: after the T iterations only
+            the k largest-magnitude entries are kept (gradients flow through the kept ones). Unrolled ISTA
+            on a coherent dictionary is far from converged after T steps and leaves many small non-zeros;
+            the cap is the explicit "target number of active atoms" sparsity control.
     """
 
     def __init__(self, dictionary: torch.Tensor, n_iter: int = 16, lam: float = 0.1, *,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
-                 threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False):
+                 threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
+                 max_active: int | None = None):
         super().__init__()
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}")
         if not lam > 0:
             raise ValueError(f"lam must be > 0, got {lam}")
         dictionary = dictionary.detach().float().clone()
+        if max_active is not None and not 1 <= max_active <= dictionary.shape[1]:
+            raise ValueError(f"max_active must be in [1, n_atoms={dictionary.shape[1]}], got {max_active}")
+        self.max_active = None if max_active is None else int(max_active)
         self.n_iter, self.lam, self.untied = int(n_iter), float(lam), bool(untied)
         self.learn_dictionary = bool(learn_dictionary)
         if self.learn_dictionary:
@@ -119,6 +127,9 @@ class LISTA(nn.Module):
                 else:
                     pre = a - (a @ gram - b) / c
                 a = soft_threshold(pre, thr)
+            if self.max_active is not None and self.max_active < a.shape[1]:
+                keep = a.abs().topk(self.max_active, dim=1).indices
+                a = a * torch.zeros_like(a).scatter_(1, keep, 1.0)
         return LISTAOutput(codes=a, preactivation=pre, threshold=thr.expand(a.shape[1]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -131,7 +142,7 @@ class LISTA(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_atoms={self.n_atoms}, n_iter={self.n_iter}, lam={self.lam}, "
-                f"learn_dictionary={self.learn_dictionary}, untied={self.untied}")
+                f"learn_dictionary={self.learn_dictionary}, untied={self.untied}, max_active={self.max_active}")
 
 
 def to_rows(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,45 @@
+"""The README's examples run as written."""
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from scvae.cli.main import build_parser
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _blocks(lang):
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_python_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = _blocks("python")
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+    assert (tmp_path / "my_model" / "model.safetensors").is_file()
+
+
+def _scvae_commands():
+    for block in _blocks("bash"):
+        for line in block.splitlines():
+            line = line.split("#", 1)[0].strip()
+            for part in line.split("&&"):
+                part = part.strip()
+                if part.startswith("scvae "):
+                    yield shlex.split(part)[1:]
+
+
+@pytest.mark.parametrize("argv", list(_scvae_commands()), ids=lambda a: " ".join(a[:2]))
+def test_cli_examples_parse(argv):
+    args = build_parser().parse_args(argv)
+    assert args.func is not None
+
+
+def test_readme_and_ci_run_the_same_test_command():
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    command = next(line for block in _blocks("bash") for line in block.splitlines() if "pytest" in line)
+    assert command.strip() in ci

@@ -1,0 +1,111 @@
+"""End-to-end: the CLI trains a tiny model in a temp dir, resumes bit-identically, reconstructs, encodes."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scvae.cli import main
+from scvae.training import sampler as sampler_module
+
+from .conftest import TINY
+
+
+def _train(image_folder, out, *extra):
+    return main(["train", "--data", str(image_folder), "--out", str(out), "--no-progress", *TINY,
+                 "val_ratio=0.25", *extra])
+
+
+@pytest.fixture
+def trained_run(image_folder, tmp_path):
+    out = tmp_path / "run"
+    assert _train(image_folder, out, "--steps", "3") == 0
+    return out
+
+
+def test_train_writes_a_complete_run_dir(trained_run, capsys):
+    for name in ("config.yaml", "metrics.jsonl", "reconstructions.png", "checkpoints/best/model.safetensors",
+                 "checkpoints/last/model.safetensors", "checkpoints/last/trainer_state.pt"):
+        assert (trained_run / name).is_file(), name
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["split"] == "val"]
+    assert val and {"psnr", "ssim", "active_mean", "atoms_used_frac"} <= set(val[-1])
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3]
+
+
+def test_existing_run_dir_is_never_overwritten(trained_run, image_folder, capsys):
+    before = (trained_run / "checkpoints/last/model.safetensors").read_bytes()
+    assert _train(image_folder, trained_run, "--steps", "3") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--resume or --overwrite" in err
+    assert (trained_run / "checkpoints/last/model.safetensors").read_bytes() == before
+
+
+def test_interrupted_then_resumed_run_is_bit_identical(image_folder, tmp_path, monkeypatch, capsys):
+    assert _train(image_folder, tmp_path / "straight", "--steps", "6") == 0
+    original = sampler_module.StepSampler.indices
+
+    def interrupt_at_4(self, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(sampler_module.StepSampler, "indices", interrupt_at_4)
+    assert _train(image_folder, tmp_path / "resumed", "--steps", "6") == 2
+    assert "interrupted at step 4" in capsys.readouterr().err
+    monkeypatch.setattr(sampler_module.StepSampler, "indices", original)
+    assert main(["train", "--out", str(tmp_path / "resumed"), "--resume", "--no-progress"]) == 0
+    a = load_file(str(tmp_path / "straight/checkpoints/last/model.safetensors"))
+    b = load_file(str(tmp_path / "resumed/checkpoints/last/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_reconstruct_and_encode(trained_run, image_folder, tmp_path, capsys):
+    images = sorted(str(p) for p in image_folder.rglob("*.jpg"))[:2]
+    assert main(["reconstruct", "--model", str(trained_run), *images, "--out", str(tmp_path / "rec")]) == 0
+    from PIL import Image
+
+    for p in images:
+        out = tmp_path / "rec" / (p.rsplit("/", 1)[1].rsplit(".", 1)[0] + ".png")
+        assert Image.open(out).size == (16, 16)
+    capsys.readouterr()
+    assert main(["encode", "--model", str(trained_run), *images, "--out", str(tmp_path / "codes.safetensors")]) == 0
+    codes = load_file(str(tmp_path / "codes.safetensors"))["codes"]
+    assert codes.shape == (2, 36, 8, 8)
+    assert "active atoms per code" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--steps", "0"], "steps must be a positive integer"),
+    (["train", "lr=0"], "lr must be positive"),
+    (["train", "--preset", "huge"], "unknown preset 'huge'"),
+    (["train", "model.nope=1"], "unknown model config key 'nope'"),
+    (["train", "nope=1"], "unknown config key 'nope'"),
+    (["train", "model.z_channels=15", "model.n_atoms=30"], "perfect square"),
+    (["train", "--data", "/definitely/missing"], "no such data folder"),
+    (["train", "--config", "/definitely/missing.yaml"], "config file not found"),
+    (["reconstruct", "--model", "/definitely/missing", "x.png", "--out", "o"], "no such image file"),
+    (["encode", "--model", "/definitely/missing", "--out", "c.safetensors", __file__], "no such run or model"),
+])
+def test_bad_input_gives_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("scvae: error:") and message in err and "\n" not in err
+
+
+def test_resume_without_checkpoint_and_empty_data(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "no images found" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r2"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_truncated_checkpoint_is_a_one_line_error(trained_run, image_folder, tmp_path, capsys):
+    weights = trained_run / "checkpoints/best/model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    image = str(sorted(image_folder.rglob("*.png"))[0])
+    assert main(["reconstruct", "--model", str(trained_run), image, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "truncated" in err and "\n" not in err
