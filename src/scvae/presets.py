@@ -24,7 +24,9 @@ def get_preset(name: str) -> dict[str, Any]:
         raise ScvaeError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-_SMALL_SC = dict(n_atoms=121, n_iter=16, lam=0.3, usage_weight=0.1, latent_weight=1.0)
+# Sparsity: at most 12 of 121 atoms per code (9.9 %); usage balance keeps every atom in play (see docs/design.md).
+_SMALL_SC = dict(n_atoms=121, n_iter=16, lam=0.3, max_active=12, latent_weight=0.1, usage_weight=1.0,
+                 usage_temperature=0.25)
 
 register_preset(
     "small-32", description="32 px -> 8x8 grid of 16-d latents, 121 DCT atoms; trains on 2 CPU cores in minutes",
@@ -38,7 +40,8 @@ register_preset(
     scvae=dict(_SMALL_SC),
     train=dict(steps=1500, batch_size=16, lr=2e-3, val_every=250),
 )
-_PAPER_SC = dict(n_atoms=512, n_iter=16, lam=0.3, usage_weight=0.1, latent_weight=1.0)
+_PAPER_SC = dict(n_atoms=512, n_iter=16, lam=0.3, max_active=64, latent_weight=0.1, usage_weight=1.0,
+                 usage_temperature=0.25)
 _PAPER_TRAIN = dict(steps=200_000, batch_size=8, lr=4e-5, betas=[0.5, 0.9], val_every=5000, warmup_steps=1000)
 for name, grid, ch_mult, attn in [
     ("paper-f8", 32, [1, 2, 2, 4], []),

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ScvaeError
 from .images import center_crop, find_images, load_image, resize_shorter, to_tensor
+from .readers import array_files, read_array_file
 
 
 class CropDataset:
@@ -94,23 +95,49 @@ def split_indices(n: int, val_ratio: float, seed: int = 0) -> tuple[list[int], l
     return sorted(perm[:n - n_val]), sorted(perm[n - n_val:])
 
 
+def open_images(source: str | os.PathLike, size: int, channels: int = 3) -> tuple[list[np.ndarray], list[str]]:
+    """All images of ``source`` resized to shorter side ``size``: a folder tree of image files, or CIFAR
+    python batches / MNIST idx files (a file, or a folder holding them). Unreadable image files are skipped
+    with one counted warning; if none are left it is an error."""
+    root = Path(source)
+    if not root.exists():
+        raise ScvaeError(f"{root}: no such data folder")
+    arrays = array_files(root)
+    if arrays:
+        images, names = [], []
+        for path in arrays:
+            for i, arr in enumerate(read_array_file(path)):
+                images.append(resize_shorter(_match_channels(arr, channels), size))
+                names.append(f"{path.name}_{i:05d}")
+        return images, names
+    images, names, report = load_folder(find_images(root), size, channels)
+    warn_skipped(report)
+    if not images:
+        raise ScvaeError(f"{root}: none of the {len(report.skipped)} image files could be read")
+    return images, names
+
+
+def _match_channels(arr: np.ndarray, channels: int) -> np.ndarray:
+    if arr.shape[2] == channels:
+        return arr
+    if channels == 3:
+        return np.repeat(arr, 3, axis=2)
+    return np.round(arr @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
+
+
 def folder_datasets(data: str | os.PathLike, size: int, channels: int = 3, val_data: str | None = None,
                     val_ratio: float = 0.1, flip: bool = True, split_seed: int = 0
                     ) -> tuple[CropDataset, CropDataset]:
-    """Train and val crop datasets from an image folder (and an optional separate val folder)."""
-    paths = find_images(data)
+    """Train and val crop datasets from ``data`` (see :func:`open_images`) and an optional val source."""
+    images, names = open_images(data, size, channels)
     if val_data is not None:
-        train_paths, val_paths = paths, find_images(val_data)
+        train_idx, val_idx = list(range(len(images))), []
+        val_images, val_names = open_images(val_data, size, channels)
     else:
-        tr, va = split_indices(len(paths), val_ratio, split_seed)
-        train_paths, val_paths = [paths[i] for i in tr], [paths[i] for i in va]
-    train_imgs, train_names, rep_tr = load_folder(train_paths, size, channels, "loading train images")
-    val_imgs, val_names, rep_va = load_folder(val_paths, size, channels, "loading val images")
-    warn_skipped(LoadReport(rep_tr.loaded + rep_va.loaded, rep_tr.skipped + rep_va.skipped))
-    if not train_imgs or not val_imgs:
-        raise ScvaeError(f"{data}: no readable images left for {'training' if not train_imgs else 'validation'}")
-    return (CropDataset(train_imgs, size, train_names, random_crop=True, flip=flip),
-            CropDataset(val_imgs, size, val_names, random_crop=False))
+        train_idx, val_idx = split_indices(len(images), val_ratio, split_seed)
+        val_images, val_names = [images[i] for i in val_idx], [names[i] for i in val_idx]
+    return (CropDataset([images[i] for i in train_idx], size, [names[i] for i in train_idx], True, flip),
+            CropDataset(val_images, size, val_names, random_crop=False))
 
 
 def image_batch(paths: list[str | os.PathLike], size: int, channels: int = 3) -> torch.Tensor:

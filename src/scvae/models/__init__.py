@@ -2,6 +2,9 @@
 from .backbone import Decoder, Encoder
 from .base import MODEL_REGISTRY, AutoencoderModel, AutoencoderOutput, register_model
 from .scvae import SCVAE, SCVAEOutput
+from .vae import VAE, VAEOutput
+from .vqvae import VQVAE, VectorQuantizer, VQVAEOutput
 
 __all__ = ["Encoder", "Decoder", "AutoencoderModel", "AutoencoderOutput", "MODEL_REGISTRY",
-           "register_model", "SCVAE", "SCVAEOutput"]
+           "register_model", "SCVAE", "SCVAEOutput", "VAE", "VAEOutput", "VQVAE", "VQVAEOutput",
+           "VectorQuantizer"]

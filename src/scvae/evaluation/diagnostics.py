@@ -1,0 +1,136 @@
+"""Representation diagnostics accumulated over a whole dataset, one accumulator per model type.
+
+- SC-VAE: atom-use histogram, fraction of atoms never active, mean / median active atoms per code,
+  Hoyer sparsity per code (sqrt(K) - |a|_1 / |a|_2) / (sqrt(K) - 1), averaged over non-zero codes.
+- VQ-VAE: codebook usage (fraction of codes used at least once) and perplexity exp(H(usage)).
+- VAE: active units (Burda et al. 2016: Var_x E_q[z_u] > 0.01, u = channel x position) and KL per channel.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+DIAGNOSTICS: dict[str, type["Diagnostics"]] = {}
+
+
+def _register(model_type: str):
+    def wrap(cls):
+        DIAGNOSTICS[model_type] = cls
+        return cls
+    return wrap
+
+
+class Diagnostics:
+    """Streaming accumulator: ``update(model_output)`` per batch, then ``result()``."""
+
+    def update(self, output: Any) -> None:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def result(self) -> dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    @property
+    def usage_counts(self) -> list[int] | None:
+        """Per-atom / per-code usage counts for the histogram, when the model has discrete units."""
+        return None
+
+
+def hoyer(codes: torch.Tensor) -> torch.Tensor:
+    """Hoyer sparsity of each row of (N, K); rows that are all zero are dropped."""
+    k = codes.shape[1]
+    l1, l2 = codes.abs().sum(1), codes.norm(dim=1)
+    keep = l2 > 0
+    return (math.sqrt(k) - l1[keep] / l2[keep]) / (math.sqrt(k) - 1)
+
+
+@_register("scvae")
+class SparseCodeDiagnostics(Diagnostics):
+    def __init__(self):
+        self.atom_counts: torch.Tensor | None = None
+        self.active: list[torch.Tensor] = []
+        self.hoyer: list[torch.Tensor] = []
+
+    def update(self, output: Any) -> None:
+        codes = output.codes.detach().float()
+        rows = codes.permute(0, 2, 3, 1).reshape(-1, codes.shape[1]).cpu()
+        nonzero = rows != 0
+        counts = nonzero.sum(0)
+        self.atom_counts = counts if self.atom_counts is None else self.atom_counts + counts
+        self.active.append(nonzero.sum(1))
+        self.hoyer.append(hoyer(rows))
+
+    def result(self) -> dict[str, Any]:
+        counts, active = self.atom_counts, torch.cat(self.active).double()
+        k = counts.numel()
+        hoy = torch.cat(self.hoyer)
+        return {"n_atoms": k, "n_codes": int(active.numel()), "active_mean": float(active.mean()),
+                "active_median": float(active.median()), "active_frac": float(active.mean()) / k,
+                "atoms_used": int((counts > 0).sum()), "atoms_used_frac": float((counts > 0).double().mean()),
+                "atoms_never_active_frac": float((counts == 0).double().mean()),
+                "hoyer_mean": float(hoy.mean()) if hoy.numel() else float("nan")}
+
+    @property
+    def usage_counts(self) -> list[int] | None:
+        return self.atom_counts.tolist() if self.atom_counts is not None else None
+
+
+@_register("vqvae")
+class CodebookDiagnostics(Diagnostics):
+    def __init__(self, codebook_size: int | None = None):
+        self.codebook_size = codebook_size
+        self.counts: torch.Tensor | None = None
+
+    def update(self, output: Any) -> None:
+        idx = output.indices.detach().flatten().cpu()
+        size = self.codebook_size or int(idx.max()) + 1
+        counts = torch.bincount(idx, minlength=size)
+        if self.counts is not None and counts.numel() != self.counts.numel():
+            size = max(counts.numel(), self.counts.numel())
+            counts = torch.nn.functional.pad(counts, (0, size - counts.numel()))
+            self.counts = torch.nn.functional.pad(self.counts, (0, size - self.counts.numel()))
+        self.counts = counts if self.counts is None else self.counts + counts
+
+    def result(self) -> dict[str, Any]:
+        p = self.counts.double() / self.counts.sum()
+        entropy = -(p[p > 0] * p[p > 0].log()).sum()
+        return {"codebook_size": self.counts.numel(), "codes_used": int((self.counts > 0).sum()),
+                "codebook_usage": float((self.counts > 0).double().mean()), "perplexity": float(entropy.exp())}
+
+    @property
+    def usage_counts(self) -> list[int] | None:
+        return self.counts.tolist() if self.counts is not None else None
+
+
+@_register("vae")
+class PosteriorDiagnostics(Diagnostics):
+    def __init__(self, threshold: float = 0.01):
+        self.threshold = threshold
+        self.n = 0
+        self.sum = self.sumsq = self.kl = None
+
+    def update(self, output: Any) -> None:
+        from ..models.vae import kl_per_dim
+
+        mean = output.mean.detach().double().cpu()
+        kl = kl_per_dim(output.mean.detach(), output.logvar.detach()).double().cpu()
+        flat = mean.flatten(1)
+        if self.sum is None:
+            self.sum, self.sumsq, self.kl = flat.sum(0), flat.square().sum(0), kl.sum((0, 2, 3))
+            self.positions = mean.shape[2] * mean.shape[3]
+        else:
+            self.sum += flat.sum(0)
+            self.sumsq += flat.square().sum(0)
+            self.kl += kl.sum((0, 2, 3))
+        self.n += mean.shape[0]
+
+    def result(self) -> dict[str, Any]:
+        var = self.sumsq / self.n - (self.sum / self.n).square()
+        active = var > self.threshold
+        kl_channel = self.kl / (self.n * self.positions)
+        return {"units": int(active.numel()), "active_units": int(active.sum()),
+                "active_units_frac": float(active.double().mean()),
+                "kl_per_channel": [round(float(v), 6) for v in kl_channel],
+                "kl_total_per_position": float(kl_channel.sum()),
+                "channels_collapsed": int((kl_channel < 0.01).sum())}

@@ -1,0 +1,52 @@
+"""PNG figures (matplotlib, Agg backend): usage histograms and training curves."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def usage_histogram(result: dict[str, Any], path: str | os.PathLike) -> None:
+    """Atom (SC-VAE) or code (VQ-VAE) usage, sorted; KL per channel for a VAE."""
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=120)
+    counts = result.get("usage_counts")
+    if counts:
+        total = max(1, sum(counts))
+        ordered = sorted(counts, reverse=True)
+        ax.bar(range(len(ordered)), [100 * c / total for c in ordered], width=1.0, color="#3b6ea5")
+        unit = "atom" if result["model_type"] == "scvae" else "code"
+        never = sum(1 for c in counts if c == 0)
+        ax.set_xlabel(f"{unit} (sorted by use); {never} of {len(counts)} never used")
+        ax.set_ylabel("% of all activations")
+        ax.set_title(f"{result['model_type']}: {unit} usage over {result['data']['n_images']} images")
+    else:
+        kl = result["diagnostics"].get("kl_per_channel", [])
+        ax.bar(range(len(kl)), kl, color="#a53b3b")
+        ax.axhline(0.01, color="k", lw=0.8, ls="--")
+        ax.set_xlabel("latent channel")
+        ax.set_ylabel("KL per position (nats)")
+        ax.set_title(f"vae: KL per channel ({result['diagnostics'].get('channels_collapsed', 0)} below 0.01)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def curves(series: dict[str, list[tuple[int, float]]], path: str | os.PathLike, ylabel: str, title: str) -> None:
+    """One line per named series of (step, value) points."""
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    for name, points in series.items():
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", ms=3, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,106 @@
+"""``scvae eval``: whole-set metrics and diagnostics of one model, written as JSON, Markdown and a PNG."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+
+from ..data import CropDataset, open_images
+from ..models import AutoencoderModel
+from .metrics import to_unit
+from .perceptual import make_scorers
+from .reconstruction import evaluate_reconstruction
+
+MS_SSIM_MIN_SIDE = 161  # 5 scales with an 11-pixel window: (11 - 1) * 2 ** 4 + 1
+
+CONVENTIONS = {
+    "image_range": "[0, 1] (model outputs clamped to [-1, 1], then (x + 1) / 2)",
+    "psnr": "10 log10(1 / MSE) per image, averaged over images",
+    "ssim": "torchmetrics structural_similarity_index_measure, Gaussian window 11, sigma 1.5, data_range 1, "
+            "per image, averaged over images",
+    "ms_ssim": "torchmetrics multiscale SSIM (5 scales, window 11), when images are >= 161 px",
+    "resize": "shorter side resized to the model resolution (bicubic, antialiased), then centre crop",
+}
+
+
+def package_versions() -> dict[str, str]:
+    import numpy
+    import torchmetrics
+
+    from .. import __version__
+
+    return {"scvae": __version__, "torch": torch.__version__, "torchmetrics": torchmetrics.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version()}
+
+
+@torch.no_grad()
+def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_size: int = 64,
+                    limit: int | None = None, lpips_weights: str | None = None,
+                    inception_weights: str | None = None, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Evaluate ``model`` on every image of ``source``; returns the JSON-ready result."""
+    images, names = open_images(source, model.resolution, model.in_channels)
+    dataset = CropDataset(images, model.resolution, names, random_crop=False)
+    report = evaluate_reconstruction(model, dataset, batch_size, limit, device)
+    metrics: dict[str, Any] = {"psnr": report.psnr, "ssim": report.ssim}
+    skipped: list[str] = []
+    scorers, skipped_scorers = make_scorers(lpips_weights, inception_weights)
+    skipped += skipped_scorers
+    use_ms_ssim = model.resolution >= MS_SSIM_MIN_SIDE
+    if not use_ms_ssim:
+        skipped.append(f"MS-SSIM skipped: needs images of at least {MS_SSIM_MIN_SIDE} px (model works at "
+                       f"{model.resolution} px)")
+    if scorers or use_ms_ssim:
+        model.eval()
+        ms = []
+        for _, x in dataset.eval_batches(batch_size, limit):
+            x01 = to_unit(x.to(device))
+            y01 = to_unit(model(x.to(device)).reconstruction)
+            for scorer in scorers:
+                scorer.update(x01, y01)
+            if use_ms_ssim:
+                ms.append(multiscale_structural_similarity_index_measure(y01, x01, data_range=1.0,
+                                                                         reduction="none").cpu())
+        if use_ms_ssim:
+            metrics["ms_ssim"] = float(torch.cat(ms).mean())
+        for scorer in scorers:
+            metrics[scorer.name] = scorer.result()
+    return {"model_type": model.model_type, "parameters": sum(p.numel() for p in model.parameters()),
+            "data": {"source": str(source), "n_images": report.n_images, "resolution": model.resolution},
+            "metrics": metrics, "diagnostics": report.diagnostics, "usage_counts": report.usage_counts,
+            "skipped": skipped, "conventions": CONVENTIONS, "versions": package_versions()}
+
+
+def markdown_table(rows: dict[str, dict[str, Any]], columns: list[str]) -> str:
+    """A Markdown table with one row per entry of ``rows`` (floats to 4 significant digits)."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "" if v is None else str(v)
+
+    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_eval(result: dict[str, Any], out: str | os.PathLike) -> dict[str, Path]:
+    """eval.json, eval.md and a usage histogram PNG (atoms / codes, or KL per channel) in ``out``."""
+    from .plots import usage_histogram
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "eval.json", "md": out / "eval.md", "png": out / "usage_histogram.png"}
+    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
+    scalars = {**result["metrics"], **{k: v for k, v in result["diagnostics"].items() if isinstance(v, (int, float))}}
+    md = [f"# Evaluation of a {result['model_type']} model on {result['data']['n_images']} images",
+          "", markdown_table({"value": scalars}, list(scalars)), ""]
+    md += [f"- {line}" for line in result["skipped"]]
+    md += ["", "Conventions: " + "; ".join(f"{k}: {v}" for k, v in result["conventions"].items())]
+    paths["md"].write_text("\n".join(md) + "\n")
+    usage_histogram(result, paths["png"])
+    return paths
