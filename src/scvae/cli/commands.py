@@ -82,6 +82,40 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..evaluation.report import evaluate_source, write_eval
+    from ..training import resolve_model_dir
+
+    if args.batch_size < 1:
+        raise ScvaeError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    model_dir = resolve_model_dir(args.model)
+    model = load_model(model_dir)
+    result = evaluate_source(model, args.data, args.batch_size, args.limit, args.lpips_weights, args.inception_weights)
+    for line in result["skipped"]:
+        print(line)
+    out = Path(args.out) if args.out else Path(args.model) / "eval"
+    paths = write_eval(result, out)
+    m = result["metrics"]
+    print(f"{result['data']['n_images']} images: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}; "
+          f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..compare import compare
+    from ..config import model_class
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise ScvaeError("--models is empty")
+    for m in models:
+        model_class(m)
+    summary = compare(args.out, models, args.preset, args.steps, args.data, args.overrides,
+                      overwrite=args.overwrite, progress=not args.no_progress)
+    print(Path(args.out, "compare.md").read_text())
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     for name, spec in PRESETS.items():
         print(f"{name:12s} {spec['description']}")

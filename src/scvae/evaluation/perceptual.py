@@ -48,7 +48,7 @@ class RFIDScorer:
     def __init__(self, weights: str | None):
         weights = weights or os.environ.get("SCVAE_INCEPTION_WEIGHTS")
         if not weights:
-            raise RuntimeError("Inception weights (--inception-weights FILE or SCVAE_INCEPTION_WEIGHTS)")
+            raise RuntimeError("no weights file given")
         from torchmetrics.image.fid import FrechetInceptionDistance
 
         self.fid = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=weights)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import torch
+from tqdm.auto import tqdm
 
 from ..data import CropDataset
 from ..models import AutoencoderModel
@@ -38,7 +41,10 @@ def evaluate_reconstruction(model: AutoencoderModel, dataset: CropDataset, batch
     psnrs, ssims = [], []
     diagnostics = DIAGNOSTICS.get(model.model_type)
     diagnostics = diagnostics() if diagnostics else None
-    for _, x in dataset.eval_batches(batch_size, limit):
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    batches = tqdm(dataset.eval_batches(batch_size, limit), total=math.ceil(n / batch_size), desc="evaluating",
+                   unit="batch", leave=False, disable=n < 2000)
+    for _, x in batches:
         x = x.to(device)
         out = model(x)
         x01, y01 = to_unit(x), to_unit(out.reconstruction)
