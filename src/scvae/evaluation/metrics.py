@@ -1,7 +1,7 @@
 """Per-image reconstruction metrics and sparse-code statistics.
 
 Convention: images in [0, 1] (inputs in [-1, 1] are mapped by (x + 1) / 2 after clamping); SSIM with
-a Gaussian window of size 11 and sigma 1.5 (torchmetrics), as in the SSIM paper and the official code.
+a Gaussian window of size 11 and sigma 1.5 (torchmetrics' SSIM map), averaged over the valid region.
 """
 from __future__ import annotations
 
@@ -20,10 +20,23 @@ def psnr_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
+SSIM_BORDER = 5  # (window 11 - 1) / 2
+
+
 def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """SSIM of each image pair of (B, C, H, W) tensors in [0, 1], Gaussian window 11, sigma 1.5, shape (B,)."""
-    return structural_similarity_index_measure(x.float(), y.float(), gaussian_kernel=True, sigma=1.5,
-                                               kernel_size=11, data_range=1.0, reduction="none")
+    """SSIM of each image pair of (B, C, H, W) tensors in [0, 1], Gaussian window 11, sigma 1.5, shape (B,).
+
+    The SSIM map comes from torchmetrics; it is averaged over the valid region only (a 5-pixel border,
+    where the window would reach into padding, is left out), as in Wang et al.'s reference code and
+    scikit-image. torchmetrics itself averages over the padded border too.
+    """
+    _, full = structural_similarity_index_measure(x.float(), y.float(), gaussian_kernel=True, sigma=1.5,
+                                                  kernel_size=11, data_range=1.0, reduction="none",
+                                                  return_full_image=True)
+    b = SSIM_BORDER
+    if full.shape[-1] > 2 * b and full.shape[-2] > 2 * b:
+        full = full[..., b:-b, b:-b]
+    return full.flatten(1).mean(1)
 
 
 def active_per_code(codes: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,8 @@ MS_SSIM_MIN_SIDE = 161  # 5 scales with an 11-pixel window: (11 - 1) * 2 ** 4 + 
 CONVENTIONS = {
     "image_range": "[0, 1] (model outputs clamped to [-1, 1], then (x + 1) / 2)",
     "psnr": "10 log10(1 / MSE) per image, averaged over images",
-    "ssim": "torchmetrics structural_similarity_index_measure, Gaussian window 11, sigma 1.5, data_range 1, "
-            "per image, averaged over images",
+    "ssim": "torchmetrics SSIM map, Gaussian window 11, sigma 1.5, data_range 1, averaged over the valid "
+            "region (5-px border excluded, as scikit-image), per image, then over images",
     "ms_ssim": "torchmetrics multiscale SSIM (5 scales, window 11), when images are >= 161 px",
     "resize": "shorter side resized to the model resolution (bicubic, antialiased), then centre crop",
 }

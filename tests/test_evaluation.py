@@ -1,0 +1,132 @@
+import gzip
+import json
+import pickle
+import struct
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from scvae import ScvaeError
+from scvae.cli import main
+from scvae.data import open_images
+from scvae.evaluation import (CodebookDiagnostics, PosteriorDiagnostics, SparseCodeDiagnostics, psnr_per_image,
+                              ssim_per_image)
+
+from .conftest import TINY
+
+
+def test_psnr_from_known_mse():
+    x = torch.full((2, 3, 8, 8), 0.5)
+    y = x + torch.tensor([0.1, 0.01]).view(2, 1, 1, 1)  # MSE 1e-2 and 1e-4
+    assert torch.allclose(psnr_per_image(x, y), torch.tensor([20.0, 40.0]), atol=1e-4)
+
+
+def test_ssim_matches_scikit_image_reference():
+    import skimage.data
+
+    photo = skimage.data.astronaut()[100:164, 200:264] / 255.0
+    rng = np.random.default_rng(0)
+    noisy = np.clip(photo + rng.normal(0, 0.08, photo.shape), 0, 1)
+    ref = structural_similarity(photo, noisy, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                data_range=1.0, channel_axis=2)
+    ours = ssim_per_image(torch.from_numpy(photo).permute(2, 0, 1)[None].float(),
+                          torch.from_numpy(noisy).permute(2, 0, 1)[None].float())
+    assert float(ours) == pytest.approx(ref, abs=1e-3)
+
+
+def test_vq_that_uses_three_codes_reports_three():
+    d = CodebookDiagnostics(codebook_size=64)
+    for _ in range(3):
+        d.update(SimpleNamespace(indices=torch.tensor([3, 7, 9, 3, 7, 9]).view(1, 2, 3)))
+    r = d.result()
+    assert r["codes_used"] == 3 and r["codebook_usage"] == pytest.approx(3 / 64)
+    assert r["perplexity"] == pytest.approx(3.0)
+
+
+def test_vae_dimension_that_carries_nothing_is_inactive():
+    d = PosteriorDiagnostics()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        mean = torch.zeros(8, 2, 2, 2)
+        mean[:, 0] = torch.randn(8, 2, 2, generator=g)  # informative channel
+        logvar = torch.zeros_like(mean)  # channel 1: posterior = prior, KL 0
+        d.update(SimpleNamespace(mean=mean, logvar=logvar))
+    r = d.result()
+    assert r["units"] == 8 and r["active_units"] == 4  # the 4 positions of channel 0
+    assert r["kl_per_channel"][1] == pytest.approx(0.0) and r["channels_collapsed"] == 1
+
+
+def test_sparse_code_diagnostics_on_constructed_codes():
+    codes = torch.zeros(2, 10, 1, 2)
+    codes[0, 1, 0, 0] = 2.0  # one-hot code: Hoyer 1
+    codes[1, [1, 2, 3], 0, 1] = 1.0
+    d = SparseCodeDiagnostics()
+    d.update(SimpleNamespace(codes=codes))
+    r = d.result()
+    assert r["atoms_used"] == 3 and r["atoms_never_active_frac"] == pytest.approx(0.7)
+    assert r["active_mean"] == pytest.approx(4 / 4) and r["n_codes"] == 4
+    assert d.usage_counts[1] == 2
+
+
+def test_cifar_pickle_and_mnist_idx_readers(tmp_path):
+    data = (np.arange(4 * 3072) % 256).astype(np.uint8).reshape(4, 3072)
+    with open(tmp_path / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": data, b"labels": [0, 1, 2, 3]}, f)
+    images, names = open_images(tmp_path, 32)
+    assert len(images) == 4 and images[0].shape == (32, 32, 3)
+    assert np.array_equal(images[1][:, :, 0].reshape(-1), data[1, :1024])
+    idx = tmp_path / "mnist"
+    idx.mkdir()
+    raw = struct.pack(">HBBIII", 0, 8, 3, 5, 28, 28) + bytes(range(256)) * 15 + bytes(5 * 784 - 3840)
+    (idx / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw))
+    images, _ = open_images(idx, 28, channels=1)
+    assert len(images) == 5 and images[0].shape == (28, 28, 1)
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(tmp_path / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": Evil()}, f)
+    with pytest.raises(ScvaeError, match="refusing to load"):
+        open_images(tmp_path, 32)
+
+
+@pytest.mark.parametrize("model_type", ["vae", "vqvae"])
+def test_baselines_train_and_evaluate_through_the_cli(model_type, image_folder, tmp_path, capsys):
+    run = tmp_path / model_type
+    assert main(["train", "--model", model_type, "--data", str(image_folder), "--out", str(run), "--steps", "3",
+                 "--no-progress", *[o for o in TINY if "n_atoms" not in o], "val_ratio=0.25"]) == 0
+    assert main(["eval", "--model", str(run), "--data", str(image_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "LPIPS skipped: needs" in out
+    result = json.loads((run / "eval" / "eval.json").read_text())
+    assert result["model_type"] == model_type and result["data"]["n_images"] == 12
+    key = "active_units" if model_type == "vae" else "perplexity"
+    assert key in result["diagnostics"]
+    assert result["versions"]["torch"] and "Gaussian window 11" in result["conventions"]["ssim"]
+    assert (run / "eval" / "usage_histogram.png").stat().st_size > 1000
+
+
+def test_compare_writes_one_table_for_all_models(image_folder, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    overrides = [o for o in TINY if "n_atoms" not in o] + ["val_ratio=0.25"]
+    assert main(["compare", "--data", str(image_folder), "--steps", "2", "--out", str(out), "--no-progress",
+                 *overrides]) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    assert set(summary["models"]) == {"scvae", "vae", "vqvae"}
+    assert all(r["sec_per_step"] > 0 and r["parameters"] > 0 for r in summary["models"].values())
+    assert "codebook_usage" in summary["models"]["vqvae"] and "active_frac" in summary["models"]["scvae"]
+    for name in ("compare.md", "psnr_vs_steps.png", "reconstructions.png"):
+        assert (out / name).is_file()
+    assert "| scvae |" in capsys.readouterr().out
+
+
+def test_unknown_model_type_is_a_one_line_error(capsys):
+    assert main(["compare", "--models", "scvae,gan"]) == 2
+    assert "unknown model 'gan'" in capsys.readouterr().err
