@@ -20,6 +20,7 @@ from ..errors import ScvaeError
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_REGISTRY: dict[str, type["AutoencoderModel"]] = {}
+BACKBONE_KEYS = ("ch", "ch_mult", "num_res_blocks", "resolution", "attn_resolutions", "mid_attn", "dropout")
 
 
 def register_model(cls: type["AutoencoderModel"]) -> type["AutoencoderModel"]:
@@ -47,9 +48,22 @@ class AutoencoderModel(nn.Module):
 
     model_type: ClassVar[str] = ""
 
-    def __init__(self, **config: Any):
+    def __init__(self, arguments: dict[str, Any]):
+        """``arguments`` is the subclass constructor's ``locals()``: it becomes the JSON config."""
         super().__init__()
-        self.config: dict[str, Any] = dict(config)
+        from .losses import reconstruction_loss
+
+        config = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
+        for key in ("ch_mult", "attn_resolutions"):
+            if key in config:
+                config[key] = list(config[key])
+        if "recon_loss" in config:
+            reconstruction_loss(config["recon_loss"], torch.zeros(1), torch.zeros(1))  # validates the name
+        self.config: dict[str, Any] = config
+
+    def backbone_config(self) -> dict[str, Any]:
+        """Encoder/decoder keyword arguments shared by every model (all but channels)."""
+        return {k: self.config[k] for k in BACKBONE_KEYS}
 
     # --- subclasses implement these -------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,18 +61,11 @@ class SCVAE(AutoencoderModel):
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = None, latent_norm: str = "rms", recon_loss: str = "mse", latent_weight: float = 1.0,
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5):
-        config: dict[str, Any] = dict(locals())
-        config.pop("self"), config.pop("__class__")
-        config["ch_mult"], config["attn_resolutions"] = list(ch_mult), list(attn_resolutions)
-        super().__init__(**config)
+        super().__init__(locals())
         if latent_norm not in ("rms", "none"):
             raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
-        reconstruction_loss(recon_loss, torch.zeros(1), torch.zeros(1))  # validates the name
-        backbone = dict(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks, z_channels=z_channels,
-                        resolution=resolution, attn_resolutions=attn_resolutions, mid_attn=mid_attn,
-                        dropout=dropout)
-        self.encoder = Encoder(in_channels=in_channels, **backbone)
-        self.decoder = Decoder(out_channels=in_channels, **backbone)
+        self.encoder = Encoder(in_channels=in_channels, z_channels=z_channels, **self.backbone_config())
+        self.decoder = Decoder(out_channels=in_channels, z_channels=z_channels, **self.backbone_config())
         self.lista = LISTA(dct_dictionary(z_channels, n_atoms), n_iter, lam,
                            learn_dictionary=learn_dictionary, learn_step=learn_step,
                            learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom,

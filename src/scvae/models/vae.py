@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
@@ -37,15 +37,9 @@ class VAE(AutoencoderModel):
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
                  z_channels: int = 16, kl_weight: float = 1.0, kl_warmup_steps: int = 0, free_bits: float = 0.0,
                  recon_loss: str = "mse"):
-        config: dict[str, Any] = dict(locals())
-        config.pop("self"), config.pop("__class__")
-        config["ch_mult"], config["attn_resolutions"] = list(ch_mult), list(attn_resolutions)
-        super().__init__(**config)
-        reconstruction_loss(recon_loss, torch.zeros(1), torch.zeros(1))
-        backbone = dict(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks, resolution=resolution,
-                        attn_resolutions=attn_resolutions, mid_attn=mid_attn, dropout=dropout)
-        self.encoder = Encoder(in_channels=in_channels, z_channels=2 * z_channels, **backbone)
-        self.decoder = Decoder(out_channels=in_channels, z_channels=z_channels, **backbone)
+        super().__init__(locals())
+        self.encoder = Encoder(in_channels=in_channels, z_channels=2 * z_channels, **self.backbone_config())
+        self.decoder = Decoder(out_channels=in_channels, z_channels=z_channels, **self.backbone_config())
         self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

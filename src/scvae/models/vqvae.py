@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -88,16 +88,9 @@ class VQVAE(AutoencoderModel):
                  z_channels: int = 16, codebook_size: int = 121, commitment_weight: float = 0.25,
                  ema: bool = False, ema_decay: float = 0.99, dead_code_threshold: float = 0.0,
                  l2_normalize: bool = False, recon_loss: str = "mse"):
-        config: dict[str, Any] = dict(locals())
-        config.pop("self"), config.pop("__class__")
-        config["ch_mult"], config["attn_resolutions"] = list(ch_mult), list(attn_resolutions)
-        super().__init__(**config)
-        reconstruction_loss(recon_loss, torch.zeros(1), torch.zeros(1))
-        backbone = dict(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks, z_channels=z_channels,
-                        resolution=resolution, attn_resolutions=attn_resolutions, mid_attn=mid_attn,
-                        dropout=dropout)
-        self.encoder = Encoder(in_channels=in_channels, **backbone)
-        self.decoder = Decoder(out_channels=in_channels, **backbone)
+        super().__init__(locals())
+        self.encoder = Encoder(in_channels=in_channels, z_channels=z_channels, **self.backbone_config())
+        self.decoder = Decoder(out_channels=in_channels, z_channels=z_channels, **self.backbone_config())
         self.quantizer = VectorQuantizer(codebook_size, z_channels, ema, ema_decay, dead_code_threshold, l2_normalize)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
