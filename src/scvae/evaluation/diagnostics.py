@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -22,14 +23,16 @@ def _register(model_type: str):
     return wrap
 
 
-class Diagnostics:
+class Diagnostics(ABC):
     """Streaming accumulator: ``update(model_output)`` per batch, then ``result()``."""
 
+    @abstractmethod
     def update(self, output: Any) -> None:
-        raise NotImplementedError  # pragma: no cover - interface
+        """Accumulate one batch's model output."""
 
+    @abstractmethod
     def result(self) -> dict[str, Any]:
-        raise NotImplementedError  # pragma: no cover - interface
+        """The diagnostics over everything seen so far."""
 
     @property
     def usage_counts(self) -> list[int] | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,7 +44,7 @@ class AutoencoderOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class AutoencoderModel(nn.Module):
+class AutoencoderModel(nn.Module, metaclass=ABCMeta):
     """Base of SCVAE, VAE and VQVAE: ``encode``, ``decode``, ``forward``, ``save_pretrained``, ``from_pretrained``."""
 
     model_type: ClassVar[str] = ""
@@ -66,11 +67,13 @@ class AutoencoderModel(nn.Module):
         return {k: self.config[k] for k in BACKBONE_KEYS}
 
     # --- subclasses implement these -------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [-1, 1] -> the model's codes."""
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes as returned by :meth:`encode` -> images (B, C, H, W)."""
 
     # --- shared -----------------------------------------------------------------------------------
     @property

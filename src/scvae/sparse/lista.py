@@ -6,7 +6,6 @@ below by ``lam`` (the sparsity control) and the iterations run in float32 even u
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -153,7 +152,3 @@ def to_rows(x: torch.Tensor) -> torch.Tensor:
 def from_rows(rows: torch.Tensor, batch: int, h: int, w: int) -> torch.Tensor:
     """(B * h * w, C) -> (B, C, h, w), the inverse of :func:`to_rows`."""
     return rows.reshape(batch, h, w, -1).permute(0, 3, 1, 2).contiguous()
-
-
-def inverse_softplus(y: float) -> float:
-    return y + math.log(-math.expm1(-y))

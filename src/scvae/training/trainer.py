@@ -24,7 +24,7 @@ from ..data import CropDataset, builtin_datasets, folder_datasets, save_grid
 from ..errors import ScvaeError
 from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
 from .checkpoint import load_trainer_state, save_checkpoint
-from .distributed import DistContext, setup_distributed
+from .distributed import setup_distributed
 from .sampler import StepSampler
 
 CONFIG_FILE = "config.yaml"
