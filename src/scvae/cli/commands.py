@@ -61,7 +61,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_encode(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
-    from ..evaluation import active_per_code, atom_activity
+    from types import SimpleNamespace
+
+    from ..evaluation import DIAGNOSTICS
 
     paths = _check_images(args.images)
     model = load_model(args.model)
@@ -73,23 +75,24 @@ def cmd_encode(args: argparse.Namespace) -> int:
         codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)) for p in paths])
     meta = {"model_type": model.model_type, "files": json.dumps([str(p) for p in paths])}
     save_file({"codes": codes.contiguous()}, str(out), metadata=meta)
-    active = active_per_code(codes).float()
-    used = int((atom_activity(codes) > 0).sum())
-    k = codes.shape[1]
-    print(f"codes {tuple(codes.shape)} -> {out}; active atoms per code: mean {active.mean():.2f} "
-          f"({100 * active.mean() / k:.1f}% of {k}), median {active.median():.0f}, max {active.max():.0f}; "
-          f"atoms used: {used}/{k}")
+    line = f"codes {tuple(codes.shape)} -> {out}"
+    if model.model_type == "scvae":
+        stats = DIAGNOSTICS["scvae"]()
+        stats.update(SimpleNamespace(codes=codes))
+        r = stats.result()
+        line += (f"; active atoms per code: mean {r['active_mean']:.2f} ({100 * r['active_frac']:.1f}% of "
+                 f"{r['n_atoms']}), median {r['active_median']:.0f}, max {r['active_max']}; "
+                 f"atoms used: {r['atoms_used']}/{r['n_atoms']}")
+    print(line)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluation.report import evaluate_source, write_eval
-    from ..training import resolve_model_dir
 
     if args.batch_size < 1:
         raise ScvaeError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    model_dir = resolve_model_dir(args.model)
-    model = load_model(model_dir)
+    model = load_model(args.model)
     result = evaluate_source(model, args.data, args.batch_size, args.limit, args.lpips_weights, args.inception_weights)
     for line in result["skipped"]:
         print(line)
@@ -110,7 +113,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ScvaeError("--models is empty")
     for m in models:
         model_class(m)
-    summary = compare(args.out, models, args.preset, args.steps, args.data, args.overrides,
+    compare(args.out, models, args.preset, args.steps, args.data, args.overrides,
                       overwrite=args.overwrite, progress=not args.no_progress)
     print(Path(args.out, "compare.md").read_text())
     return 0

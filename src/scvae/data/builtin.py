@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .datasets import CropDataset
-from .images import resize_shorter
+from .images import match_channels, resize_shorter
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
           "retina", "colorwheel", "camera", "coins", "moon", "brick", "grass", "gravel", "clock", "cell")
@@ -19,12 +19,8 @@ def _photo(name: str, channels: int) -> np.ndarray:
     import skimage.data
 
     arr = np.asarray(getattr(skimage.data, name)())
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    arr = arr[:, :, :3]
-    if channels == 1:
-        arr = np.round(arr @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
-    return arr
+    arr = arr[:, :, None] if arr.ndim == 2 else arr[:, :, :3]
+    return match_channels(arr, channels)
 
 
 def builtin_datasets(size: int, channels: int = 3, scale: int = 4, flip: bool = True

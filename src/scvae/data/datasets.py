@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ScvaeError
-from .images import center_crop, find_images, load_image, resize_shorter, to_tensor
+from .images import center_crop, find_images, load_image, match_channels, resize_shorter, to_tensor
 from .readers import array_files, read_array_file
 
 
@@ -107,7 +107,7 @@ def open_images(source: str | os.PathLike, size: int, channels: int = 3) -> tupl
         images, names = [], []
         for path in arrays:
             for i, arr in enumerate(read_array_file(path)):
-                images.append(resize_shorter(_match_channels(arr, channels), size))
+                images.append(resize_shorter(match_channels(arr, channels), size))
                 names.append(f"{path.name}_{i:05d}")
         return images, names
     images, names, report = load_folder(find_images(root), size, channels)
@@ -115,14 +115,6 @@ def open_images(source: str | os.PathLike, size: int, channels: int = 3) -> tupl
     if not images:
         raise ScvaeError(f"{root}: none of the {len(report.skipped)} image files could be read")
     return images, names
-
-
-def _match_channels(arr: np.ndarray, channels: int) -> np.ndarray:
-    if arr.shape[2] == channels:
-        return arr
-    if channels == 3:
-        return np.repeat(arr, 3, axis=2)
-    return np.round(arr @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
 
 
 def folder_datasets(data: str | os.PathLike, size: int, channels: int = 3, val_data: str | None = None,

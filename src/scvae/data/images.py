@@ -49,6 +49,15 @@ def to_uint8_array(img: Image.Image, channels: int = 3) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def match_channels(arr: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 (H, W, C) -> (H, W, channels): gray repeated to RGB, or RGB to luma (ITU-R 601 weights)."""
+    if arr.shape[2] == channels:
+        return arr
+    if channels == 3:
+        return np.repeat(arr, 3, axis=2)
+    return np.round(arr[:, :, :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
+
+
 def resize_shorter(arr: np.ndarray, size: int) -> np.ndarray:
     """Resize uint8 (H, W, C) so the shorter side is ``size`` (antialiased bicubic), keeping aspect."""
     h, w = arr.shape[:2]

@@ -1,8 +1,8 @@
 """Evaluation: per-image metrics and representation diagnostics over whole datasets."""
-from .metrics import active_per_code, atom_activity, psnr_per_image, ssim_per_image, to_unit
+from .metrics import psnr_per_image, ssim_per_image, to_unit
 from .diagnostics import DIAGNOSTICS, CodebookDiagnostics, PosteriorDiagnostics, SparseCodeDiagnostics, hoyer
 from .reconstruction import ReconstructionReport, evaluate_reconstruction
 
-__all__ = ["active_per_code", "atom_activity", "psnr_per_image", "ssim_per_image", "to_unit",
+__all__ = ["psnr_per_image", "ssim_per_image", "to_unit",
            "ReconstructionReport", "evaluate_reconstruction", "DIAGNOSTICS", "CodebookDiagnostics",
            "PosteriorDiagnostics", "SparseCodeDiagnostics", "hoyer"]

@@ -69,7 +69,7 @@ class SparseCodeDiagnostics(Diagnostics):
         k = counts.numel()
         hoy = torch.cat(self.hoyer)
         return {"n_atoms": k, "n_codes": int(active.numel()), "active_mean": float(active.mean()),
-                "active_median": float(active.median()), "active_frac": float(active.mean()) / k,
+                "active_median": float(active.median()), "active_max": int(active.max()), "active_frac": float(active.mean()) / k,
                 "atoms_used": int((counts > 0).sum()), "atoms_used_frac": float((counts > 0).double().mean()),
                 "atoms_never_active_frac": float((counts == 0).double().mean()),
                 "hoyer_mean": float(hoy.mean()) if hoy.numel() else float("nan")}

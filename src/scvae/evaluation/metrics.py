@@ -1,4 +1,4 @@
-"""Per-image reconstruction metrics and sparse-code statistics.
+"""Per-image reconstruction metrics.
 
 Convention: images in [0, 1] (inputs in [-1, 1] are mapped by (x + 1) / 2 after clamping); SSIM with
 a Gaussian window of size 11 and sigma 1.5 (torchmetrics' SSIM map), averaged over the valid region.
@@ -37,13 +37,3 @@ def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if full.shape[-1] > 2 * b and full.shape[-2] > 2 * b:
         full = full[..., b:-b, b:-b]
     return full.flatten(1).mean(1)
-
-
-def active_per_code(codes: torch.Tensor) -> torch.Tensor:
-    """Number of non-zero atoms of each code vector of (B, K, h, w) codes, flattened to (B * h * w,)."""
-    return (codes != 0).sum(1).flatten()
-
-
-def atom_activity(codes: torch.Tensor) -> torch.Tensor:
-    """How many code vectors of (B, K, h, w) use each atom, shape (K,)."""
-    return (codes != 0).sum((0, 2, 3))
