@@ -37,3 +37,26 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def _write_photo_crops(root: Path, n: int = 12) -> Path:
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(photo[i * 30:i * 30 + 40, i * 25:i * 25 + 48]).save(root / f"img{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A tiny SC-VAE run (3 steps on 12 photo crops), trained once per test session; treat it as read-only."""
+    from scvae.cli import main
+
+    base = tmp_path_factory.mktemp("tiny")
+    data = _write_photo_crops(base / "images")
+    out = base / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--no-progress", "--steps", "3", *TINY,
+                 "val_ratio=0.25"]) == 0
+    return out

@@ -15,7 +15,7 @@ from ..training import load_model, train
 from ..training.trainer import CONFIG_FILE
 
 
-def _check_images(paths: list[str]) -> list[Path]:
+def check_images(paths: list[str]) -> list[Path]:
     out = [Path(p) for p in paths]
     for p in out:
         if not p.is_file():
@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    paths = _check_images(args.images)
+    paths = check_images(args.images)
     model = load_model(args.model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     from ..evaluation import DIAGNOSTICS
 
-    paths = _check_images(args.images)
+    paths = check_images(args.images)
     model = load_model(args.model)
     out = Path(args.out)
     if out.suffix != ".safetensors":

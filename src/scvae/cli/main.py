@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 from ..errors import ScvaeError
 from . import commands
+from .downstream import add_downstream_commands
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training overrides shared by all models")
     p.set_defaults(func=commands.cmd_compare)
+
+    add_downstream_commands(sub)
 
     p = sub.add_parser("presets", help="list the named presets")
     p.set_defaults(func=commands.cmd_presets)

@@ -72,8 +72,18 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         """Images (B, C, H, W) in [-1, 1] -> the model's codes."""
 
     @abstractmethod
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes as returned by :meth:`encode` -> images (B, C, H, W)."""
+    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes as returned by :meth:`encode` -> the decoder's input (B, d, h, w)."""
+
+    @abstractmethod
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes -> real-valued per-position vectors (B, F, h, w) of the code space, where codes are
+        averaged, clustered and sampled (SC-VAE: the sparse codes; VAE: the means; VQ-VAE: code vectors)."""
+
+    @abstractmethod
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Any vectors (B, F, h, w) of the code space -> the nearest codes the model can produce
+        (SC-VAE: at most ``max_active`` atoms per position; VQ-VAE: the nearest code indices)."""
 
     # --- shared -----------------------------------------------------------------------------------
     @property
@@ -83,6 +93,19 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
     @property
     def in_channels(self) -> int:
         return int(self.config.get("in_channels", 3))
+
+    @property
+    def downsampling_factor(self) -> int:
+        """f: one latent position per f x f pixels (encode any H, W divisible by f)."""
+        return 2 ** (len(self.config["ch_mult"]) - 1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes as returned by :meth:`encode` -> images (B, C, h*f, w*f) (unbounded; clamp for display)."""
+        return self.decode_latent(self.synthesize(codes))
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """Decoder input (B, d, h, w) -> images (B, C, h*f, w*f)."""
+        return self.decoder(latent.to(next(self.decoder.parameters()).dtype))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

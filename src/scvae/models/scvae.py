@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..sparse import LISTA, dct_dictionary, from_rows, to_rows
+from ..sparse import LISTA, dct_dictionary, from_rows, keep_largest, to_rows
 from .backbone import Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
@@ -91,9 +91,17 @@ class SCVAE(AutoencoderModel):
         b, _, h, w = codes.shape
         return from_rows(self.lista.synthesize(to_rows(codes)), b, h, w)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, K, h, w) -> images (B, C, h*f, w*f) (unbounded; clamp to [-1, 1] for display)."""
-        return self.decoder(self.synthesize(codes).to(next(self.decoder.parameters()).dtype))
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        """The sparse codes are the code space: (B, K, h, w) unchanged (as float32)."""
+        return codes.float()
+
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, K, h, w) -> the same with only the ``max_active`` largest-magnitude entries kept per position
+        (the model's own sparsity); unchanged when the model has no cap."""
+        k = self.config["max_active"]
+        if k is None or k >= vectors.shape[1]:
+            return vectors.float()
+        return keep_largest(vectors.float(), k, dim=1)
 
     def forward(self, x: torch.Tensor) -> SCVAEOutput:
         cfg = self.config

@@ -51,8 +51,16 @@ class VAE(AutoencoderModel):
         """Images -> posterior means (B, d, h, w): the deterministic code."""
         return self.posterior(x)[0]
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z.to(next(self.decoder.parameters()).dtype))
+    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Latent samples or means (B, d, h, w) are the decoder's input."""
+        return codes
+
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes.float()
+
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Every real vector is a valid VAE latent."""
+        return vectors.float()
 
     def forward(self, x: torch.Tensor) -> VAEOutput:
         cfg = self.config

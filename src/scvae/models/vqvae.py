@@ -43,15 +43,20 @@ class VectorQuantizer(nn.Module):
     def codebook(self) -> torch.Tensor:
         return F.normalize(self.embedding, dim=1) if self.l2 else self.embedding
 
+    def nearest(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows (N, d) -> indices (N,) of the nearest codebook vectors (rows unit-normalised first
+        when ``l2_normalize``)."""
+        rows = F.normalize(rows.float(), dim=1) if self.l2 else rows.float()
+        book = self.codebook()
+        return (rows.square().sum(1, keepdim=True) - 2 * rows @ book.T + book.square().sum(1)).argmin(1)
+
     def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """rows (N, d) -> (quantised rows (N, d), indices (N,), codebook loss (scalar))."""
         rows = rows.float()
         if self.l2:
             rows = F.normalize(rows, dim=1)
-        book = self.codebook()
-        distances = rows.square().sum(1, keepdim=True) - 2 * rows @ book.T + book.square().sum(1)
-        indices = distances.argmin(1)
-        quantized = book[indices]
+        indices = self.nearest(rows)
+        quantized = self.codebook()[indices]
         if self.training:
             self._update(rows.detach(), indices)
         codebook_loss = rows.new_zeros(()) if self.ema else F.mse_loss(quantized, rows.detach())
@@ -95,15 +100,21 @@ class VQVAE(AutoencoderModel):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> code indices (B, h, w)."""
-        z = self.encoder(x)
-        _, indices, _ = self.quantizer(to_rows(z))
-        return indices.reshape(z.shape[0], z.shape[2], z.shape[3])
+        return self.nearest_codes(self.encoder(x))
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Indices (B, h, w) (or quantised vectors (B, d, h, w)) -> images."""
+    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Indices (B, h, w) -> their code vectors (B, d, h, w); quantised vectors pass unchanged."""
         if codes.dtype in (torch.int32, torch.int64):
-            codes = self.quantizer.codebook()[codes].permute(0, 3, 1, 2)
-        return self.decoder(codes.to(next(self.decoder.parameters()).dtype))
+            return self.quantizer.codebook()[codes].permute(0, 3, 1, 2)
+        return codes
+
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(codes).float()
+
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, d, h, w) -> the indices (B, h, w) of the nearest codebook vectors."""
+        b, _, h, w = vectors.shape
+        return self.quantizer.nearest(to_rows(vectors)).reshape(b, h, w)
 
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
         cfg = self.config

@@ -1,7 +1,7 @@
 """Sparse coding: DCT dictionaries, reference lasso solvers (ISTA, FISTA) and the learned LISTA layer."""
 from .dictionary import dct_dictionary, spectral_norm_sq
-from .lista import LISTA, LISTAOutput, from_rows, to_rows
+from .lista import LISTA, LISTAOutput, from_rows, keep_largest, to_rows
 from .solvers import fista, ista, lasso_objective, soft_threshold
 
 __all__ = ["dct_dictionary", "spectral_norm_sq", "LISTA", "LISTAOutput", "ista", "fista",
-           "lasso_objective", "soft_threshold", "to_rows", "from_rows"]
+           "lasso_objective", "soft_threshold", "to_rows", "from_rows", "keep_largest"]

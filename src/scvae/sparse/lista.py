@@ -127,8 +127,7 @@ class LISTA(nn.Module):
                     pre = a - (a @ gram - b) / c
                 a = soft_threshold(pre, thr)
             if self.max_active is not None and self.max_active < a.shape[1]:
-                keep = a.abs().topk(self.max_active, dim=1).indices
-                a = a * torch.zeros_like(a).scatter_(1, keep, 1.0)
+                a = keep_largest(a, self.max_active, dim=1)
         return LISTAOutput(codes=a, preactivation=pre, threshold=thr.expand(a.shape[1]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -142,6 +141,13 @@ class LISTA(nn.Module):
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_atoms={self.n_atoms}, n_iter={self.n_iter}, lam={self.lam}, "
                 f"learn_dictionary={self.learn_dictionary}, untied={self.untied}, max_active={self.max_active}")
+
+
+def keep_largest(a: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
+    """Zero all but the ``k`` largest-magnitude entries of ``a`` along ``dim`` (gradients flow through
+    the kept ones): the projection onto codes with at most ``k`` non-zeros."""
+    keep = a.abs().topk(k, dim=dim).indices
+    return a * torch.zeros_like(a).scatter_(dim, keep, 1.0)
 
 
 def to_rows(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,199 @@
+"""CLI sub-commands for the downstream tasks and the report; each is a thin call into the library."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..data import image_batch, load_image, save_grid
+from ..errors import ScvaeError
+from ..training import load_model
+from .commands import check_images
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ScvaeError(f"--{name} must be a positive integer, got {value}")
+
+
+def _png_out(path: str) -> Path:
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise ScvaeError(f"{out}: --out must be a .png file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from ..downstream import interpolate
+
+    paths = check_images([args.image_a, args.image_b])
+    _positive("size", args.size)
+    model = load_model(args.model)
+    size = args.size or model.resolution
+    if size % model.downsampling_factor:
+        raise ScvaeError(f"--size must be a multiple of {model.downsampling_factor}, got {size}")
+    x = image_batch(paths, size, model.in_channels)
+    result = interpolate(model, x[0], x[1], args.steps, args.space)
+    out = _png_out(args.out)
+    save_grid(result.images, out, nrow=len(result.images), upscale=max(1, 96 // size))
+    print(f"{args.steps} frames ({args.space} space) -> {out}; distance to A grows monotonically within "
+          f"{100 * result.monotonicity_violation():.1f}% of its final value")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ..downstream import collect_code_vectors, fit_code_prior, generate
+
+    for name in ("n", "fit_images", "components", "mixtures"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    model = load_model(args.model)
+    train_set = training_images(args.model, args.data, model)
+    vectors = collect_code_vectors(model, train_set, args.fit_images, seed=args.seed, progress=not args.no_progress)
+    prior = fit_code_prior(vectors, args.components, args.mixtures, args.seed)
+    result = generate(model, prior, args.n, args.seed)
+    out = _png_out(args.out)
+    save_grid(result.images, out, nrow=int(np.ceil(np.sqrt(args.n))), upscale=max(1, 96 // model.resolution))
+    print(f"{args.n} samples -> {out}; prior: PCA({prior.n_components}) + {prior.mixture.n_components}-component "
+          f"Gaussian mixture over {len(vectors)} training code maps; novelty (nearest-training distance / typical) "
+          f"median {np.median(result.novelty):.2f}, min {result.novelty.min():.2f}")
+    return 0
+
+
+def training_images(model_arg: str, data: str | None, model):
+    """The training split of the run that made the model (or of ``data`` / the built-in photos)."""
+    from ..config import load_run_config
+    from ..data import builtin_datasets, folder_datasets
+    from ..training import build_datasets
+    from ..training.trainer import CONFIG_FILE
+
+    config = Path(model_arg) / CONFIG_FILE
+    if config.is_file():
+        run = load_run_config(config)
+        if data is not None:
+            run.train.data, run.train.val_data = data, None
+        return build_datasets(run)[0]
+    if data is None:
+        return builtin_datasets(model.resolution, model.in_channels)[0]
+    return folder_datasets(data, model.resolution, model.in_channels)[0]
+
+
+def _segment_options(args: argparse.Namespace, k: int):
+    from ..downstream import SegmentOptions
+
+    _positive("size", args.size)
+    options = SegmentOptions(k=k, position_weight=args.position_weight, refine=args.refine, seed=args.seed)
+    options.validate()
+    return options
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from ..downstream import CodeFeatures, segment
+    from ..reporting.figures import overlay, save_labels, save_rgb
+
+    paths = check_images(args.images)
+    options = _segment_options(args, args.k)
+    features = CodeFeatures(load_model(args.model), args.size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        image = load_image(path, 3)
+        labels = segment(features, image, options)
+        save_labels(labels, out / f"{path.stem}_labels.png")
+        save_rgb(overlay(image, labels), out / f"{path.stem}_overlay.png")
+    print(f"segmented {len(paths)} image(s) into k={args.k} clusters -> {out} (<name>_labels.png, <name>_overlay.png)")
+    return 0
+
+
+def cmd_segment_eval(args: argparse.Namespace) -> int:
+    from ..data.masks import pair_images_with_masks
+    from ..downstream import CodeFeatures, PixelFeatures, evaluate_segmentation, write_segmentation_eval
+    from ..downstream.segmentation_eval import count_classes, segmentation_table
+
+    _positive("limit", args.limit)
+    pairs = pair_images_with_masks(args.images, args.masks, args.mask_suffix)[: args.limit]
+    k = args.k or count_classes(pairs, args.ignore, args.mask_mode, args.threshold)
+    options = _segment_options(args, k)
+    methods = [CodeFeatures(load_model(args.model), args.size)]
+    for run in args.baseline:
+        baseline = load_model(run)
+        methods.append(CodeFeatures(baseline, args.size, name=f"{baseline.model_type} latents ({Path(run).name})"))
+    methods.append(PixelFeatures(args.size, name="pixels + position" if args.position_weight > 0 else "pixels"))
+    result = evaluate_segmentation(methods, pairs, options, args.ignore, args.mask_mode, args.threshold,
+                                   args.overlays, progress=not args.no_progress)
+    out = Path(args.out) if args.out else Path(args.model) / "segment_eval"
+    paths = write_segmentation_eval(result, out, title=f"{args.images} vs {args.masks}")
+    print(segmentation_table(result) + f"\nwrote {paths['json']}, {paths['md']}, {paths['png']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..reporting.run_report import build_report
+
+    out = Path(args.out) if args.out else Path(args.run) / "report.html"
+    path = build_report(args.run, out, data=args.data, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
+def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("interpolate", help="decode a path between two images in code space; writes a strip PNG")
+    p.add_argument("--model", required=True, help="run directory or saved model directory")
+    p.add_argument("image_a"), p.add_argument("image_b")
+    p.add_argument("--steps", type=int, default=8, help="frames including both ends (default 8)")
+    p.add_argument("--space", default="codes", choices=["codes", "latent"],
+                   help="codes: linear in codes, kept at the model's sparsity; latent: linear in D a")
+    p.add_argument("--size", type=int, help="working size (default: the model's resolution)")
+    p.add_argument("--out", default="interpolation.png", help="output PNG")
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("generate", help="sample new images from a PCA + Gaussian-mixture prior over training codes")
+    p.add_argument("--model", required=True, help="run directory or saved model directory")
+    p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+    p.add_argument("--data", help="images to fit the prior on (default: the run's training data)")
+    p.add_argument("--fit-images", type=int, default=2000, help="training crops to fit on (default 2000)")
+    p.add_argument("--components", type=int, default=64, help="PCA components (default 64)")
+    p.add_argument("--mixtures", type=int, default=10, help="Gaussian mixture components (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples.png", help="output PNG grid")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+    def clustering(p: argparse.ArgumentParser, k_default: int | None) -> None:
+        p.add_argument("--k", type=int, default=k_default,
+                       help="clusters" + (" (default 4)" if k_default else " (default: classes in the masks)"))
+        p.add_argument("--position-weight", type=float, default=1.0, help="weight of (y, x) in the features (default 1)")
+        p.add_argument("--size", type=int, help="resize the shorter side to this before encoding (default: own size)")
+        p.add_argument("--refine", default="none", choices=["none", "slic"], help="edge-aware superpixel refinement")
+        p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("segment", help="cluster per-position codes (image patches) into label maps and overlays")
+    p.add_argument("--model", required=True, help="run directory or saved model directory")
+    p.add_argument("images", nargs="+", help="image files (any size)")
+    clustering(p, 4)
+    p.add_argument("--out", default="segments", help="output folder")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("segment-eval", help="score code clustering against masks, with pixel and latent baselines")
+    p.add_argument("--model", required=True, help="run directory or saved model directory")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--masks", required=True, help="folder of masks with the images' file names")
+    clustering(p, None)
+    p.add_argument("--baseline", action="append", default=[], help="another model (VAE / VQ-VAE run) to compare")
+    p.add_argument("--ignore", type=int, action="append", default=[], help="mask label to ignore (repeatable)")
+    p.add_argument("--mask-mode", default="auto", choices=["auto", "binary", "index", "colour"])
+    p.add_argument("--threshold", type=int, default=128, help="binary masks: value >= threshold is foreground")
+    p.add_argument("--mask-suffix", default="", help="suffix of mask file stems (e.g. _mask)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N pairs")
+    p.add_argument("--overlays", type=int, default=4, help="images shown in overlays.png (default 4)")
+    p.add_argument("--out", help="output folder (default: RUN/segment_eval)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_segment_eval)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a run")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--data", help="images for the report's examples (default: the run's data)")
+    p.add_argument("--out", help="output HTML file (default RUN/report.html)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,11 @@
+"""Downstream uses of the codes: interpolation, generation from a code prior, unsupervised segmentation."""
+from .generation import CodePrior, GenerationResult, collect_code_vectors, fit_code_prior, generate
+from .interpolation import Interpolation, interpolate, monotonicity_violation
+from .segmentation import CodeFeatures, FeatureGrid, PixelFeatures, SegmentOptions, segment
+from .segmentation_eval import evaluate_segmentation, write_segmentation_eval
+from .segmentation_metrics import SegmentationScorer, match_clusters, score_all
+
+__all__ = ["CodePrior", "GenerationResult", "collect_code_vectors", "fit_code_prior", "generate", "Interpolation",
+           "interpolate", "monotonicity_violation", "CodeFeatures", "FeatureGrid", "PixelFeatures", "SegmentOptions",
+           "segment", "evaluate_segmentation", "write_segmentation_eval", "SegmentationScorer", "match_clusters",
+           "score_all"]

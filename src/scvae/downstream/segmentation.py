@@ -1,0 +1,164 @@
+"""Unsupervised segmentation by k-means clustering of per-position features.
+
+Each latent position of a fully convolutional encoder describes one f x f image patch; clustering the
+positions' code vectors (SC-VAE: the sparse codes) groups patches that look alike. The same pipeline
+serves every feature type so that SC-VAE codes, baseline latents and raw pixels are compared on equal
+terms:
+
+    image (H, W, C) -> FeatureGrid (h, w, F) -> standardise, + position_weight * (y, x) -> k-means
+    -> labels (h, w) -> nearest upsampling to (H, W) -> optional superpixel (SLIC) majority vote
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..data.images import match_channels, resize_shorter, to_tensor
+from ..errors import ScvaeError
+from ..models import AutoencoderModel
+
+REFINEMENTS = ("none", "slic")
+
+
+@dataclass
+class FeatureGrid:
+    """values (h, w, F) float32: one feature vector per cell; cell: cell side in working pixels;
+    shape: (H_w, W_w) the working image the grid covers (cells at the far edges may overhang it)."""
+
+    values: np.ndarray
+    cell: int
+    shape: tuple[int, int]
+
+
+FeatureFn = Callable[[np.ndarray], FeatureGrid]
+
+
+def _working_image(image: np.ndarray, size: int | None) -> np.ndarray:
+    return image if size is None else resize_shorter(image, size)
+
+
+class CodeFeatures:
+    """A model's code vectors at every latent position, encoded at the image's own size (or with the
+    shorter side resized to ``size``); the image is reflect-padded to a multiple of f and the grid is
+    cropped back to the cells that cover it."""
+
+    def __init__(self, model: AutoencoderModel, size: int | None = None, name: str | None = None):
+        self.model, self.size = model.eval(), size
+        self.name = name or f"{model.model_type} codes"
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray) -> FeatureGrid:
+        work = match_channels(_working_image(image, self.size), self.model.in_channels)
+        f = self.model.downsampling_factor
+        h, w = work.shape[:2]
+        x = to_tensor(work)[None]
+        pad_h, pad_w = -h % f, -w % f
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        vectors = self.model.code_vectors(self.model.encode(x))[0]
+        grid = vectors[:, :-(-h // f), :-(-w // f)].permute(1, 2, 0).numpy()
+        return FeatureGrid(np.ascontiguousarray(grid, dtype=np.float32), f, (h, w))
+
+
+class PixelFeatures:
+    """Raw pixel values in [0, 1] (RGB or gray), one cell per working pixel: the classic baseline."""
+
+    name = "pixels"
+
+    def __init__(self, size: int | None = None, name: str | None = None):
+        self.size = size
+        self.name = name or self.name
+
+    def __call__(self, image: np.ndarray) -> FeatureGrid:
+        work = _working_image(image, self.size)
+        return FeatureGrid(work.astype(np.float32) / 255.0, 1, work.shape[:2])
+
+
+@dataclass
+class SegmentOptions:
+    """k clusters; position_weight: weight of the (y, x) coordinates in [0, 1] appended to the
+    standardised features (whose total variance is 1); refine: 'none' or 'slic' (edge-aware majority vote
+    in superpixels of the image); max_fit: k-means is fitted on at most this many cells, then all are
+    assigned; seed: k-means initialisation."""
+
+    k: int = 2
+    position_weight: float = 1.0
+    refine: str = "none"
+    max_fit: int = 20000
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.k < 2:
+            raise ScvaeError(f"k must be >= 2, got {self.k}")
+        if self.position_weight < 0:
+            raise ScvaeError(f"position weight must be >= 0, got {self.position_weight}")
+        if self.refine not in REFINEMENTS:
+            raise ScvaeError(f"refine must be one of {', '.join(REFINEMENTS)}, got {self.refine!r}")
+
+
+def clustering_inputs(values: np.ndarray, position_weight: float) -> np.ndarray:
+    """(h, w, F) -> (h * w, F [+ 2]): centred features scaled to total variance 1, then the weighted
+    normalised (y, x) position of each cell."""
+    h, w, c = values.shape
+    rows = values.reshape(-1, c).astype(np.float64)
+    rows = rows - rows.mean(0)
+    rows /= max(float(np.sqrt(rows.var(0).sum())), 1e-12)
+    if position_weight > 0:
+        ys, xs = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+        rows = np.concatenate([rows, position_weight * np.stack([ys.ravel(), xs.ravel()], 1)], 1)
+    return rows
+
+
+def cluster_grid(grid: FeatureGrid, options: SegmentOptions) -> np.ndarray:
+    """k-means labels (h, w) of the grid's cells."""
+    from sklearn.cluster import KMeans
+
+    h, w, _ = grid.values.shape
+    if h * w < options.k:
+        raise ScvaeError(f"cannot make {options.k} clusters from {h * w} positions; use a larger image or smaller k")
+    rows = clustering_inputs(grid.values, options.position_weight)
+    rng = np.random.default_rng(options.seed)
+    fit_rows = rows[rng.choice(len(rows), options.max_fit, replace=False)] if len(rows) > options.max_fit else rows
+    kmeans = KMeans(n_clusters=options.k, n_init=3, random_state=options.seed).fit(fit_rows)
+    return kmeans.predict(rows).reshape(h, w).astype(np.int64)
+
+
+def upsample_labels(labels: np.ndarray, grid: FeatureGrid, size: tuple[int, int]) -> np.ndarray:
+    """Cell labels (h, w) -> pixel labels (H, W) of the original image: each cell covers ``cell`` x
+    ``cell`` working pixels, then nearest resizing from the working to the original size."""
+    up = np.repeat(np.repeat(labels, grid.cell, 0), grid.cell, 1)[:grid.shape[0], :grid.shape[1]]
+    if up.shape != tuple(size):
+        up = np.asarray(Image.fromarray(up.astype(np.int32)).resize((size[1], size[0]), Image.Resampling.NEAREST))
+    return up.astype(np.int64)
+
+
+def refine_with_superpixels(labels: np.ndarray, image: np.ndarray, cell: int) -> np.ndarray:
+    """Edge-aware refinement: each SLIC superpixel of ``image`` takes the majority label of its pixels.
+    Superpixels are about two cells wide, so they follow edges without erasing clusters."""
+    from skimage.segmentation import slic
+
+    h, w = labels.shape
+    n_segments = max(16, (h * w) // max(1, (2 * cell) ** 2))
+    channel_axis = -1 if image.shape[2] == 3 else None
+    pixels = image if channel_axis is not None else image[:, :, 0]
+    segments = slic(pixels, n_segments=n_segments, compactness=10, sigma=1.0, start_label=0, channel_axis=channel_axis)
+    k = int(labels.max()) + 1
+    votes = np.bincount((segments * k + labels).ravel(), minlength=(int(segments.max()) + 1) * k)
+    return votes.reshape(-1, k).argmax(1)[segments]
+
+
+def segment(features: FeatureFn, image: np.ndarray, options: SegmentOptions) -> np.ndarray:
+    """Label map (H, W) of ``image`` (uint8 (H, W, C)) from k-means on ``features(image)``."""
+    options.validate()
+    grid = features(image)
+    labels = upsample_labels(cluster_grid(grid, options), grid, image.shape[:2])
+    if options.refine == "slic":
+        scale = image.shape[0] / grid.shape[0]
+        labels = refine_with_superpixels(labels, image, max(1, round(grid.cell * scale)))
+    return labels

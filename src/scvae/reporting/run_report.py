@@ -1,0 +1,174 @@
+"""``scvae report RUN``: one self-contained HTML page that shows a run.
+
+Everything is computed from the run directory through the library API (the same calls the CLI makes),
+written as PNGs next to the page (``<page>_files/``) and embedded in the page as data URIs, so the HTML
+file alone can be mailed or archived. Results of ``scvae eval`` and ``scvae segment-eval`` saved in the
+run directory are included when present.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import load_run_config
+from ..data import save_grid
+from ..downstream import CodeFeatures, SegmentOptions, collect_code_vectors, fit_code_prior, generate, interpolate, segment
+from ..errors import ScvaeError
+from ..evaluation import evaluate_reconstruction
+from ..evaluation.plots import usage_histogram
+from ..training import build_datasets, load_model
+from ..training.trainer import CONFIG_FILE, METRICS_FILE
+from . import html
+from .figures import dictionary_image, overlay, panel_figure, training_curves
+
+SEGMENTATION_PHOTOS = ("astronaut", "coffee", "chelsea")
+
+
+def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, data: str | None = None,
+                 progress: bool = True, n_eval: int = 256, n_fit: int = 1000) -> Path:
+    """Write the HTML report of ``run_dir`` to ``out`` (figures in ``<out stem>_files/``); returns ``out``."""
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ScvaeError(f"{run_dir}: not a run directory (no {CONFIG_FILE}); `scvae report` takes a training run")
+    run = load_run_config(run_dir / CONFIG_FILE)
+    if data is not None:
+        run.train.data, run.train.val_data = data, None
+    model = load_model(run_dir)
+    train_set, val_set = build_datasets(run)
+    files = out.parent / f"{out.stem}_files"
+    files.mkdir(parents=True, exist_ok=True)
+    stages = [_overview, _training, _reconstruction, _dictionary, _interpolation, _generation, _segmentation]
+    sections = []
+    context = {"run": run, "run_dir": run_dir, "model": model, "train": train_set, "val": val_set, "files": files,
+               "n_eval": n_eval, "n_fit": n_fit}
+    for stage in tqdm(stages, desc="report", unit="section", disable=not progress):
+        sections.append(stage(context))
+    title = f"scvae report: {run.model_type} run {run_dir.resolve().name}"
+    out.write_text(html.page(title, [s for s in sections if s]))
+    return out
+
+
+def _overview(c: dict) -> str:
+    run, model = c["run"], c["model"]
+    rows = _metric_rows(c["run_dir"])
+    last_step = max((r["step"] for r in rows), default=0)
+    values = {"model type": run.model_type, "preset": run.preset, "parameters": sum(p.numel() for p in model.parameters()),
+              "steps trained": last_step, "training data": run.train.data or "built-in scikit-image photos",
+              "training images": len(c["train"]), "held-out images": len(c["val"]),
+              "latent grid": f"{model.resolution // model.downsampling_factor}^2 positions of {model.config['z_channels']} channels"}
+    return html.section("Run", html.key_values(values),
+                        html.paragraph("Model config: " + json.dumps(model.config, sort_keys=True), "note"))
+
+
+def _metric_rows(run_dir: Path) -> list[dict]:
+    path = run_dir / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _training(c: dict) -> str:
+    rows = _metric_rows(c["run_dir"])
+    if not rows:
+        return html.section("Training", html.paragraph("No metrics.jsonl in this run.", "note"))
+    path = c["files"] / "training_curves.png"
+    training_curves(rows, path)
+    return html.section("Training", html.image(path, "training loss and validation metrics against steps"))
+
+
+def _reconstruction(c: dict) -> str:
+    model, val_set, files = c["model"], c["val"], c["files"]
+    report = evaluate_reconstruction(model, val_set, 64, c["n_eval"])
+    c["report"] = report
+    x = val_set.batch(list(range(min(8, len(val_set)))))
+    save_grid([x, model.reconstruct(x)], files / "reconstructions.png", nrow=len(x), upscale=max(1, 96 // x.shape[-1]))
+    usage_histogram({"model_type": model.model_type, "usage_counts": report.usage_counts,
+                     "diagnostics": report.diagnostics, "data": {"n_images": report.n_images}}, files / "usage.png")
+    parts = [html.paragraph(f"{report.n_images} held-out images (central crops):"), html.key_values(report.summary()),
+             html.image(files / "reconstructions.png", "held-out images (top) over their reconstructions (bottom)"),
+             html.image(files / "usage.png", "atom / code usage over the held-out images (KL per channel for a VAE)")]
+    whole = c["run_dir"] / "eval" / "eval.json"
+    if whole.is_file():
+        saved = json.loads(whole.read_text())
+        parts[:0] = [html.paragraph(f"scvae eval over {saved['data']['n_images']} images of {saved['data']['source']}:"),
+                     html.key_values(saved["metrics"])]
+    return html.section("Reconstruction and code statistics", *parts)
+
+
+@torch.no_grad()
+def _dictionary(c: dict) -> str:
+    model, files = c["model"], c["files"]
+    if model.model_type != "scvae":
+        return ""
+    dictionary = model.lista.dictionary
+    dictionary_image(dictionary, files / "dictionary.png")
+    parts = [html.image(files / "dictionary.png", f"the {dictionary.shape[1]} atoms, each a "
+                        f"{int(dictionary.shape[0] ** 0.5)}^2 patch over the latent channels")]
+    codes = model.encode(c["val"].batch(list(range(min(16, len(c["val"]))))))
+    magnitude = float(codes[codes != 0].abs().median()) if (codes != 0).any() else 1.0
+    k, side = model.n_atoms, model.resolution // model.downsampling_factor
+    decoded = model.decode(torch.eye(k).view(k, k, 1, 1).expand(k, k, side, side) * magnitude).clamp(-1, 1)
+    save_grid(decoded, files / "decoded_atoms.png", nrow=int(np.ceil(np.sqrt(k))), upscale=max(1, 48 // model.resolution))
+    parts.append(html.image(files / "decoded_atoms.png", f"each atom alone at every position (value {magnitude:.2f}, "
+                            "the median active magnitude), decoded: what an atom means in pixels"))
+    return html.section("Dictionary", *parts)
+
+
+def _interpolation(c: dict) -> str:
+    model, val_set, files = c["model"], c["val"], c["files"]
+    n = len(val_set)
+    pairs = [(0, n // 2), (n // 4, 3 * n // 4), (n // 8, n - 1)] if n > 1 else []
+    strips, notes = [], []
+    for a, b in pairs:
+        if a == b:
+            continue
+        result = interpolate(model, val_set.crop(a), val_set.crop(b), steps=8, space="codes")
+        strips.append(result.images)
+        notes.append(f"{100 * result.monotonicity_violation():.1f}%")
+    if not strips:
+        return ""
+    save_grid(strips, files / "interpolation.png", nrow=8, upscale=max(1, 96 // model.resolution))
+    return html.section("Interpolation", html.image(
+        files / "interpolation.png", "each row: held-out image A (left) to B (right), linear in code space at the "
+        f"model's sparsity; largest return towards A per row: {', '.join(notes)} of the final distance"))
+
+
+def _generation(c: dict) -> str:
+    model, files = c["model"], c["files"]
+    vectors = collect_code_vectors(model, c["train"], c["n_fit"], progress=False)
+    prior = fit_code_prior(vectors)
+    result = generate(model, prior, 16)
+    save_grid(result.images, files / "samples.png", nrow=8, upscale=max(1, 96 // model.resolution))
+    return html.section("Generation", html.image(
+        files / "samples.png", f"16 samples: PCA({prior.n_components}) + {prior.mixture.n_components}-component "
+        f"Gaussian mixture fitted to {len(vectors)} training code maps, projected to valid codes and decoded; "
+        f"novelty (nearest training code / typical spacing) median {np.median(result.novelty):.2f}"))
+
+
+def _segmentation(c: dict) -> str:
+    import skimage.data
+
+    model, files = c["model"], c["files"]
+    parts = []
+    saved = c["run_dir"] / "segment_eval"
+    if (saved / "segment_eval.json").is_file():
+        result = json.loads((saved / "segment_eval.json").read_text())
+        parts.append(html.paragraph(f"scvae segment-eval on {result['n_images']} images ({result.get('title', '')}), "
+                                    f"k = {result['k']}:"))
+        parts.append(html.table(result["methods"], ["miou", "pixel_accuracy", "ari", "nmi", "sec_per_image"]))
+        if (saved / "overlays.png").is_file():
+            parts.append(html.image(saved / "overlays.png", "ground truth and each method's clusters"))
+    size = 4 * model.resolution
+    features = CodeFeatures(model, size)
+    rows = []
+    for name in SEGMENTATION_PHOTOS:
+        photo = np.asarray(getattr(skimage.data, name)())[:, :, :3]
+        rows.append([photo] + [overlay(photo, segment(features, photo, SegmentOptions(k=k))) for k in (2, 4, 8)])
+    panel_figure(rows, ["photo", "k = 2", "k = 4", "k = 8"], files / "segments.png", list(SEGMENTATION_PHOTOS))
+    parts.append(html.image(files / "segments.png", f"k-means on the per-position codes of built-in photos encoded "
+                            f"at shorter side {size} px (one position = {model.downsampling_factor}^2 pixels there)"))
+    return html.section("Unsupervised segmentation", *parts)
+

@@ -1,0 +1,137 @@
+"""The downstream commands end to end in a temp dir: interpolate, generate, segment, segment-eval, report."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scvae.cli import main
+
+
+@pytest.fixture(scope="module")
+def masked_set(tmp_path_factory):
+    """8 noisy two-colour images (a rectangle on a background) with binary JPEG masks at half the size,
+    as in the Weizmann horses (JPEG masks, images larger than their masks)."""
+    root = tmp_path_factory.mktemp("masked")
+    (root / "rgb").mkdir(), (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        mask = np.zeros((120, 160), np.uint8)
+        top, left = rng.integers(10, 50), rng.integers(10, 80)
+        mask[top:top + 60, left:left + 70] = 255
+        image = np.where(mask[..., None] > 0, rng.integers(120, 255, 3), rng.integers(0, 100, 3)).astype(float)
+        image = np.clip(image + rng.normal(0, 15, image.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "rgb" / f"cat{i}.jpg", quality=90)
+        Image.fromarray(mask).resize((80, 60), Image.Resampling.NEAREST).save(root / "masks" / f"cat{i}.jpg")
+    return root
+
+
+def test_interpolate_writes_a_strip(tiny_run, tmp_path, capsys):
+    images = sorted(str(p) for p in (tiny_run.parent / "images").glob("*.png"))[:2]
+    out = tmp_path / "strip.png"
+    assert main(["interpolate", "--model", str(tiny_run), *images, "--steps", "5", "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 5 * Image.open(out).size[1] * 0.8  # one row of 5 frames
+    assert "monotonically within" in capsys.readouterr().out
+
+
+def test_generate_writes_a_grid(tiny_run, tmp_path, capsys):
+    out = tmp_path / "samples.png"
+    assert main(["generate", "--model", str(tiny_run), "--n", "4", "--fit-images", "24", "--components", "8",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert out.is_file() and "novelty" in capsys.readouterr().out
+
+
+def test_segment_writes_labels_and_overlays(tiny_run, masked_set, tmp_path):
+    images = [str(p) for p in sorted((masked_set / "rgb").glob("*.jpg"))[:2]]
+    assert main(["segment", "--model", str(tiny_run), *images, "--k", "3", "--out", str(tmp_path / "seg")]) == 0
+    labels = Image.open(tmp_path / "seg" / "cat0_labels.png")
+    assert labels.mode == "P" and labels.size == (160, 120)
+    assert set(np.unique(np.asarray(labels))) <= {0, 1, 2}
+    assert Image.open(tmp_path / "seg" / "cat0_overlay.png").size == (160, 120)
+
+
+def test_segment_eval_table_with_a_baseline(tiny_run, masked_set, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["segment-eval", "--model", str(tiny_run), "--images", str(masked_set / "rgb"),
+                 "--masks", str(masked_set / "masks"), "--baseline", str(tiny_run), "--refine", "slic",
+                 "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "segment_eval.json").read_text())
+    assert result["k"] == 2 and result["n_images"] == 8  # k defaults to the classes in the masks
+    assert list(result["methods"]) == ["scvae codes", "scvae latents (run)", "pixels + position"]
+    for scores in result["methods"].values():
+        assert 0 <= scores["miou"] <= 1 and -1 <= scores["ari"] <= 1 and scores["n_images"] == 8
+    # two flat colours are easy for pixel clustering
+    assert result["methods"]["pixels + position"]["miou"] > 0.9
+    assert (out / "overlays.png").is_file() and "| pixels + position |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/nowhere"], "no such data folder"),
+    (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/masks", "--k", "1"], "k must be >= 2"),
+    (["segment", "{data}/rgb/missing.jpg"], "no such image file"),
+    (["interpolate", "{data}/rgb/cat0.jpg", "{data}/rgb/cat1.jpg", "--out", "strip.jpg"], "must be a .png"),
+    (["interpolate", "{data}/rgb/cat0.jpg", "{data}/rgb/cat1.jpg", "--size", "17"], "multiple of 2"),
+    (["generate", "--n", "0"], "--n must be a positive integer"),
+])
+def test_downstream_errors_are_one_line(argv, message, tiny_run, masked_set, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = [a.format(data=masked_set) for a in argv]
+    assert main([argv[0], "--model", str(tiny_run), *argv[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("scvae: error:") and message in err and "\n" not in err
+
+
+def test_report_is_self_contained(tiny_run, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(tiny_run), "--out", str(out), "--no-progress"]) == 0
+    page = out.read_text()
+    for heading in ("Training", "Reconstruction", "Dictionary", "Interpolation", "Generation", "segmentation"):
+        assert heading in page
+    assert page.count("data:image/png;base64,") >= 8 and 'src="http' not in page and "src=\"file" not in page
+
+
+def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def _browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        chromium = None
+    if not (chromium and driver):
+        if os.environ.get("SCVAE_REQUIRE_BROWSER"):
+            pytest.fail("SCVAE_REQUIRE_BROWSER is set but chromium, chromedriver or selenium is missing")
+        pytest.skip("needs Debian's chromium + chromium-driver and selenium (.ci/run installs them)")
+    return chromium, driver
+
+
+def test_report_opens_in_headless_chromium_with_every_image_loaded(tiny_run, tmp_path):
+    chromium, driver_path = _browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    out = tmp_path / "report.html"
+    assert main(["report", str(tiny_run), "--out", str(out), "--no-progress"]) == 0
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        browser.get(out.as_uri())
+        images = browser.execute_script(
+            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])")
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        browser.quit()
+    assert len(images) >= 8
+    assert all(complete and width > 0 and height > 0 for _, complete, width, height in images), images
+    assert errors == []
