@@ -56,3 +56,11 @@ def test_builtin_photos_hold_out_their_bottom_band():
 def test_image_batch_center_crops(image_folder):
     paths = find_images(image_folder)[:2]
     assert image_batch(paths, 24).shape == (2, 3, 24, 24)
+
+
+def test_data_scale_makes_crops_patches_of_larger_images(image_folder):
+    train, val = folder_datasets(image_folder, 16, val_ratio=0.25, scale=2.5)
+    assert min(min(img.shape[:2]) for img in train.images) == 40  # shorter side 2.5 x 16
+    assert train.batch([0], torch.Generator().manual_seed(0)).shape == (1, 3, 16, 16)
+    with pytest.raises(ScvaeError, match="data_scale must be >= 1"):
+        folder_datasets(image_folder, 16, scale=0.5)

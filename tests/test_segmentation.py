@@ -124,3 +124,20 @@ def test_superpixel_refinement_snaps_blocky_labels_to_edges():
 def test_invalid_options_are_clear_errors(options, message):
     with pytest.raises(ScvaeError, match=message):
         segment(PixelFeatures(), np.zeros((8, 8, 3), np.uint8), options)
+
+
+def test_whitening_lets_a_weak_but_bimodal_direction_decide():
+    from scvae.downstream.segmentation import cluster_grid
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((20, 20), np.int64)
+    truth[:, 10:] = 1
+    values = np.stack([10 * rng.standard_normal((20, 20)), np.where(truth == 1, 1.0, -1.0)
+                       + 0.1 * rng.standard_normal((20, 20))], -1).astype(np.float32)
+    grid = FeatureGrid(values, 1, (20, 20))
+    plain = cluster_grid(grid, SegmentOptions(k=2, position_weight=0))
+    whitened = cluster_grid(grid, SegmentOptions(k=2, position_weight=0, whiten=2))
+    assert score_all([(whitened, truth)])["miou"] == pytest.approx(1.0)
+    assert score_all([(plain, truth)])["miou"] < 0.8  # the loud unimodal direction wins without whitening
+    with pytest.raises(ScvaeError, match="whiten must be >= 0"):
+        SegmentOptions(whiten=-1).validate()

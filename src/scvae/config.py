@@ -44,6 +44,7 @@ class TrainConfig:
     val_ratio: float = 0.1
     flip: bool = True
     builtin_scale: int = 4  # built-in photos are resized to builtin_scale * resolution (shorter side)
+    data_scale: float = 1.0  # --data images are resized to data_scale * resolution (shorter side)
 
     def validate(self) -> None:
         if self.steps < 1:

@@ -83,7 +83,8 @@ def _segment_options(args: argparse.Namespace, k: int):
     from ..downstream import SegmentOptions
 
     _positive("size", args.size)
-    options = SegmentOptions(k=k, position_weight=args.position_weight, refine=args.refine, seed=args.seed)
+    options = SegmentOptions(k=k, position_weight=args.position_weight, whiten=args.whiten, refine=args.refine,
+                             seed=args.seed)
     options.validate()
     return options
 
@@ -163,7 +164,10 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     def clustering(p: argparse.ArgumentParser, k_default: int | None) -> None:
         p.add_argument("--k", type=int, default=k_default,
                        help="clusters" + (" (default 4)" if k_default else " (default: classes in the masks)"))
-        p.add_argument("--position-weight", type=float, default=1.0, help="weight of (y, x) in the features (default 1)")
+        p.add_argument("--position-weight", type=float, default=1.0,
+                       help="weight of (y, x) in the features (default 1)")
+        p.add_argument("--whiten", type=int, default=0,
+                       help="cluster in the first N whitened principal components of each image (default 0: off)")
         p.add_argument("--size", type=int, help="resize the shorter side to this before encoding (default: own size)")
         p.add_argument("--refine", default="none", choices=["none", "slic"], help="edge-aware superpixel refinement")
         p.add_argument("--seed", type=int, default=0)

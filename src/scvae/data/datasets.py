@@ -118,13 +118,19 @@ def open_images(source: str | os.PathLike, size: int, channels: int = 3) -> tupl
 
 
 def folder_datasets(data: str | os.PathLike, size: int, channels: int = 3, val_data: str | None = None,
-                    val_ratio: float = 0.1, flip: bool = True, split_seed: int = 0
+                    val_ratio: float = 0.1, flip: bool = True, split_seed: int = 0, scale: float = 1.0
                     ) -> tuple[CropDataset, CropDataset]:
-    """Train and val crop datasets from ``data`` (see :func:`open_images`) and an optional val source."""
-    images, names = open_images(data, size, channels)
+    """Train and val crop datasets from ``data`` (see :func:`open_images`) and an optional val source.
+
+    Images are resized so their shorter side is ``scale * size``: with scale 1 a crop is the whole
+    (centre of the) image; with scale s > 1 crops are patches of 1/s of the image's shorter side."""
+    if not scale >= 1:
+        raise ScvaeError(f"data_scale must be >= 1, got {scale}")
+    working = max(size, round(scale * size))
+    images, names = open_images(data, working, channels)
     if val_data is not None:
         train_idx, val_idx = list(range(len(images))), []
-        val_images, val_names = open_images(val_data, size, channels)
+        val_images, val_names = open_images(val_data, working, channels)
     else:
         train_idx, val_idx = split_indices(len(images), val_ratio, split_seed)
         val_images, val_names = [images[i] for i in val_idx], [names[i] for i in val_idx]

@@ -44,11 +44,16 @@ def _working_image(image: np.ndarray, size: int | None) -> np.ndarray:
 
 class CodeFeatures:
     """A model's code vectors at every latent position, encoded at the image's own size (or with the
-    shorter side resized to ``size``); the image is reflect-padded to a multiple of f and the grid is
-    cropped back to the cells that cover it."""
+    shorter side resized to ``size``).
 
-    def __init__(self, model: AutoencoderModel, size: int | None = None, name: str | None = None):
-        self.model, self.size = model.eval(), size
+    The image is reflect-padded by ``margin`` cells on every side (and up to a multiple of f) and the
+    grid is cropped back to the cells that cover the image. Without the margin, the positions along the
+    image border get codes of their own (the encoder saw zero padding there), and k-means separates
+    "border" from "inside" instead of regions of the image.
+    """
+
+    def __init__(self, model: AutoencoderModel, size: int | None = None, name: str | None = None, margin: int = 8):
+        self.model, self.size, self.margin = model.eval(), size, margin
         self.name = name or f"{model.model_type} codes"
 
     @torch.no_grad()
@@ -56,13 +61,15 @@ class CodeFeatures:
         work = match_channels(_working_image(image, self.size), self.model.in_channels)
         f = self.model.downsampling_factor
         h, w = work.shape[:2]
+        border = self.margin * f
+        pad = (border, border + (-w % f), border, border + (-h % f))  # left, right, top, bottom
         x = to_tensor(work)[None]
-        pad_h, pad_w = -h % f, -w % f
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        if any(pad):
+            mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
+            x = F.pad(x, pad, mode=mode)
         vectors = self.model.code_vectors(self.model.encode(x))[0]
-        grid = vectors[:, :-(-h // f), :-(-w // f)].permute(1, 2, 0).numpy()
+        m = self.margin
+        grid = vectors[:, m:m - (-h // f), m:m - (-w // f)].permute(1, 2, 0).numpy()  # ceil(h / f) x ceil(w / f)
         return FeatureGrid(np.ascontiguousarray(grid, dtype=np.float32), f, (h, w))
 
 
@@ -83,12 +90,15 @@ class PixelFeatures:
 @dataclass
 class SegmentOptions:
     """k clusters; position_weight: weight of the (y, x) coordinates in [0, 1] appended to the
-    standardised features (whose total variance is 1); refine: 'none' or 'slic' (edge-aware majority vote
-    in superpixels of the image); max_fit: k-means is fitted on at most this many cells, then all are
+    standardised features (whose total variance is 1); whiten: if > 0, cluster in the image's first
+    ``whiten`` principal components, each scaled to the same variance, so that one dominant direction
+    (often brightness) cannot decide the clusters alone; refine: 'none' or 'slic' (edge-aware majority
+    vote in superpixels of the image); max_fit: k-means is fitted on at most this many cells, then all are
     assigned; seed: k-means initialisation."""
 
     k: int = 2
     position_weight: float = 1.0
+    whiten: int = 0
     refine: str = "none"
     max_fit: int = 20000
     seed: int = 0
@@ -98,16 +108,22 @@ class SegmentOptions:
             raise ScvaeError(f"k must be >= 2, got {self.k}")
         if self.position_weight < 0:
             raise ScvaeError(f"position weight must be >= 0, got {self.position_weight}")
+        if self.whiten < 0:
+            raise ScvaeError(f"whiten must be >= 0 (principal components; 0 = off), got {self.whiten}")
         if self.refine not in REFINEMENTS:
             raise ScvaeError(f"refine must be one of {', '.join(REFINEMENTS)}, got {self.refine!r}")
 
 
-def clustering_inputs(values: np.ndarray, position_weight: float) -> np.ndarray:
-    """(h, w, F) -> (h * w, F [+ 2]): centred features scaled to total variance 1, then the weighted
-    normalised (y, x) position of each cell."""
+def clustering_inputs(values: np.ndarray, position_weight: float, whiten: int = 0) -> np.ndarray:
+    """(h, w, F) -> (h * w, F' [+ 2]): centred features (or their first ``whiten`` principal components,
+    whitened) scaled to total variance 1, then the weighted normalised (y, x) position of each cell."""
     h, w, c = values.shape
     rows = values.reshape(-1, c).astype(np.float64)
     rows = rows - rows.mean(0)
+    if whiten:
+        u, s, _ = np.linalg.svd(rows, full_matrices=False)
+        keep = s > s[0] * 1e-6 if s.size and s[0] > 0 else np.zeros_like(s, dtype=bool)
+        rows = u[:, :min(whiten, int(keep.sum()) or 1)]
     rows /= max(float(np.sqrt(rows.var(0).sum())), 1e-12)
     if position_weight > 0:
         ys, xs = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
@@ -122,7 +138,7 @@ def cluster_grid(grid: FeatureGrid, options: SegmentOptions) -> np.ndarray:
     h, w, _ = grid.values.shape
     if h * w < options.k:
         raise ScvaeError(f"cannot make {options.k} clusters from {h * w} positions; use a larger image or smaller k")
-    rows = clustering_inputs(grid.values, options.position_weight)
+    rows = clustering_inputs(grid.values, options.position_weight, options.whiten)
     rng = np.random.default_rng(options.seed)
     fit_rows = rows[rng.choice(len(rows), options.max_fit, replace=False)] if len(rows) > options.max_fit else rows
     kmeans = KMeans(n_clusters=options.k, n_init=3, random_state=options.seed).fit(fit_rows)

@@ -57,9 +57,9 @@ def evaluate_segmentation(methods: Sequence[FeatureFn], pairs: Sequence[tuple[Pa
     results = {}
     for name, scorer in scorers.items():
         results[name] = {**scorer.result(), "sec_per_image": seconds[name] / len(pairs)}
-    return {"k": options.k, "position_weight": options.position_weight, "refine": options.refine,
-            "seed": options.seed, "ignore": list(ignore), "n_images": len(pairs), "methods": results,
-            "overlay_rows": rows, "overlay_names": row_names, "overlay_titles": ["image", "ground truth", *names]}
+    return {"k": options.k, "position_weight": options.position_weight, "whiten": options.whiten,
+            "refine": options.refine, "seed": options.seed, "ignore": list(ignore), "n_images": len(pairs),
+            "methods": results, "overlay_rows": rows, "overlay_names": row_names, "overlay_titles": ["image", "ground truth", *names]}
 
 
 def _ground_truth_picture(mask: np.ndarray, ignore: Sequence[int]) -> np.ndarray:
@@ -87,8 +87,9 @@ def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, titl
     paths["md"].write_text(
         f"# Unsupervised segmentation{': ' + title if title else ''}\n\n"
         f"{result['n_images']} images, k = {result['k']}, position weight {result['position_weight']}, "
-        f"refinement {result['refine']}{ignore}. Clusters matched to classes per image (Hungarian); "
-        f"mIoU over classes with IoU from set-wide sums; ARI/NMI averaged over images.\n\n"
+        f"whitened components {result['whiten'] or 'off'}, refinement {result['refine']}{ignore}. "
+        "Clusters matched to classes per image (Hungarian); mIoU over classes with IoU from set-wide sums; "
+        "ARI/NMI averaged over images.\n\n"
         + segmentation_table(result))
     if result["overlay_rows"]:
         panel_figure(result["overlay_rows"], result["overlay_titles"], paths["png"], result["overlay_names"])

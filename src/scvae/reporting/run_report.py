@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from ..config import load_run_config
 from ..data import save_grid
-from ..downstream import CodeFeatures, SegmentOptions, collect_code_vectors, fit_code_prior, generate, interpolate, segment
+from ..downstream import (CodeFeatures, SegmentOptions, collect_code_vectors, fit_code_prior, generate, interpolate,
+                          segment)
 from ..errors import ScvaeError
 from ..evaluation import evaluate_reconstruction
 from ..evaluation.plots import usage_histogram
@@ -57,10 +58,12 @@ def _overview(c: dict) -> str:
     run, model = c["run"], c["model"]
     rows = _metric_rows(c["run_dir"])
     last_step = max((r["step"] for r in rows), default=0)
-    values = {"model type": run.model_type, "preset": run.preset, "parameters": sum(p.numel() for p in model.parameters()),
-              "steps trained": last_step, "training data": run.train.data or "built-in scikit-image photos",
+    grid = model.resolution // model.downsampling_factor
+    values = {"model type": run.model_type, "preset": run.preset,
+              "parameters": sum(p.numel() for p in model.parameters()), "steps trained": last_step,
+              "training data": run.train.data or "built-in scikit-image photos",
               "training images": len(c["train"]), "held-out images": len(c["val"]),
-              "latent grid": f"{model.resolution // model.downsampling_factor}^2 positions of {model.config['z_channels']} channels"}
+              "latent grid": f"{grid}^2 positions of {model.config['z_channels']} channels"}
     return html.section("Run", html.key_values(values),
                         html.paragraph("Model config: " + json.dumps(model.config, sort_keys=True), "note"))
 
@@ -93,7 +96,8 @@ def _reconstruction(c: dict) -> str:
     whole = c["run_dir"] / "eval" / "eval.json"
     if whole.is_file():
         saved = json.loads(whole.read_text())
-        parts[:0] = [html.paragraph(f"scvae eval over {saved['data']['n_images']} images of {saved['data']['source']}:"),
+        source = f"{saved['data']['n_images']} images of {saved['data']['source']}"
+        parts[:0] = [html.paragraph(f"scvae eval over {source}:"),
                      html.key_values(saved["metrics"])]
     return html.section("Reconstruction and code statistics", *parts)
 
@@ -111,7 +115,8 @@ def _dictionary(c: dict) -> str:
     magnitude = float(codes[codes != 0].abs().median()) if (codes != 0).any() else 1.0
     k, side = model.n_atoms, model.resolution // model.downsampling_factor
     decoded = model.decode(torch.eye(k).view(k, k, 1, 1).expand(k, k, side, side) * magnitude).clamp(-1, 1)
-    save_grid(decoded, files / "decoded_atoms.png", nrow=int(np.ceil(np.sqrt(k))), upscale=max(1, 48 // model.resolution))
+    save_grid(decoded, files / "decoded_atoms.png", nrow=int(np.ceil(np.sqrt(k))),
+              upscale=max(1, 48 // model.resolution))
     parts.append(html.image(files / "decoded_atoms.png", f"each atom alone at every position (value {magnitude:.2f}, "
                             "the median active magnitude), decoded: what an atom means in pixels"))
     return html.section("Dictionary", *parts)

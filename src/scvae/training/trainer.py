@@ -55,7 +55,7 @@ def build_datasets(run: RunConfig) -> tuple[CropDataset, CropDataset]:
     channels = int(m.get("in_channels", 3))
     if t.data is None:
         return builtin_datasets(int(m["resolution"]), channels, t.builtin_scale, t.flip)
-    return folder_datasets(t.data, int(m["resolution"]), channels, t.val_data, t.val_ratio, t.flip)
+    return folder_datasets(t.data, int(m["resolution"]), channels, t.val_data, t.val_ratio, t.flip, scale=t.data_scale)
 
 
 def pick_device(name: str) -> torch.device:

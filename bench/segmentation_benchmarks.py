@@ -1,0 +1,73 @@
+"""Unsupervised segmentation on the shared datasets: SC-VAE code clustering against its baselines.
+
+For each dataset, every method (the model's codes, optional baseline models' latents, pixels) clusters
+the same images with the same k, position weight and refinement; scores are Hungarian-matched mIoU and
+pixel accuracy, ARI and NMI (see scvae.downstream.segmentation_metrics). Prints one table and writes
+bench/results/segmentation.json plus an overlay PNG per dataset.
+
+    python bench/segmentation_benchmarks.py --model runs/x [--baseline runs/vae --baseline runs/vq]
+        [--data-root ../shared/data | $SCVAE_SHARED_DATA] [--datasets horse,camvid,isbi] [--limit N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+from scvae.data.masks import pair_images_with_masks
+from scvae.downstream import CodeFeatures, PixelFeatures, SegmentOptions, evaluate_segmentation, write_segmentation_eval
+from scvae.training import load_model
+
+# name: (images, masks, k, ignore) relative to the data root (layouts of ../shared/data, see its README)
+DATASETS = {
+    "horse": ("weizmann_horse/rgb", "weizmann_horse/figure_ground", 2, ()),
+    "camvid": ("camvid/test", "camvid/testannot", 11, (11,)),
+    "isbi": ("isbi2012_em_membrane/image", "isbi2012_em_membrane/label", 2, ()),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--baseline", action="append", default=[])
+    p.add_argument("--data-root", default=os.environ.get("SCVAE_SHARED_DATA", "../shared/data"))
+    p.add_argument("--datasets", default="horse,camvid,isbi")
+    p.add_argument("--limit", type=int, help="first N images of each dataset")
+    p.add_argument("--size", type=int, help="shorter side to encode at (default: own size)")
+    p.add_argument("--position-weight", type=float, default=1.0)
+    p.add_argument("--whiten", type=int, default=0)
+    p.add_argument("--refine", default="none", choices=["none", "slic"])
+    p.add_argument("--out", default="bench/results")
+    args = p.parse_args()
+    warnings.simplefilter("ignore", UserWarning)
+    root, out = Path(args.data_root), Path(args.out)
+    model = load_model(args.model)
+    methods = [CodeFeatures(model, args.size)]
+    for run in args.baseline:
+        baseline = load_model(run)
+        methods.append(CodeFeatures(baseline, args.size, name=f"{baseline.model_type} latents"))
+    methods.append(PixelFeatures(args.size, name="pixels + position" if args.position_weight > 0 else "pixels"))
+    summary = {"model": args.model, "baselines": args.baseline, "size": args.size,
+               "position_weight": args.position_weight, "whiten": args.whiten, "refine": args.refine, "datasets": {}}
+    print("| dataset | k | images | method | mIoU | pixel acc | ARI | NMI | s/image |\n" + "|---" * 9 + "|")
+    for name in args.datasets.split(","):
+        images, masks, k, ignore = DATASETS[name]
+        pairs = pair_images_with_masks(root / images, root / masks)[: args.limit]
+        options = SegmentOptions(k=k, position_weight=args.position_weight, whiten=args.whiten, refine=args.refine)
+        t0 = time.perf_counter()
+        result = evaluate_segmentation(methods, pairs, options, ignore, progress=True)
+        write_segmentation_eval(result, out / f"segmentation_{name}", title=name)
+        summary["datasets"][name] = {kk: v for kk, v in result.items() if not kk.startswith("overlay_")}
+        summary["datasets"][name]["seconds"] = time.perf_counter() - t0
+        for method, s in result["methods"].items():
+            print(f"| {name} | {k} | {s['n_images']} | {method} | {s['miou']:.3f} | {s['pixel_accuracy']:.3f} | "
+                  f"{s['ari']:.3f} | {s['nmi']:.3f} | {s['sec_per_image']:.2f} |", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "segmentation.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
