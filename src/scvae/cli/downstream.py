@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data import image_batch, load_image, save_grid
 from ..errors import ScvaeError
@@ -98,7 +99,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     features = CodeFeatures(load_model(args.model), args.size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in paths:
+    for path in tqdm(paths, desc="segment", unit="img", disable=len(paths) < 2):
         image = load_image(path, 3)
         labels = segment(features, image, options)
         save_labels(labels, out / f"{path.stem}_labels.png")

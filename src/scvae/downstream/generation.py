@@ -94,7 +94,7 @@ def fit_code_prior(vectors: torch.Tensor, n_components: int = 64, n_mixtures: in
     n = vectors.shape[0]
     if n < 4:
         raise ScvaeError(f"need at least 4 training codes to fit a prior, got {n}")
-    flat = vectors.reshape(n, -1).double().numpy()
+    flat = vectors.detach().reshape(n, -1).double().cpu().numpy()
     components = max(1, min(n_components, n - 1, flat.shape[1]))
     pca = PCA(n_components=components, whiten=True, random_state=seed).fit(flat)
     coordinates = pca.transform(flat)
