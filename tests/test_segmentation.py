@@ -69,10 +69,13 @@ def test_pairing_resizing_and_its_errors(tmp_path):
     for name in ("a", "b"):
         Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "gt" / f"{name}_mask.png")
     with pytest.raises(ScvaeError, match="--mask-suffix"):
-        pair_images_with_masks(tmp_path / "img", tmp_path / "gt")
+        pair_images_with_masks(tmp_path / "img", tmp_path / "gt", mask_suffix="_gt")
     with pytest.warns(UserWarning, match="skipped 1 image"):
         pairs = pair_images_with_masks(tmp_path / "img", tmp_path / "gt", mask_suffix="_mask")
     assert [p[0].stem for p in pairs] == ["a", "b"]
+    with pytest.warns(UserWarning) as caught:  # the suffix is found without being told
+        assert pair_images_with_masks(tmp_path / "img", tmp_path / "gt") == pairs
+    assert any("by the suffix '_mask'" in str(w.message) for w in caught)
     image, mask = load_pair(*pairs[0])
     assert image.shape == (30, 40, 3) and mask.shape == (30, 40)  # image resized to its mask
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "gt" / "a_mask.png")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,11 @@ def pair_images_with_masks(images: str | os.PathLike, masks: str | os.PathLike, 
                            ) -> list[tuple[Path, Path]]:
     """(image, mask) pairs of two folders, matched by file stem (a mask's stem minus ``mask_suffix``).
     Images without a mask are skipped with one counted warning; none paired is an error."""
-    image_paths = find_images(images)
+    image_paths, mask_paths = find_images(images), find_images(masks)
+    if not mask_suffix and not {p.stem for p in image_paths} & {p.stem for p in mask_paths}:
+        mask_suffix = infer_mask_suffix([p.stem for p in image_paths], [p.stem for p in mask_paths])
     by_stem: dict[str, Path] = {}
-    for path in find_images(masks):
+    for path in mask_paths:
         stem = path.stem[: -len(mask_suffix)] if mask_suffix and path.stem.endswith(mask_suffix) else path.stem
         by_stem.setdefault(stem, path)
     pairs = [(p, by_stem[p.stem]) for p in image_paths if p.stem in by_stem]
@@ -77,6 +80,23 @@ def pair_images_with_masks(images: str | os.PathLike, masks: str | os.PathLike, 
         first = next(p for p in image_paths if p.stem not in by_stem)
         warnings.warn(f"skipped {missing} image(s) without a mask; first: {first}", stacklevel=2)
     return pairs
+
+
+def infer_mask_suffix(image_stems: list[str], mask_stems: list[str]) -> str:
+    """The suffix most masks add to an image's stem ('horse001' -> 'horse001_mask' gives '_mask'), or ''."""
+    known, counts = set(image_stems), Counter()
+    for stem in mask_stems:
+        cuts = [i for i in range(len(stem) - 1, 0, -1) if stem[:i] in known]
+        if cuts:
+            counts[stem[cuts[0]:]] += 1
+    if not counts:
+        return ""
+    suffix, n = counts.most_common(1)[0]
+    if n < len(mask_stems) / 2:
+        return ""
+    warnings.warn(f"masks are paired with images by the suffix {suffix!r} ({n} of {len(mask_stems)} masks)",
+                  stacklevel=3)
+    return suffix
 
 
 def load_pair(image_path: Path, mask_path: Path, channels: int = 3, mode: str = "auto",
