@@ -18,8 +18,7 @@ import warnings
 from pathlib import Path
 
 from scvae.data.masks import pair_images_with_masks
-from scvae.downstream import CodeFeatures, PixelFeatures, SegmentOptions, evaluate_segmentation, write_segmentation_eval
-from scvae.training import load_model
+from scvae.downstream import SegmentOptions, comparison_methods, evaluate_segmentation, write_segmentation_eval
 
 # name: (images, masks, k, ignore) relative to the data root (layouts of ../shared/data, see its README)
 DATASETS = {
@@ -44,12 +43,7 @@ def main() -> None:
     args = p.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     root, out = Path(args.data_root), Path(args.out)
-    model = load_model(args.model)
-    methods = [CodeFeatures(model, args.size)]
-    for run in args.baseline:
-        baseline = load_model(run)
-        methods.append(CodeFeatures(baseline, args.size, name=f"{baseline.model_type} latents"))
-    methods.append(PixelFeatures(args.size, name="pixels + position" if args.position_weight > 0 else "pixels"))
+    methods = comparison_methods(args.model, args.baseline, args.size, args.position_weight)
     summary = {"model": args.model, "baselines": args.baseline, "size": args.size,
                "position_weight": args.position_weight, "whiten": args.whiten, "refine": args.refine, "datasets": {}}
     print("| dataset | k | images | method | mIoU | pixel acc | ARI | NMI | s/image |\n" + "|---" * 9 + "|")

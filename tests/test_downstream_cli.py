@@ -59,7 +59,7 @@ def test_segment_eval_table_with_a_baseline(tiny_run, masked_set, tmp_path, caps
                  "--out", str(out), "--no-progress"]) == 0
     result = json.loads((out / "segment_eval.json").read_text())
     assert result["k"] == 2 and result["n_images"] == 8  # k defaults to the classes in the masks
-    assert list(result["methods"]) == ["scvae codes", "scvae latents (run)", "pixels + position"]
+    assert list(result["methods"]) == ["scvae codes", "scvae codes (run)", "pixels + position"]
     for scores in result["methods"].values():
         assert 0 <= scores["miou"] <= 1 and -1 <= scores["ari"] <= 1 and scores["n_images"] == 8
     # two flat colours are easy for pixel clustering

@@ -110,18 +110,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_segment_eval(args: argparse.Namespace) -> int:
     from ..data.masks import pair_images_with_masks
-    from ..downstream import CodeFeatures, PixelFeatures, evaluate_segmentation, write_segmentation_eval
+    from ..downstream import comparison_methods, evaluate_segmentation, write_segmentation_eval
     from ..downstream.segmentation_eval import count_classes, segmentation_table
 
     _positive("limit", args.limit)
     pairs = pair_images_with_masks(args.images, args.masks, args.mask_suffix)[: args.limit]
     k = args.k or count_classes(pairs, args.ignore, args.mask_mode, args.threshold)
     options = _segment_options(args, k)
-    methods = [CodeFeatures(load_model(args.model), args.size)]
-    for run in args.baseline:
-        baseline = load_model(run)
-        methods.append(CodeFeatures(baseline, args.size, name=f"{baseline.model_type} latents ({Path(run).name})"))
-    methods.append(PixelFeatures(args.size, name="pixels + position" if args.position_weight > 0 else "pixels"))
+    methods = comparison_methods(args.model, args.baseline, args.size, args.position_weight)
     result = evaluate_segmentation(methods, pairs, options, args.ignore, args.mask_mode, args.threshold,
                                    args.overlays, progress=not args.no_progress)
     out = Path(args.out) if args.out else Path(args.model) / "segment_eval"

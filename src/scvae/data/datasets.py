@@ -69,7 +69,8 @@ def load_folder(paths: list[Path], size: int, channels: int, desc: str = "loadin
                 ) -> tuple[list[np.ndarray], list[str], LoadReport]:
     """Decode and resize ``paths``; unreadable files are skipped and counted (see :func:`warn_skipped`)."""
     images, names, skipped = [], [], []
-    for path in tqdm(paths, desc=desc, unit="img", leave=False, disable=len(paths) < 200):
+    # None: shown on a terminal only, so that logs and CI output are not flooded with bar updates
+    for path in tqdm(paths, desc=desc, unit="img", leave=False, disable=True if len(paths) < 200 else None):
         try:
             images.append(resize_shorter(load_image(path, channels), size))
             names.append(path.stem)

@@ -54,7 +54,7 @@ class CodeFeatures:
 
     def __init__(self, model: AutoencoderModel, size: int | None = None, name: str | None = None, margin: int = 8):
         self.model, self.size, self.margin = model.eval(), size, margin
-        self.name = name or f"{model.model_type} codes"
+        self.name = name or (f"{model.model_type} codes" if model.model_type == "scvae" else f"{model.model_type} latents")
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> FeatureGrid:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..data.masks import load_mask, load_pair
 from ..errors import ScvaeError
 from ..reporting.figures import colorize, overlay, panel_figure
-from .segmentation import FeatureFn, SegmentOptions, segment
+from .segmentation import CodeFeatures, FeatureFn, PixelFeatures, SegmentOptions, segment
 from .segmentation_metrics import SegmentationScorer
 
 SCORE_COLUMNS = ["miou", "pixel_accuracy", "ari", "nmi", "sec_per_image"]
@@ -60,6 +60,21 @@ def evaluate_segmentation(methods: Sequence[FeatureFn], pairs: Sequence[tuple[Pa
     return {"k": options.k, "position_weight": options.position_weight, "whiten": options.whiten,
             "refine": options.refine, "seed": options.seed, "ignore": list(ignore), "n_images": len(pairs),
             "methods": results, "overlay_rows": rows, "overlay_names": row_names, "overlay_titles": ["image", "ground truth", *names]}
+
+
+def comparison_methods(model: str | os.PathLike, baselines: Sequence[str | os.PathLike] = (), size: int | None = None,
+                       position_weight: float = 1.0) -> list[FeatureFn]:
+    """The methods segment-eval compares: the model's codes, each baseline run's latents (named after its
+    folder) and k-means on pixels, all working at the same ``size``."""
+    from ..training import load_model
+
+    methods: list[FeatureFn] = [CodeFeatures(load_model(model), size)]
+    for run in baselines:
+        features = CodeFeatures(load_model(run), size)
+        features.name = f"{features.name} ({Path(run).name})"
+        methods.append(features)
+    methods.append(PixelFeatures(size, name="pixels + position" if position_weight > 0 else "pixels"))
+    return methods
 
 
 def _ground_truth_picture(mask: np.ndarray, ignore: Sequence[int]) -> np.ndarray:
