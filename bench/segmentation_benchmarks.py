@@ -59,6 +59,9 @@ def main() -> None:
         for method, s in result["methods"].items():
             print(f"| {name} | {k} | {s['n_images']} | {method} | {s['miou']:.3f} | {s['pixel_accuracy']:.3f} | "
                   f"{s['ari']:.3f} | {s['nmi']:.3f} | {s['sec_per_image']:.2f} |", flush=True)
+        for other, d in result["paired_miou_difference"]["minus"].items():
+            print(f"  {name}: {methods[0].name} mIoU minus {other}: {d['difference']:+.4f}, "
+                  f"95 % bootstrap interval [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "segmentation.json").write_text(json.dumps(summary, indent=2) + "\n")
 

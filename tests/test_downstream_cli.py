@@ -60,6 +60,10 @@ def test_segment_eval_table_with_a_baseline(tiny_run, masked_set, tmp_path, caps
     result = json.loads((out / "segment_eval.json").read_text())
     assert result["k"] == 2 and result["n_images"] == 8  # k defaults to the classes in the masks
     assert list(result["methods"]) == ["scvae codes", "scvae codes (run)", "pixels + position"]
+    paired = result["paired_miou_difference"]
+    assert paired["of"] == "scvae codes" and list(paired["minus"]) == ["scvae codes (run)", "pixels + position"]
+    assert paired["minus"]["scvae codes (run)"]["difference"] == 0  # the same model segments identically
+    assert "paired bootstrap" in (out / "segment_eval.md").read_text()
     for scores in result["methods"].values():
         assert 0 <= scores["miou"] <= 1 and -1 <= scores["ari"] <= 1 and scores["n_images"] == 8
     # two flat colours are easy for pixel clustering
@@ -90,6 +94,17 @@ def test_report_is_self_contained(tiny_run, tmp_path):
     for heading in ("Training", "Reconstruction", "Dictionary", "Interpolation", "Generation", "segmentation"):
         assert heading in page
     assert page.count("data:image/png;base64,") >= 8 and 'src="http' not in page and "src=\"file" not in page
+
+
+def test_report_shows_the_runs_saved_segment_eval(tiny_run, masked_set, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["segment-eval", "--model", str(run), "--images", str(masked_set / "rgb"),
+                 "--masks", str(masked_set / "masks"), "--no-progress"]) == 0
+    assert (run / "segment_eval" / "segment_eval.json").is_file()  # default --out: inside the run
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--no-progress"]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "scvae segment-eval on 8 images" in page and "paired bootstrap" in page and "pixels + position" in page
 
 
 def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):

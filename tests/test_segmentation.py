@@ -8,6 +8,7 @@ from scvae import ScvaeError
 from scvae.data.masks import load_mask, load_pair, pair_images_with_masks
 from scvae.downstream import CodeFeatures, PixelFeatures, SegmentOptions, match_clusters, score_all, segment
 from scvae.downstream.segmentation import FeatureGrid, refine_with_superpixels, upsample_labels
+from scvae.downstream.segmentation_metrics import SegmentationScorer, paired_miou_difference
 from scvae.models import SCVAE
 
 
@@ -37,6 +38,32 @@ def test_intersections_are_summed_over_images_before_the_iou():
     scores = score_all([(good, target), (bad, target)])
     assert scores["per_class_iou"]["0"] == pytest.approx(3 / 4)  # (2 + 1) / (2 + 2)
     assert scores["per_class_iou"]["1"] == pytest.approx(4 / 5)  # (2 + 2) / (2 + 3)
+
+
+def _scored(pairs):
+    scorer = SegmentationScorer()
+    for predicted, target in pairs:
+        scorer.update(predicted, target)
+    return scorer
+
+
+def test_paired_bootstrap_of_the_miou_difference():
+    rng = np.random.default_rng(0)
+    targets = [np.tile(np.r_[np.zeros(10, int), np.ones(10, int)], (4, 1)) for _ in range(40)]
+    flip = lambda t, p: np.where(rng.random(t.shape) < p, 1 - t, t)  # noqa: E731
+    good = _scored([(flip(t, 0.05), t) for t in targets])
+    bad = _scored([(flip(t, 0.25), t) for t in targets])
+    d = paired_miou_difference(good, bad)
+    assert d["difference"] == pytest.approx(good.result()["miou"] - bad.result()["miou"])
+    assert 0 < d["ci"][0] < d["difference"] < d["ci"][1] and d["fraction_above_zero"] == 1.0
+    same = paired_miou_difference(good, good)
+    assert same["difference"] == 0 and same["ci"] == [0, 0]
+    # two equally noisy methods: the interval straddles zero
+    other = _scored([(flip(t, 0.05), t) for t in targets])
+    tie = paired_miou_difference(good, other)
+    assert tie["ci"][0] < 0 < tie["ci"][1]
+    with pytest.raises(ScvaeError, match="same images"):
+        paired_miou_difference(good, _scored([(targets[0], targets[0])]))
 
 
 def test_masks_in_every_format(tmp_path):

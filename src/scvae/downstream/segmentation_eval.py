@@ -14,7 +14,7 @@ from ..data.masks import load_mask, load_pair
 from ..errors import ScvaeError
 from ..reporting.figures import colorize, overlay, panel_figure
 from .segmentation import CodeFeatures, FeatureFn, PixelFeatures, SegmentOptions, segment
-from .segmentation_metrics import SegmentationScorer
+from .segmentation_metrics import SegmentationScorer, paired_miou_difference
 
 SCORE_COLUMNS = ["miou", "pixel_accuracy", "ari", "nmi", "sec_per_image"]
 
@@ -57,9 +57,12 @@ def evaluate_segmentation(methods: Sequence[FeatureFn], pairs: Sequence[tuple[Pa
     results = {}
     for name, scorer in scorers.items():
         results[name] = {**scorer.result(), "sec_per_image": seconds[name] / len(pairs)}
+    first = scorers[names[0]]
+    paired = {other: paired_miou_difference(first, scorers[other], seed=options.seed) for other in names[1:]}
     return {"k": options.k, "position_weight": options.position_weight, "whiten": options.whiten,
             "refine": options.refine, "seed": options.seed, "ignore": list(ignore), "n_images": len(pairs),
-            "methods": results, "overlay_rows": rows, "overlay_names": row_names, "overlay_titles": ["image", "ground truth", *names]}
+            "methods": results, "paired_miou_difference": {"of": names[0], "minus": paired},
+            "overlay_rows": rows, "overlay_names": row_names, "overlay_titles": ["image", "ground truth", *names]}
 
 
 def comparison_methods(model: str | os.PathLike, baselines: Sequence[str | os.PathLike] = (), size: int | None = None,
@@ -85,10 +88,21 @@ def _ground_truth_picture(mask: np.ndarray, ignore: Sequence[int]) -> np.ndarray
 
 
 def segmentation_table(result: dict[str, Any]) -> str:
-    """Markdown table: one row per method."""
+    """Markdown: one row per method, then the first method's mIoU minus each other's with its bootstrap
+    interval."""
     from ..evaluation.report import markdown_table
 
-    return markdown_table(result["methods"], SCORE_COLUMNS)
+    table = markdown_table(result["methods"], SCORE_COLUMNS)
+    paired = result.get("paired_miou_difference", {})
+    if not paired.get("minus"):
+        return table
+    lines = [f"\n{paired['of']} mIoU minus each other method's, paired bootstrap over images:\n",
+             f"| minus | difference | {next(iter(paired['minus'].values()))['level']:.0%} interval | resamples above 0 |",
+             "|---|---|---|---|"]
+    for other, d in paired["minus"].items():
+        lines.append(f"| {other} | {d['difference']:+.4f} | [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}] | "
+                     f"{d['fraction_above_zero']:.0%} |")
+    return table + "\n".join(lines) + "\n"
 
 
 def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, title: str = "") -> dict[str, Path]:
