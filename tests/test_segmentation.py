@@ -66,6 +66,17 @@ def test_paired_bootstrap_of_the_miou_difference():
         paired_miou_difference(good, _scored([(targets[0], targets[0])]))
 
 
+def test_overlay_clusters_take_the_colour_of_their_matched_class():
+    from scvae.downstream.segmentation_eval import _recoloured_to_classes
+    from scvae.reporting.figures import colorize
+
+    mask = np.array([[0, 0, 1, 1, 11]])
+    labels = np.array([[2, 2, 0, 0, 1]])  # cluster 1 only covers an ignored pixel: unmatched, a spare id
+    recoloured = _recoloured_to_classes(labels, mask, ignore=[11])
+    assert recoloured.tolist() == [[0, 0, 1, 1, 12]]
+    assert (colorize(recoloured)[0, :4] == colorize(mask)[0, :4]).all()
+
+
 def test_masks_in_every_format(tmp_path):
     binary = np.zeros((20, 30), np.uint8)
     binary[5:15, 10:25] = 255

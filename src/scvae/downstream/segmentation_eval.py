@@ -14,7 +14,7 @@ from ..data.masks import load_mask, load_pair
 from ..errors import ScvaeError
 from ..reporting.figures import colorize, overlay, panel_figure
 from .segmentation import CodeFeatures, FeatureFn, PixelFeatures, SegmentOptions, segment
-from .segmentation_metrics import SegmentationScorer, paired_miou_difference
+from .segmentation_metrics import SegmentationScorer, match_clusters, paired_miou_difference
 
 SCORE_COLUMNS = ["miou", "pixel_accuracy", "ari", "nmi", "sec_per_image"]
 
@@ -50,7 +50,7 @@ def evaluate_segmentation(methods: Sequence[FeatureFn], pairs: Sequence[tuple[Pa
             seconds[method.name] += time.perf_counter() - t0
             scorers[method.name].update(labels, mask)
             if shown:
-                row.append(overlay(image, labels))
+                row.append(overlay(image, _recoloured_to_classes(labels, mask, ignore)))
         if shown:
             rows.append(row)
             row_names.append(image_path.stem)
@@ -78,6 +78,16 @@ def comparison_methods(model: str | os.PathLike, baselines: Sequence[str | os.Pa
         methods.append(features)
     methods.append(PixelFeatures(size, name="pixels + position" if position_weight > 0 else "pixels"))
     return methods
+
+
+def _recoloured_to_classes(labels: np.ndarray, mask: np.ndarray, ignore: Sequence[int]) -> np.ndarray:
+    """Cluster ids replaced by their Hungarian-matched class (unmatched clusters get ids past the classes),
+    so that in the overlays a cluster has its class's colour in the ground-truth picture."""
+    valid = ~np.isin(mask, list(ignore)) if ignore else np.ones(mask.shape, bool)
+    mapping = match_clusters(labels[valid], mask[valid]) if valid.any() else {}
+    spare = iter(range(int(mask.max()) + 1, int(mask.max()) + 2 + int(labels.max())))
+    lookup = np.array([mapping[c] if c in mapping else next(spare) for c in range(int(labels.max()) + 1)])
+    return lookup[labels]
 
 
 def _ground_truth_picture(mask: np.ndarray, ignore: Sequence[int]) -> np.ndarray:

@@ -29,8 +29,9 @@ def _dense_ids(labels: np.ndarray) -> np.ndarray:
 
 
 def colorize(labels: np.ndarray) -> np.ndarray:
-    """Label map (H, W) -> uint8 RGB (H, W, 3)."""
-    ids = _dense_ids(labels)
+    """Label map (H, W) -> uint8 RGB (H, W, 3). Ids 0-255 keep their own colour in every picture (and in
+    :func:`save_labels`), so matched clusters and classes look alike; other ids are renumbered first."""
+    ids = labels if labels.size and 0 <= labels.min() and labels.max() < 256 else _dense_ids(labels)
     return palette(int(ids.max()) + 1)[ids]
 
 
