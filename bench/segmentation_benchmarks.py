@@ -19,6 +19,7 @@ from pathlib import Path
 
 from scvae.data.masks import pair_images_with_masks
 from scvae.downstream import SegmentOptions, comparison_methods, evaluate_segmentation, write_segmentation_eval
+from scvae.downstream.segmentation_eval import result_json
 
 # name: (images, masks, k, ignore) relative to the data root (layouts of ../shared/data, see its README)
 DATASETS = {
@@ -54,7 +55,7 @@ def main() -> None:
         t0 = time.perf_counter()
         result = evaluate_segmentation(methods, pairs, options, ignore, progress=True)
         write_segmentation_eval(result, out / f"segmentation_{name}", title=name)
-        summary["datasets"][name] = {kk: v for kk, v in result.items() if not kk.startswith("overlay_")}
+        summary["datasets"][name] = result_json(result)
         summary["datasets"][name]["seconds"] = time.perf_counter() - t0
         for method, s in result["methods"].items():
             print(f"| {name} | {k} | {s['n_images']} | {method} | {s['miou']:.3f} | {s['pixel_accuracy']:.3f} | "

@@ -14,7 +14,7 @@ from ..data.masks import load_mask, load_pair
 from ..errors import ScvaeError
 from ..reporting.figures import colorize, overlay, panel_figure
 from .segmentation import CodeFeatures, FeatureFn, PixelFeatures, SegmentOptions, segment
-from .segmentation_metrics import SegmentationScorer, match_clusters, paired_miou_difference
+from .segmentation_metrics import SegmentationScorer, class_of_cluster, paired_miou_difference
 
 SCORE_COLUMNS = ["miou", "pixel_accuracy", "ari", "nmi", "sec_per_image"]
 
@@ -84,9 +84,12 @@ def _recoloured_to_classes(labels: np.ndarray, mask: np.ndarray, ignore: Sequenc
     """Cluster ids replaced by their Hungarian-matched class (unmatched clusters get ids past the classes),
     so that in the overlays a cluster has its class's colour in the ground-truth picture."""
     valid = ~np.isin(mask, list(ignore)) if ignore else np.ones(mask.shape, bool)
-    mapping = match_clusters(labels[valid], mask[valid]) if valid.any() else {}
-    spare = iter(range(int(mask.max()) + 1, int(mask.max()) + 2 + int(labels.max())))
-    lookup = np.array([mapping[c] if c in mapping else next(spare) for c in range(int(labels.max()) + 1)])
+    lookup = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    if valid.any():
+        matched = class_of_cluster(labels[valid], mask[valid])
+        lookup[:len(matched)] = matched
+    unmatched = lookup < 0
+    lookup[unmatched] = int(mask.max()) + 1 + np.arange(int(unmatched.sum()))
     return lookup[labels]
 
 
@@ -103,16 +106,28 @@ def segmentation_table(result: dict[str, Any]) -> str:
     from ..evaluation.report import markdown_table
 
     table = markdown_table(result["methods"], SCORE_COLUMNS)
-    paired = result.get("paired_miou_difference", {})
-    if not paired.get("minus"):
+    paired = paired_rows(result)
+    if not paired:
         return table
-    lines = [f"\n{paired['of']} mIoU minus each other method's, paired bootstrap over images:\n",
-             f"| minus | difference | {next(iter(paired['minus'].values()))['level']:.0%} interval | resamples above 0 |",
-             "|---|---|---|---|"]
-    for other, d in paired["minus"].items():
-        lines.append(f"| {other} | {d['difference']:+.4f} | [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}] | "
-                     f"{d['fraction_above_zero']:.0%} |")
-    return table + "\n".join(lines) + "\n"
+    of = result["paired_miou_difference"]["of"]
+    return (table + f"\n{of} mIoU minus each other method's ({PAIRED_NOTE}):\n\n"
+            + markdown_table(paired, PAIRED_COLUMNS))
+
+
+PAIRED_COLUMNS = ["difference", "95 % interval", "resamples above 0"]
+PAIRED_NOTE = "paired bootstrap over images"
+
+
+def paired_rows(result: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The paired mIoU differences of a result (or its JSON) as table rows, one per other method."""
+    minus = result.get("paired_miou_difference", {}).get("minus", {})
+    return {other: {"difference": f"{d['difference']:+.4f}", "95 % interval": f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]",
+                    "resamples above 0": f"{d['fraction_above_zero']:.0%}"} for other, d in minus.items()}
+
+
+def result_json(result: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-ready part of an :func:`evaluate_segmentation` result (the overlay pictures left out)."""
+    return {k: v for k, v in result.items() if not k.startswith("overlay_")}
 
 
 def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, title: str = "") -> dict[str, Path]:
@@ -120,8 +135,7 @@ def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, titl
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "segment_eval.json", "md": out / "segment_eval.md", "png": out / "overlays.png"}
-    data = {k: v for k, v in result.items() if not k.startswith("overlay_")}
-    paths["json"].write_text(json.dumps({"title": title, **data}, indent=2) + "\n")
+    paths["json"].write_text(json.dumps({"title": title, **result_json(result)}, indent=2) + "\n")
     ignore = f", ignoring label(s) {', '.join(map(str, result['ignore']))}" if result["ignore"] else ""
     paths["md"].write_text(
         f"# Unsupervised segmentation{': ' + title if title else ''}\n\n"

@@ -12,7 +12,6 @@ Two methods scored on the same images are compared by a paired bootstrap over im
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -33,13 +32,17 @@ def match_clusters(predicted: np.ndarray, target: np.ndarray) -> dict[int, int]:
     return {int(clusters[r]): int(classes[c]) for r, c in zip(rows, cols)}
 
 
+def class_of_cluster(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Lookup (max cluster id + 1,): each cluster's Hungarian-matched class, -1 for an unmatched one."""
+    mapping = match_clusters(predicted, target)
+    return np.array([mapping.get(c, -1) for c in range(int(predicted.max()) + 1)], dtype=np.int64)
+
+
 @dataclass
 class SegmentationScorer:
     """Accumulates scores image by image: ``update(predicted, target)`` then ``result()``."""
 
     ignore: tuple[int, ...] = ()
-    intersection: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    union: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     correct: int = 0
     total: int = 0
     ari: list[float] = field(default_factory=list)
@@ -56,14 +59,9 @@ class SegmentationScorer:
         p, t = predicted[valid].astype(np.int64), target[valid].astype(np.int64)
         if t.size == 0:
             return {}
-        mapping = match_clusters(p, t)
-        mapped = np.array([mapping.get(int(c), -1) for c in range(int(p.max()) + 1)])[p]
-        counts = {}
-        for c in np.union1d(np.unique(t), np.unique(mapped[mapped >= 0])):
-            counts[int(c)] = (int(((mapped == c) & (t == c)).sum()), int(((mapped == c) | (t == c)).sum()))
-            self.intersection[int(c)] += counts[int(c)][0]
-            self.union[int(c)] += counts[int(c)][1]
-        self.per_image.append(counts)
+        mapped = class_of_cluster(p, t)[p]
+        self.per_image.append({int(c): (int(((mapped == c) & (t == c)).sum()), int(((mapped == c) | (t == c)).sum()))
+                               for c in np.union1d(np.unique(t), np.unique(mapped[mapped >= 0]))})
         correct = int((mapped == t).sum())
         self.correct += correct
         self.total += t.size
@@ -71,10 +69,16 @@ class SegmentationScorer:
         self.nmi.append(float(normalized_mutual_info_score(t, p)))
         return {"pixel_accuracy": correct / t.size, "ari": self.ari[-1], "nmi": self.nmi[-1]}
 
+    def classes(self) -> set[int]:
+        """Every class that was predicted or present in a scored image."""
+        return set().union(*self.per_image)
+
     def result(self) -> dict[str, object]:
         if not self.total:
             raise ScvaeError("no pixels were scored (every mask pixel ignored?)")
-        iou = {c: self.intersection[c] / self.union[c] for c in sorted(self.union) if self.union[c] > 0}
+        classes = sorted(self.classes())
+        intersection, union = (m.sum(0) for m in _count_matrices(self, classes))
+        iou = {c: i / u for c, i, u in zip(classes, intersection, union) if u > 0}
         return {"miou": float(np.mean(list(iou.values()))), "pixel_accuracy": self.correct / self.total,
                 "ari": float(np.mean(self.ari)), "nmi": float(np.mean(self.nmi)),
                 "per_class_iou": {str(c): v for c, v in iou.items()}, "n_images": len(self.ari)}
@@ -101,7 +105,7 @@ def paired_miou_difference(a: SegmentationScorer, b: SegmentationScorer, n_boot:
     n = len(a.per_image)
     if n == 0 or n != len(b.per_image):
         raise ScvaeError(f"a paired comparison needs the same images for both methods, got {n} and {len(b.per_image)}")
-    classes = sorted(set(a.union) | set(b.union))
+    classes = sorted(a.classes() | b.classes())
     (ia, ua), (ib, ub) = _count_matrices(a, classes), _count_matrices(b, classes)
     difference = float(_miou(ia.sum(0), ua.sum(0)) - _miou(ib.sum(0), ub.sum(0)))
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))

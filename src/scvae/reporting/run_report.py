@@ -19,6 +19,7 @@ from ..config import load_run_config
 from ..data import save_grid
 from ..downstream import (CodeFeatures, SegmentOptions, collect_code_vectors, fit_code_prior, generate, interpolate,
                           segment)
+from ..downstream.segmentation_eval import PAIRED_COLUMNS, PAIRED_NOTE, paired_rows
 from ..errors import ScvaeError
 from ..evaluation import evaluate_reconstruction
 from ..evaluation.plots import usage_histogram
@@ -164,12 +165,11 @@ def _segmentation(c: dict) -> str:
         parts.append(html.paragraph(f"scvae segment-eval on {result['n_images']} images ({result.get('title', '')}), "
                                     f"k = {result['k']}:"))
         parts.append(html.table(result["methods"], ["miou", "pixel_accuracy", "ari", "nmi", "sec_per_image"]))
-        paired = result.get("paired_miou_difference", {})
-        if paired.get("minus"):
-            rows = {other: {"difference": d["difference"], "interval": f"[{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]",
-                            "resamples above 0": f"{d['fraction_above_zero']:.0%}"} for other, d in paired["minus"].items()}
-            parts.append(html.paragraph(f"{paired['of']} mIoU minus each other method's (paired bootstrap over images):"))
-            parts.append(html.table(rows, ["difference", "interval", "resamples above 0"], corner="minus"))
+        paired = paired_rows(result)
+        if paired:
+            of = result["paired_miou_difference"]["of"]
+            parts.append(html.paragraph(f"{of} mIoU minus each other method's ({PAIRED_NOTE}):"))
+            parts.append(html.table(paired, PAIRED_COLUMNS, corner="minus"))
         if (saved / "overlays.png").is_file():
             parts.append(html.image(saved / "overlays.png", "ground truth and each method's clusters"))
     size = 4 * model.resolution
