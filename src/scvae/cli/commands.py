@@ -13,6 +13,7 @@ from ..errors import ScvaeError
 from ..presets import PRESETS
 from ..training import load_model, train
 from ..training.trainer import CONFIG_FILE
+from .outputs import claim_outputs
 
 
 def check_images(paths: list[str]) -> list[Path]:
@@ -48,12 +49,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     paths = check_images(args.images)
-    model = load_model(args.model)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in paths:
+    targets = claim_outputs([out / f"{path.stem}.png" for path in paths], paths, overwrite=args.overwrite,
+                            sources=paths)
+    model = load_model(args.model)
+    for path, target in zip(paths, targets):
         x = image_batch([path], model.resolution, model.in_channels)
-        save_image(model.reconstruct(x)[0], out / f"{path.stem}.png")
+        save_image(model.reconstruct(x)[0], target)
     print(f"wrote {len(paths)} reconstruction(s) to {out}")
     return 0
 
@@ -66,11 +68,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from ..evaluation import DIAGNOSTICS
 
     paths = check_images(args.images)
-    model = load_model(args.model)
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ScvaeError(f"{out}: --out must end in .safetensors")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    claim_outputs([out], paths, overwrite=args.overwrite)
+    model = load_model(args.model)
     with torch.no_grad():
         codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)) for p in paths])
     meta = {"model_type": model.model_type, "files": json.dumps([str(p) for p in paths])}
@@ -88,15 +90,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..evaluation.report import evaluate_source, write_eval
+    from ..evaluation.report import EVAL_FILES, evaluate_source, write_eval
 
     if args.batch_size < 1:
         raise ScvaeError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    out = Path(args.out) if args.out else Path(args.model) / "eval"
+    claim_outputs([out / name for name in EVAL_FILES], overwrite=args.overwrite)
     model = load_model(args.model)
     result = evaluate_source(model, args.data, args.batch_size, args.limit, args.lpips_weights, args.inception_weights)
     for line in result["skipped"]:
         print(line)
-    out = Path(args.out) if args.out else Path(args.model) / "eval"
     paths = write_eval(result, out)
     m = result["metrics"]
     print(f"{result['data']['n_images']} images: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}; "

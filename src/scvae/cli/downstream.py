@@ -11,6 +11,7 @@ from ..data import image_batch, load_image, save_grid
 from ..errors import ScvaeError
 from ..training import load_model
 from .commands import check_images
+from .outputs import claim_outputs
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -18,12 +19,11 @@ def _positive(name: str, value: int | None) -> None:
         raise ScvaeError(f"--{name} must be a positive integer, got {value}")
 
 
-def _png_out(path: str) -> Path:
-    out = Path(path)
+def _png_out(args: argparse.Namespace, inputs: list[Path] = ()) -> Path:
+    out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ScvaeError(f"{out}: --out must be a .png file")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
+    return claim_outputs([out], inputs, overwrite=args.overwrite)[0]
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
@@ -31,13 +31,13 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     paths = check_images([args.image_a, args.image_b])
     _positive("size", args.size)
+    out = _png_out(args, paths)
     model = load_model(args.model)
     size = args.size or model.resolution
     if size % model.downsampling_factor:
         raise ScvaeError(f"--size must be a multiple of {model.downsampling_factor}, got {size}")
     x = image_batch(paths, size, model.in_channels)
     result = interpolate(model, x[0], x[1], args.steps, args.space)
-    out = _png_out(args.out)
     save_grid(result.images, out, nrow=len(result.images), upscale=max(1, 96 // size))
     print(f"{args.steps} frames ({args.space} space) -> {out}; distance to A grows monotonically within "
           f"{100 * result.monotonicity_violation():.1f}% of its final value")
@@ -49,12 +49,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     for name in ("n", "fit_images", "components", "mixtures"):
         _positive(name.replace("_", "-"), getattr(args, name))
+    out = _png_out(args)
     model = load_model(args.model)
     train_set = training_images(args.model, args.data, model)
     vectors = collect_code_vectors(model, train_set, args.fit_images, seed=args.seed, progress=not args.no_progress)
     prior = fit_code_prior(vectors, args.components, args.mixtures, args.seed)
     result = generate(model, prior, args.n, args.seed)
-    out = _png_out(args.out)
     save_grid(result.images, out, nrow=int(np.ceil(np.sqrt(args.n))), upscale=max(1, 96 // model.resolution))
     print(f"{args.n} samples -> {out}; prior: PCA({prior.n_components}) + {prior.mixture.n_components}-component "
           f"Gaussian mixture over {len(vectors)} training code maps; novelty (nearest-training distance / typical) "
@@ -96,14 +96,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     paths = check_images(args.images)
     options = _segment_options(args, args.k)
-    features = CodeFeatures(load_model(args.model), args.size)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(paths, desc="segment", unit="img", disable=len(paths) < 2):
+    targets = claim_outputs([out / f"{p.stem}_{kind}.png" for p in paths for kind in ("labels", "overlay")], paths,
+                            overwrite=args.overwrite, sources=[p for p in paths for _ in range(2)])
+    features = CodeFeatures(load_model(args.model), args.size)
+    for i, path in enumerate(tqdm(paths, desc="segment", unit="img", disable=len(paths) < 2)):
         image = load_image(path, 3)
         labels = segment(features, image, options)
-        save_labels(labels, out / f"{path.stem}_labels.png")
-        save_rgb(overlay(image, labels), out / f"{path.stem}_overlay.png")
+        save_labels(labels, targets[2 * i])
+        save_rgb(overlay(image, labels), targets[2 * i + 1])
     print(f"segmented {len(paths)} image(s) into k={args.k} clusters -> {out} (<name>_labels.png, <name>_overlay.png)")
     return 0
 
@@ -111,16 +112,17 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_segment_eval(args: argparse.Namespace) -> int:
     from ..data.masks import pair_images_with_masks
     from ..downstream import comparison_methods, evaluate_segmentation, write_segmentation_eval
-    from ..downstream.segmentation_eval import count_classes, segmentation_table
+    from ..downstream.segmentation_eval import SEGMENT_EVAL_FILES, count_classes, segmentation_table
 
     _positive("limit", args.limit)
+    out = Path(args.out) if args.out else Path(args.model) / "segment_eval"
+    claim_outputs([out / name for name in SEGMENT_EVAL_FILES], overwrite=args.overwrite)
     pairs = pair_images_with_masks(args.images, args.masks, args.mask_suffix)[: args.limit]
     k = args.k or count_classes(pairs, args.ignore, args.mask_mode, args.threshold)
     options = _segment_options(args, k)
     methods = comparison_methods(args.model, args.baseline, args.size, args.position_weight)
     result = evaluate_segmentation(methods, pairs, options, args.ignore, args.mask_mode, args.threshold,
                                    args.overlays, progress=not args.no_progress)
-    out = Path(args.out) if args.out else Path(args.model) / "segment_eval"
     paths = write_segmentation_eval(result, out, title=f"{args.images} vs {args.masks}")
     print(segmentation_table(result) + f"\nwrote {paths['json']}, {paths['md']}, {paths['png']}")
     return 0
@@ -130,6 +132,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..reporting.run_report import build_report
 
     out = Path(args.out) if args.out else Path(args.run) / "report.html"
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ScvaeError(f"{out}: --out must be an .html file")
+    claim_outputs([out], overwrite=args.overwrite)
     path = build_report(args.run, out, data=args.data, progress=not args.no_progress)
     print(f"wrote {path}")
     return 0
@@ -144,6 +149,7 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
                    help="codes: linear in codes, kept at the model's sparsity; latent: linear in D a")
     p.add_argument("--size", type=int, help="working size (default: the model's resolution)")
     p.add_argument("--out", default="interpolation.png", help="output PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("generate", help="sample new images from a PCA + Gaussian-mixture prior over training codes")
@@ -156,6 +162,7 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="samples.png", help="output PNG grid")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_generate)
 
     def clustering(p: argparse.ArgumentParser, k_default: int | None) -> None:
@@ -174,6 +181,7 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="image files (any size)")
     clustering(p, 4)
     p.add_argument("--out", default="segments", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("segment-eval", help="score code clustering against masks, with pixel and latent baselines")
@@ -190,6 +198,7 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlays", type=int, default=4, help="images shown in overlays.png (default 4)")
     p.add_argument("--out", help="output folder (default: RUN/segment_eval)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_segment_eval)
 
     p = sub.add_parser("report", help="one self-contained HTML page of a run")
@@ -197,4 +206,5 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="images for the report's examples (default: the run's data)")
     p.add_argument("--out", help="output HTML file (default RUN/report.html)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_report)

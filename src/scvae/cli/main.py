@@ -43,12 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="run directory or saved model directory")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=commands.cmd_reconstruct)
 
     p = sub.add_parser("encode", help="encode images to sparse codes, saved as one (N, K, h, w) tensor")
     p.add_argument("--model", required=True, help="run directory or saved model directory")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=commands.cmd_encode)
 
     p = sub.add_parser("eval", help="PSNR/SSIM (+ LPIPS/rFID when available) and collapse diagnostics on a whole set")
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--lpips-weights", help="local LPIPS backbone weights (or SCVAE_LPIPS_WEIGHTS)")
     p.add_argument("--inception-weights", help="local Inception weights for rFID (or SCVAE_INCEPTION_WEIGHTS)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=commands.cmd_eval)
 
     p = sub.add_parser("compare", help="train SC-VAE and baselines on the same backbone/data/budget and compare")

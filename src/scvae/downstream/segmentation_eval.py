@@ -130,11 +130,14 @@ def result_json(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if not k.startswith("overlay_")}
 
 
+SEGMENT_EVAL_FILES = ("segment_eval.json", "segment_eval.md", "overlays.png")
+
+
 def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, title: str = "") -> dict[str, Path]:
     """segment_eval.json, segment_eval.md and overlays.png in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "segment_eval.json", "md": out / "segment_eval.md", "png": out / "overlays.png"}
+    paths = {kind: out / name for kind, name in zip(("json", "md", "png"), SEGMENT_EVAL_FILES)}
     paths["json"].write_text(json.dumps({"title": title, **result_json(result)}, indent=2) + "\n")
     ignore = f", ignoring label(s) {', '.join(map(str, result['ignore']))}" if result["ignore"] else ""
     paths["md"].write_text(

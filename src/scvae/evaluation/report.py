@@ -75,6 +75,9 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
             "skipped": skipped, "conventions": CONVENTIONS, "versions": package_versions()}
 
 
+EVAL_FILES = ("eval.json", "eval.md", "usage_histogram.png")
+
+
 def markdown_table(rows: dict[str, dict[str, Any]], columns: list[str]) -> str:
     """A Markdown table with one row per entry of ``rows`` (floats to 4 significant digits)."""
     def fmt(v: Any) -> str:
@@ -94,7 +97,7 @@ def write_eval(result: dict[str, Any], out: str | os.PathLike) -> dict[str, Path
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "eval.json", "md": out / "eval.md", "png": out / "usage_histogram.png"}
+    paths = {kind: out / name for kind, name in zip(("json", "md", "png"), EVAL_FILES)}
     paths["json"].write_text(json.dumps(result, indent=2) + "\n")
     scalars = {**result["metrics"], **{k: v for k, v in result["diagnostics"].items() if isinstance(v, (int, float))}}
     md = [f"# Evaluation of a {result['model_type']} model on {result['data']['n_images']} images",

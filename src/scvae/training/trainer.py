@@ -66,16 +66,39 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Make ``out`` ready for a run. With ``overwrite``, a non-empty ``out`` is moved aside, not deleted:
+    the returned path holds it until :func:`settle_replaced_run` deletes or restores it."""
+    if out.exists() and not out.is_dir():
+        raise ScvaeError(f"{out}: is a file, not a run directory")
     if resume:
         if not (out / "checkpoints" / "last").is_dir():
             raise ScvaeError(f"{out}: nothing to resume (no checkpoints/last)")
-        return
+        return None
+    aside = None
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ScvaeError(f"{out}: run directory exists and is not empty; pass --resume or --overwrite")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        shutil.rmtree(aside, ignore_errors=True)
+        out.rename(aside)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        settle_replaced_run(out, aside, started=False)
+        raise ScvaeError(f"{out}: cannot create the run directory ({exc.strerror})") from None
+    return aside
+
+
+def settle_replaced_run(out: Path, aside: Path | None, started: bool) -> None:
+    """Delete the run that ``--overwrite`` moved aside once the new run has started; otherwise put it back."""
+    if aside is None or not aside.exists():
+        return
+    if started:
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        aside.rename(out)
 
 
 class _Logger:
@@ -114,10 +137,19 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     dist = setup_distributed()
     device = pick_device(t.device) if not dist.enabled else dist.device
     model = model.to(device)
-    if dist.is_main:
-        prepare_run_dir(out, resume, overwrite)
+    train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
+    aside = prepare_run_dir(out, resume, overwrite) if dist.is_main else None
+    try:
+        return _train_in(run, out, model, dist, device, train_set, val_set, resume, progress, aside)
+    except BaseException:
+        settle_replaced_run(out, aside, started=False)
+        raise
+
+
+def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, train_set: CropDataset,
+              val_set: CropDataset, resume: bool, progress: bool, aside: Path | None) -> TrainResult:
+    t = run.train
     dist.barrier()
-    train_set, val_set = datasets or build_datasets(run)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
                                  betas=tuple(t.betas), weight_decay=t.weight_decay)
     start, best = 0, -math.inf
@@ -161,6 +193,9 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
+            if aside is not None:  # the new run has started: the replaced one can go
+                settle_replaced_run(out, aside, started=True)
+                aside = None
             timed += 1
             bar.update(1)
             done = step + 1
