@@ -119,12 +119,34 @@ def test_compare_writes_one_table_for_all_models(image_folder, tmp_path, capsys)
     assert main(["compare", "--data", str(image_folder), "--steps", "2", "--out", str(out), "--no-progress",
                  *overrides]) == 0
     summary = json.loads((out / "compare.json").read_text())
-    assert set(summary["models"]) == {"scvae", "vae", "vqvae"}
+    assert set(summary["models"]) == {"scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"}
     assert all(r["sec_per_step"] > 0 and r["parameters"] > 0 for r in summary["models"].values())
+    assert all(r["bits_per_image"] >= 0 for r in summary["models"].values())
     assert "codebook_usage" in summary["models"]["vqvae"] and "active_frac" in summary["models"]["scvae"]
+    assert summary["models"]["fsq"]["codebook_usage"] > 0 and "perplexity" in summary["models"]["vqvae-strong"]
     for name in ("compare.md", "psnr_vs_steps.png", "reconstructions.png"):
         assert (out / name).is_file()
     assert "| scvae |" in capsys.readouterr().out
+    weights = (out / "ae/checkpoints/last/model.safetensors").stat().st_mtime_ns
+    assert main(["compare", "--data", str(image_folder), "--steps", "2", "--out", str(out), "--no-progress",
+                 "--models", "ae", *overrides]) == 0  # a finished run with the same config is reused
+    assert (out / "ae/checkpoints/last/model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_rd_draws_every_family_from_one_sweep(image_folder, tmp_path, monkeypatch, capsys):
+    from scvae import rate_distortion as rd
+
+    monkeypatch.setitem(rd.SWEEPS, "scvae", ("max_active", [2, 15]))
+    monkeypatch.setitem(rd.SWEEPS, "fsq", ("levels", [[3, 3], [8, 5, 5, 5]]))
+    out = tmp_path / "rd"
+    overrides = [o for o in TINY if "n_atoms" not in o] + ["val_ratio=0.25"]
+    assert main(["rd", "--data", str(image_folder), "--steps", "2", "--out", str(out), "--no-progress",
+                 "--families", "scvae,fsq,ae", *overrides]) == 0
+    summary = json.loads((out / "rd.json").read_text())
+    runs = [p["run"] for p in summary["points"]]
+    assert runs == ["scvae-max_active-2", "scvae", "fsq-levels-3x3", "fsq", "ae"]  # preset points: compare's names
+    assert all(p["bits_per_image"] > 0 for p in summary["points"])
+    assert (out / "rd.png").stat().st_size > 1000 and "| fsq |" in capsys.readouterr().out
 
 
 def test_unknown_model_type_is_a_one_line_error(capsys):

@@ -18,7 +18,7 @@ def test_forward_shapes_and_loss_terms():
     assert out.codes.shape == (3, 36, 8, 8)
     assert out.latent.shape == out.latent_hat.shape == (3, 16, 8, 8)
     assert set(out.losses) == {"recon", "latent", "l1", "usage_kl"}
-    expected = out.losses["recon"] + out.losses["latent"] + 0.01 * out.losses["l1"] + 0.1 * out.losses["usage_kl"]
+    expected = out.losses["recon"] + model.config["latent_weight"] * out.losses["latent"] + 0.01 * out.losses["l1"] + 0.1 * out.losses["usage_kl"]
     assert torch.allclose(out.loss, expected)
     out.loss.backward()
     assert model.encoder.conv_in.weight.grad is not None

@@ -9,21 +9,45 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .config import resolve_config
+from .config import RunConfig, load_run_config, resolve_config
 from .data import save_grid
-from .evaluation import evaluate_reconstruction
+from .evaluation import evaluate_reconstruction, estimate_rate
 from .evaluation.plots import curves, usage_histogram
 from .evaluation.report import CONVENTIONS, markdown_table, package_versions
 from .training import build_datasets, load_model, train
-from .training.trainer import METRICS_FILE
+from .errors import ScvaeError
+from .training.checkpoint import load_trainer_state
+from .training.trainer import CONFIG_FILE, METRICS_FILE
 
-COLUMNS = ["psnr", "ssim", "active_frac", "atoms_used_frac", "codebook_usage", "perplexity", "active_units_frac",
+DEFAULT_MODELS = ("scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae")
+COLUMNS = ["psnr", "ssim", "bits_per_image", "active_frac", "atoms_used_frac", "codebook_usage", "perplexity", "active_units_frac",
            "channels_collapsed", "sec_per_step", "parameters"]
 
 
+def _metrics(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
+
+
 def val_curve(run_dir: Path) -> list[tuple[int, float]]:
-    rows = [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
-    return [(r["step"], r["psnr"]) for r in rows if r["split"] == "val"]
+    return [(r["step"], r["psnr"]) for r in _metrics(run_dir) if r["split"] == "val"]
+
+
+def finished_run(run: RunConfig, run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run of exactly ``run``'s config that reached its last step."""
+    try:
+        same = load_run_config(run_dir / CONFIG_FILE).to_dict() == run.to_dict()
+        return same and int(load_trainer_state(run_dir / "checkpoints" / "last")["step"]) == run.train.steps
+    except (OSError, ScvaeError, KeyError, TypeError, ValueError):
+        return False
+
+
+def train_or_reuse(run: RunConfig, run_dir: Path, datasets, overwrite: bool, progress: bool) -> float:
+    """Train ``run`` into ``run_dir`` unless a finished run of the same config is there (then reuse it, e.g.
+    after an interrupted comparison or when runs were trained in parallel); returns seconds per step."""
+    if not finished_run(run, run_dir):
+        return train(run, run_dir, overwrite=overwrite, progress=progress, datasets=datasets).seconds_per_step
+    timed = [r["sec_per_step"] for r in _metrics(run_dir) if r["split"] == "train" and "sec_per_step" in r]
+    return timed[-1] if timed else float("nan")
 
 
 def compare(out: str | os.PathLike, models: list[str], preset: str | None = None, steps: int | None = None,
@@ -40,10 +64,12 @@ def compare(out: str | os.PathLike, models: list[str], preset: str | None = None
     for name in outer:
         outer.set_postfix(model=name)
         run = runs[name]
-        result = train(run, out / name, overwrite=overwrite, progress=progress, datasets=datasets)
+        seconds = train_or_reuse(run, out / name, datasets, overwrite, progress)
         model = load_model(out / name / "checkpoints" / "last")
         report = evaluate_reconstruction(model, datasets[1], 64, None)
-        results[name] = {**report.summary(), "sec_per_step": result.seconds_per_step,
+        rate = estimate_rate(model, datasets[1])
+        results[name] = {**report.summary(), "bits_per_image": rate.bits_per_image, "rate": rate.to_dict(),
+                         "sec_per_step": seconds,
                          "parameters": sum(p.numel() for p in model.parameters()),
                          "diagnostics": report.diagnostics, "usage_counts": report.usage_counts}
         usage_histogram({"model_type": name, "usage_counts": report.usage_counts, "diagnostics": report.diagnostics,

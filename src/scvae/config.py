@@ -17,7 +17,7 @@ import yaml
 
 from .errors import ScvaeError
 from .models import MODEL_REGISTRY
-from .presets import get_preset
+from .presets import get_preset, model_settings
 
 
 @dataclass
@@ -146,7 +146,7 @@ def resolve_config(preset: str | None = None, model_type: str | None = None, con
     keys = _model_keys(model_type)
     spec = get_preset(preset)
     run: dict[str, Any] = {"model_type": model_type, "model": {}, "train": {}}
-    for key, value in {**spec["backbone"], **spec.get(model_type, {})}.items():
+    for key, value in model_settings(preset, model_type).items():
         _apply(run, f"model.{key}", value, keys)
     for key, value in spec["train"].items():
         _apply(run, key, value, keys)

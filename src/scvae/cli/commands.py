@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -25,6 +26,12 @@ def check_images(paths: list[str]) -> list[Path]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.model_type_deprecated:
+        if args.model_type:
+            raise ScvaeError("give the model type once, with --model-type")
+        print("scvae: warning: `train --model` is deprecated (other commands take a run there); use --model-type",
+              file=sys.stderr)
+        args.model_type = args.model_type_deprecated
     out = Path(args.out)
     if args.resume and (out / CONFIG_FILE).is_file():
         run = load_run_config(out / CONFIG_FILE)
@@ -102,24 +109,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(line)
     paths = write_eval(result, out)
     m = result["metrics"]
-    print(f"{result['data']['n_images']} images: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}; "
+    print(f"{result['data']['n_images']} images: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
+          f"{m['bits_per_image']:.0f} bits per image ({m['bits_per_pixel']:.3f} bits per pixel); "
           f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..compare import compare
-    from ..config import model_class
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not models:
-        raise ScvaeError("--models is empty")
-    for m in models:
-        model_class(m)
+    models = _model_list(args.models)
     compare(args.out, models, args.preset, args.steps, args.data, args.overrides,
                       overwrite=args.overwrite, progress=not args.no_progress)
     print(Path(args.out, "compare.md").read_text())
     return 0
+
+
+def cmd_rd(args: argparse.Namespace) -> int:
+    from ..rate_distortion import rate_distortion
+
+    families = _model_list(args.families)
+    rate_distortion(args.out, families, args.preset, args.steps, args.data, args.overrides, overwrite=args.overwrite,
+                    progress=not args.no_progress)
+    print(Path(args.out, "rd.md").read_text() + f"figure: {Path(args.out, 'rd.png')}")
+    return 0
+
+
+def _model_list(text: str) -> list[str]:
+    from ..config import model_class
+
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    if not models:
+        raise ScvaeError("the list of models is empty")
+    for m in models:
+        model_class(m)
+    return models
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

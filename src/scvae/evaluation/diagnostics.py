@@ -16,9 +16,10 @@ import torch
 DIAGNOSTICS: dict[str, type["Diagnostics"]] = {}
 
 
-def _register(model_type: str):
+def _register(*model_types: str):
     def wrap(cls):
-        DIAGNOSTICS[model_type] = cls
+        for model_type in model_types:
+            DIAGNOSTICS[model_type] = cls
         return cls
     return wrap
 
@@ -33,6 +34,11 @@ class Diagnostics(ABC):
     @abstractmethod
     def result(self) -> dict[str, Any]:
         """The diagnostics over everything seen so far."""
+
+    @classmethod
+    def for_model(cls, model: Any) -> "Diagnostics":
+        """An accumulator set up for ``model`` (e.g. its codebook size)."""
+        return cls()
 
     @property
     def usage_counts(self) -> list[int] | None:
@@ -79,11 +85,16 @@ class SparseCodeDiagnostics(Diagnostics):
         return self.atom_counts.tolist() if self.atom_counts is not None else None
 
 
-@_register("vqvae")
+@_register("vqvae", "vqvae-strong", "fsq")
 class CodebookDiagnostics(Diagnostics):
     def __init__(self, codebook_size: int | None = None):
         self.codebook_size = codebook_size
         self.counts: torch.Tensor | None = None
+
+    @classmethod
+    def for_model(cls, model: Any) -> "CodebookDiagnostics":
+        size = getattr(model, "codebook_size", None) or model.config.get("codebook_size")
+        return cls(int(size) if size else None)
 
     def update(self, output: Any) -> None:
         idx = output.indices.detach().flatten().cpu()

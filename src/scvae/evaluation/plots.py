@@ -35,14 +35,17 @@ def usage_histogram(result: dict[str, Any], path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def curves(series: dict[str, list[tuple[int, float]]], path: str | os.PathLike, ylabel: str, title: str) -> None:
-    """One line per named series of (step, value) points."""
+def curves(series: dict[str, list[tuple[float, float]]], path: str | os.PathLike, ylabel: str, title: str,
+           xlabel: str = "step", logx: bool = False) -> None:
+    """One line per named series of (x, y) points (sorted by x)."""
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     for name, points in series.items():
         if points:
-            xs, ys = zip(*points)
+            xs, ys = zip(*sorted(points))
             ax.plot(xs, ys, marker="o", ms=3, label=name)
-    ax.set_xlabel("step")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -40,7 +40,7 @@ def evaluate_reconstruction(model: AutoencoderModel, dataset: CropDataset, batch
     model.eval()
     psnrs, ssims = [], []
     diagnostics = DIAGNOSTICS.get(model.model_type)
-    diagnostics = diagnostics() if diagnostics else None
+    diagnostics = diagnostics.for_model(model) if diagnostics else None
     n = len(dataset) if limit is None else min(limit, len(dataset))
     batches = tqdm(dataset.eval_batches(batch_size, limit), total=math.ceil(n / batch_size), desc="evaluating",
                    unit="batch", leave=False, disable=n < 2000)

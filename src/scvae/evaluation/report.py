@@ -14,6 +14,7 @@ from ..data import CropDataset, open_images
 from ..models import AutoencoderModel
 from .metrics import to_unit
 from .perceptual import make_scorers
+from .rate import estimate_rate
 from .reconstruction import evaluate_reconstruction
 
 MS_SSIM_MIN_SIDE = 161  # 5 scales with an 11-pixel window: (11 - 1) * 2 ** 4 + 1
@@ -24,6 +25,8 @@ CONVENTIONS = {
     "ssim": "torchmetrics SSIM map, Gaussian window 11, sigma 1.5, data_range 1, averaged over the valid "
             "region (5-px border excluded, as scikit-image), per image, then over images",
     "ms_ssim": "torchmetrics multiscale SSIM (5 scales, window 11), when images are >= 161 px",
+    "rate": "bits per image: entropy of code indices (VQ, FSQ); per-channel entropy of codes quantised with "
+            "the largest step costing <= 0.1 dB PSNR (SC-VAE, AE); KL in bits (VAE); see scvae.evaluation.rate",
     "resize": "shorter side resized to the model resolution (bicubic, antialiased), then centre crop",
 }
 
@@ -46,7 +49,9 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
     images, names = open_images(source, model.resolution, model.in_channels)
     dataset = CropDataset(images, model.resolution, names, random_crop=False)
     report = evaluate_reconstruction(model, dataset, batch_size, limit, device)
-    metrics: dict[str, Any] = {"psnr": report.psnr, "ssim": report.ssim}
+    rate = estimate_rate(model, dataset, batch_size, limit, device=device)
+    metrics: dict[str, Any] = {"psnr": report.psnr, "ssim": report.ssim, "bits_per_image": rate.bits_per_image,
+                               "bits_per_pixel": rate.bits_per_pixel}
     skipped: list[str] = []
     scorers, skipped_scorers = make_scorers(lpips_weights, inception_weights)
     skipped += skipped_scorers
@@ -71,7 +76,7 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
             metrics[scorer.name] = scorer.result()
     return {"model_type": model.model_type, "parameters": sum(p.numel() for p in model.parameters()),
             "data": {"source": str(source), "n_images": report.n_images, "resolution": model.resolution},
-            "metrics": metrics, "diagnostics": report.diagnostics, "usage_counts": report.usage_counts,
+            "metrics": metrics, "rate": rate.to_dict(), "diagnostics": report.diagnostics, "usage_counts": report.usage_counts,
             "skipped": skipped, "conventions": CONVENTIONS, "versions": package_versions()}
 
 

@@ -86,6 +86,11 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         (SC-VAE: at most ``max_active`` atoms per position; VQ-VAE: the nearest code indices)."""
 
     # --- shared -----------------------------------------------------------------------------------
+    def after_step(self, output: AutoencoderOutput) -> dict[str, float]:
+        """Called by the trainer after each optimizer step with that step's output, for updates outside
+        autograd (SC-VAE's dead-atom restarts); returns scalars to log. Nothing by default."""
+        return {}
+
     @property
     def resolution(self) -> int:
         return int(self.config["resolution"])
@@ -111,6 +116,15 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) in [-1, 1] -> reconstruction clamped to [-1, 1]."""
         return self.decode(self.encode(x)).clamp(-1, 1)
+
+    @classmethod
+    def from_preset(cls, name: str = "small-32", **overrides: Any) -> "AutoencoderModel":
+        """A new (untrained) model of this class with preset ``name``'s settings, then ``overrides``."""
+        from ..presets import model_settings
+
+        if cls is AutoencoderModel:
+            raise ScvaeError("call from_preset on a model class, e.g. SCVAE.from_preset('small-32')")
+        return cls(**{**model_settings(name, cls.model_type), **overrides})
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""

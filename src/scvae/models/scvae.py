@@ -56,10 +56,11 @@ class SCVAE(AutoencoderModel):
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
-                 z_channels: int = 16, n_atoms: int = 121, n_iter: int = 16, lam: float = 0.3,
-                 learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
+                 z_channels: int = 64, n_atoms: int = 121, n_iter: int = 16, lam: float = 0.3,
+                 learn_dictionary: bool = True, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
-                 max_active: int | None = None, latent_norm: str = "rms", recon_loss: str = "mse", latent_weight: float = 1.0,
+                 max_active: int | None = 15, dead_atom_threshold: float = 1.0, latent_norm: str = "rms",
+                 recon_loss: str = "mse", latent_weight: float = 0.01,
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5):
         super().__init__(locals())
         if latent_norm not in ("rms", "none"):
@@ -69,7 +70,8 @@ class SCVAE(AutoencoderModel):
         self.lista = LISTA(dct_dictionary(z_channels, n_atoms), n_iter, lam,
                            learn_dictionary=learn_dictionary, learn_step=learn_step,
                            learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom,
-                           per_iteration=per_iteration, untied=untied, max_active=max_active)
+                           per_iteration=per_iteration, untied=untied, max_active=max_active,
+                           dead_atom_threshold=dead_atom_threshold)
 
     @property
     def n_atoms(self) -> int:
@@ -102,6 +104,11 @@ class SCVAE(AutoencoderModel):
         if k is None or k >= vectors.shape[1]:
             return vectors.float()
         return keep_largest(vectors.float(), k, dim=1)
+
+    def after_step(self, output: SCVAEOutput) -> dict[str, float]:
+        """Dead-atom restarts (with a learned dictionary and ``dead_atom_threshold``), after the update."""
+        rows, codes = to_rows(output.latent.detach()), to_rows(output.codes.detach())
+        return {"restarted": float(self.lista.restart_dead_atoms(rows, codes))}
 
     def forward(self, x: torch.Tensor) -> SCVAEOutput:
         cfg = self.config

@@ -48,12 +48,17 @@ class LISTA(nn.Module):
             the k largest-magnitude entries are kept (gradients flow through the kept ones). Unrolled ISTA
             on a coherent dictionary is far from converged after T steps and leaves many small non-zeros;
             the cap is the explicit "target number of active atoms" sparsity control.
+        dead_atom_threshold: with a learned dictionary, :meth:`restart_dead_atoms` replaces every atom
+            whose exponential moving average of activations per batch falls below this count by the
+            normalised residual z - D a of one of the worst-represented rows (K-SVD's remedy for unused
+            atoms, the dictionary's analogue of a VQ dead-code restart). 0 disables it.
+        usage_decay: the decay of that moving average.
     """
 
     def __init__(self, dictionary: torch.Tensor, n_iter: int = 16, lam: float = 0.1, *,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
-                 max_active: int | None = None):
+                 max_active: int | None = None, dead_atom_threshold: float = 0.0, usage_decay: float = 0.99):
         super().__init__()
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}")
@@ -65,11 +70,19 @@ class LISTA(nn.Module):
         self.max_active = None if max_active is None else int(max_active)
         self.n_iter, self.lam, self.untied = int(n_iter), float(lam), bool(untied)
         self.learn_dictionary = bool(learn_dictionary)
+        if dead_atom_threshold < 0 or not 0 < usage_decay < 1:
+            raise ValueError(f"need dead_atom_threshold >= 0 and 0 < usage_decay < 1, got {dead_atom_threshold}, "
+                             f"{usage_decay}")
+        if dead_atom_threshold > 0 and not self.learn_dictionary:
+            raise ValueError("dead_atom_threshold > 0 restarts atoms, which needs learn_dictionary=True")
+        self.dead_atom_threshold, self.usage_decay = float(dead_atom_threshold), float(usage_decay)
         if self.learn_dictionary:
             self.dictionary_raw = nn.Parameter(dictionary)
         else:
             self.register_buffer("dictionary_raw", dictionary)
         d, k = dictionary.shape
+        # EMA of each atom's activations per batch; starts at the threshold's scale so no atom is dead at once
+        self.register_buffer("usage_ema", torch.full((k,), max(1.0, 2 * self.dead_atom_threshold)))
         n_sets = self.n_iter if per_iteration else 1
         n_thr = k if threshold_per_atom else 1
         self.step_raw = nn.Parameter(torch.full((n_sets,), _INIT_RAW), requires_grad=learn_step)
@@ -137,6 +150,30 @@ class LISTA(nn.Module):
     def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (N, K) -> D a, (N, d)."""
         return codes @ self.dictionary.T.to(codes.dtype)
+
+    @torch.no_grad()
+    def restart_dead_atoms(self, z: torch.Tensor, codes: torch.Tensor) -> int:
+        """Update the usage average with one training batch (z (N, d), codes (N, K)) and restart the atoms
+        below ``dead_atom_threshold`` on the residuals of the worst-represented rows; returns how many."""
+        counts = (codes != 0).sum(0).float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+            counts /= torch.distributed.get_world_size()
+        self.usage_ema.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
+        if self.dead_atom_threshold <= 0:
+            return 0
+        dead = (self.usage_ema < self.dead_atom_threshold).nonzero().flatten()
+        if dead.numel() == 0:
+            return 0
+        residual = z.float() - self.synthesize(codes.float())
+        worst = residual.norm(dim=1).topk(min(dead.numel(), residual.shape[0])).indices
+        dead = dead[: worst.numel()]
+        new_atoms = F.normalize(residual[worst], dim=1).T  # (d, n_dead)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(new_atoms, src=0)  # every rank restarts to the same atoms
+        self.dictionary_raw[:, dead] = new_atoms.to(self.dictionary_raw.dtype)
+        self.usage_ema[dead] = 2 * self.dead_atom_threshold
+        return int(dead.numel())
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_atoms={self.n_atoms}, n_iter={self.n_iter}, lam={self.lam}, "

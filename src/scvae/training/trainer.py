@@ -193,6 +193,7 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
+            step_stats = model.after_step(output)
             if aside is not None:  # the new run has started: the replaced one can go
                 settle_replaced_run(out, aside, started=True)
                 aside = None
@@ -200,7 +201,8 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
             bar.update(1)
             done = step + 1
             if done % t.log_every == 0 or done == t.steps:
-                values = _train_values(output, x, loss)
+                values = {**_train_values(output, x, loss), **step_stats,
+                          "sec_per_step": (time.perf_counter() - t0) / timed}
                 bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("loss", "psnr", "active")})
                 logger.log("train", done, {**values, "lr": lr_at(step, run)})
             if dist.is_main and (done % t.val_every == 0 or done == t.steps):

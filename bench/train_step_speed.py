@@ -1,0 +1,83 @@
+"""Training-step time of every model family, measured side by side in one process.
+
+Each round times ``--steps`` optimiser steps (forward, backward, Adam) of every model in turn on the same
+batch of real photo crops, so all models see the same machine state; the median over rounds is reported
+with its ratio to the reference model (default: the strong VQ-VAE). Run it with nothing else on the CPU.
+
+    python bench/train_step_speed.py [--preset small-32] [--rounds 5] [--steps 10] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from scvae.data import CropDataset
+from scvae.models import MODEL_REGISTRY
+from scvae.presets import get_preset, model_settings
+
+
+def real_batch(resolution: int, batch_size: int) -> torch.Tensor:
+    import skimage.data
+
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    crops = [p[i:i + resolution, j:j + resolution] for p in photos for i in range(0, 256, 37) for j in range(0, 256, 41)]
+    data = CropDataset([np.ascontiguousarray(c) for c in crops], resolution, random_crop=False)
+    return data.batch(list(range(batch_size)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="small-32")
+    parser.add_argument("--models", default="scvae,vqvae-strong,fsq,vqvae,ae,vae")
+    parser.add_argument("--reference", default="vqvae-strong")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    names = args.models.split(",")
+    batch_size = args.batch_size or get_preset(args.preset)["train"].get("batch_size", 32)
+    x = real_batch(model_settings(args.preset, names[0])["resolution"], batch_size)
+    models = {n: MODEL_REGISTRY[n](**model_settings(args.preset, n)).train() for n in names}
+    optimizers = {n: torch.optim.Adam(m.parameters(), lr=1e-4) for n, m in models.items()}
+
+    def run(name: str, steps: int) -> float:
+        model, opt = models[name], optimizers[name]
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = model(x)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
+            model.after_step(out)
+        return (time.perf_counter() - start) / steps
+
+    for name in names:  # warm-up (allocator, k-means init)
+        run(name, 2)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(args.rounds):
+        for name in names:
+            times[name].append(run(name, args.steps))
+    ref = statistics.median(times[args.reference]) if args.reference in times else None
+    rows = {n: {"sec_per_step": statistics.median(t), "ratio_to_reference": statistics.median(t) / ref if ref else None,
+                "parameters": sum(p.numel() for p in models[n].parameters())} for n, t in times.items()}
+    print(f"preset {args.preset}, batch {batch_size}, {torch.get_num_threads()} threads, median of {args.rounds} "
+          f"rounds of {args.steps} steps; ratios to {args.reference}")
+    print("| model | s/step | ratio | parameters |\n|---|---|---|---|")
+    for n, r in rows.items():
+        ratio = f"{r['ratio_to_reference']:.3f}" if r["ratio_to_reference"] else ""
+        print(f"| {n} | {r['sec_per_step']:.4f} | {ratio} | {r['parameters']:,} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"preset": args.preset, "batch_size": batch_size, "threads": torch.get_num_threads(),
+                       "reference": args.reference, "models": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Rate: how many bits per image each bottleneck passes to its decoder, measured on a dataset.
+
+- Discrete codes (VQ-VAE, FSQ): the empirical entropy of the code indices over all evaluated positions,
+  times positions per image (the ``log2 K`` bound is reported beside it).
+- Continuous codes (SC-VAE's sparse codes, the AE's dense latent): every code entry is quantised with one
+  uniform step (for sparse codes a non-zero never rounds to zero, so the support is kept exactly); the
+  rate is the sum over channels (atoms) of the empirical entropy of that channel's quantised values,
+  times positions per image. For sparse codes this is, per atom, the entropy of its support plus that
+  of its non-zero quantised coefficients. The step is the
+  largest of a geometric grid that costs at most ``max_psnr_loss`` dB of PSNR, and is reported.
+- VAE: the KL divergence of the posterior from the prior, in bits (the rate of bits-back coding).
+
+Every entropy is a plug-in estimate of a per-channel, position-independent model: no context, no
+learned prior, so it is an upper bound on what an entropy coder with a better model could reach.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..data import CropDataset
+from .metrics import psnr_per_image, to_unit
+
+STEP_GRID = tuple(2.0 * 2 ** (-i / 2) for i in range(29))  # 2.0 down to ~1.2e-4, factor sqrt(2)
+
+
+@dataclass
+class RateReport:
+    """bits_per_image / bits_per_pixel at ``psnr`` (dB, after any quantisation the rate needs)."""
+
+    method: str
+    bits_per_image: float
+    bits_per_pixel: float
+    psnr: float
+    psnr_unquantised: float
+    step: float | None = None
+    bound_bits_per_image: float | None = None
+    support_bits_per_image: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def entropy_bits(symbols: torch.Tensor) -> float:
+    """Plug-in (empirical) entropy in bits of the values in ``symbols`` (any shape, integer-valued)."""
+    _, counts = torch.unique(symbols.flatten(), return_counts=True)
+    p = counts.double() / counts.sum()
+    return float(-(p * p.log2()).sum())
+
+
+def channel_entropy_bits(codes: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) integer codes -> (C,) entropy in bits of each channel's values over N, h and w."""
+    return torch.tensor([entropy_bits(codes[:, c]) for c in range(codes.shape[1])], dtype=torch.float64)
+
+
+def quantise(codes: torch.Tensor, step: float, keep_support: bool = False) -> torch.Tensor:
+    """Uniform mid-tread quantiser: round(codes / step) * step (zeros stay exactly zero). With
+    ``keep_support`` a non-zero entry never rounds to zero (it keeps at least one step, with its sign),
+    so a sparse code's support is transmitted exactly."""
+    q = torch.round(codes / step)
+    if keep_support:
+        q = torch.where(codes != 0, torch.sign(codes) * q.abs().clamp_min(1), q)
+    return q * step
+
+
+@torch.no_grad()
+def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int | None = None,
+                  max_psnr_loss: float = 0.1, device: torch.device | str = "cpu") -> RateReport:
+    """The rate of ``model``'s bottleneck on the central crops of ``dataset`` (see the module doc)."""
+    was = model.training
+    model.eval()
+    images, codes, kl_bits = [], [], []
+    for _, x in dataset.eval_batches(batch_size, limit):
+        x = x.to(device)
+        images.append(x.cpu())
+        if model.model_type == "vae":
+            from ..models.vae import kl_per_dim
+
+            mean, logvar = model.posterior(x)
+            codes.append(mean.cpu())
+            kl_bits.append(kl_per_dim(mean, logvar).flatten(1).sum(1).double().cpu() / math.log(2))
+        else:
+            codes.append(model.encode(x).cpu())
+    x, c = torch.cat(images), torch.cat(codes)
+    pixels = x.shape[-1] * x.shape[-2]
+
+    def psnr_of(decoder_codes: torch.Tensor) -> float:
+        scores = []
+        for i in range(0, len(x), batch_size):
+            y = model.decode(decoder_codes[i:i + batch_size].to(device)).float().clamp(-1, 1).cpu()
+            scores.append(psnr_per_image(to_unit(y), to_unit(x[i:i + batch_size])))
+        return float(torch.cat(scores).mean())
+
+    base = psnr_of(c)
+    try:
+        if model.model_type == "vae":
+            bits = float(torch.cat(kl_bits).mean())
+            return RateReport("KL of the posterior (bits)", bits, bits / pixels, base, base)
+        if c.dtype in (torch.int32, torch.int64):
+            positions = c[0].numel()
+            bits = entropy_bits(c) * positions
+            size = getattr(model, "codebook_size", None) or model.config.get("codebook_size")
+            return RateReport("entropy of code indices", bits, bits / pixels, base, base,
+                              bound_bits_per_image=math.log2(size) * positions)
+        return _quantised_rate(c, psnr_of, base, max_psnr_loss, pixels, sparse=model.model_type == "scvae")
+    finally:
+        model.train(was)
+
+
+def _quantised_rate(c: torch.Tensor, psnr_of, base: float, max_psnr_loss: float, pixels: int,
+                    sparse: bool) -> RateReport:
+    """Largest grid step within ``max_psnr_loss`` dB, and the per-channel entropy of the codes at it."""
+    step, psnr = STEP_GRID[-1], psnr_of(quantise(c, STEP_GRID[-1], sparse))
+    for candidate in STEP_GRID:  # coarse to fine: the first that passes is the largest
+        score = psnr_of(quantise(c, candidate, sparse))
+        if score >= base - max_psnr_loss:
+            step, psnr = candidate, score
+            break
+    symbols = torch.round(quantise(c, step, sparse) / step).long()
+    positions = c.shape[2] * c.shape[3]
+    bits = float(channel_entropy_bits(symbols).sum()) * positions
+    support = None
+    if sparse:
+        p = (c != 0).double().mean(dim=(0, 2, 3)).clamp(1e-12, 1 - 1e-12)
+        support = float(-(p * p.log2() + (1 - p) * (1 - p).log2()).sum()) * positions
+    return RateReport("entropy of uniformly quantised codes", bits, bits / pixels, psnr, base, step=step,
+                      support_bits_per_image=support)

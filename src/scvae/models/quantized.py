@@ -1,0 +1,148 @@
+"""Strong discrete baselines on the same backbone, with the quantizers practitioners use
+(vector-quantize-pytorch): a VQ-VAE with the modern anti-collapse recipe, and FSQ.
+
+- ``vqvae-strong``: l2-normalised (cosine) lookup in a low-dimensional projection (ViT-VQGAN, LlamaGen),
+  EMA codebook, k-means initialisation and dead-code restart (SoundStream).
+- ``fsq``: Finite Scalar Quantization (Mentzer et al. 2023): a projection to ``len(levels)`` bounded
+  scalars, each rounded to one of ``levels[i]`` values; implicit codebook of prod(levels) codes, no
+  codebook to collapse and no auxiliary loss.
+
+Codes are indices (B, h, w), as for :class:`~scvae.models.vqvae.VQVAE`.
+"""
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .backbone import Decoder, Encoder
+from .base import AutoencoderModel, AutoencoderOutput, register_model
+from .losses import reconstruction_loss
+
+
+@dataclass
+class QuantizedOutput(AutoencoderOutput):
+    """Adds indices (B, h, w): the code of each position."""
+
+    indices: torch.Tensor | None = None
+
+
+class _QuantizedAutoencoder(AutoencoderModel):
+    """encoder -> quantizer -> decoder; subclasses build ``self.quantizer`` and say how indices map back."""
+
+    quantizer: nn.Module
+
+    def _build_backbone(self) -> None:
+        cfg = self.config
+        self.encoder = Encoder(in_channels=cfg["in_channels"], z_channels=cfg["z_channels"], **self.backbone_config())
+        self.decoder = Decoder(out_channels=cfg["in_channels"], z_channels=cfg["z_channels"], **self.backbone_config())
+
+    @property
+    @abstractmethod
+    def codebook_size(self) -> int:
+        """Number of distinct codes."""
+
+    @abstractmethod
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z (B, d, h, w) -> (quantised (B, d, h, w), indices (B, h, w), auxiliary loss (scalar))."""
+
+    @abstractmethod
+    def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Indices (B, h, w) -> decoder inputs (B, d, h, w)."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> code indices (B, h, w)."""
+        return self.nearest_codes(self.encoder(x))
+
+    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Indices (B, h, w) -> their vectors (B, d, h, w); real vectors pass unchanged."""
+        if codes.dtype in (torch.int32, torch.int64):
+            return self.vectors_from_indices(codes.long())
+        return codes
+
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(codes).float()
+
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, d, h, w) -> indices (B, h, w) of the codes they quantise to (no codebook update)."""
+        was = self.quantizer.training
+        self.quantizer.eval()
+        with torch.no_grad():
+            indices = self.quantize(vectors.float())[1]
+        self.quantizer.train(was)
+        return indices
+
+    def forward(self, x: torch.Tensor) -> QuantizedOutput:
+        z = self.encoder(x)
+        quantized, indices, aux = self.quantize(z.float())
+        x_hat = self.decoder(quantized.to(z.dtype))
+        recon = reconstruction_loss(self.config["recon_loss"], x_hat, x)
+        return QuantizedOutput(reconstruction=x_hat, latent=z, loss=recon + aux,
+                               losses={"recon": recon.detach(), "quantizer": aux.detach()}, indices=indices)
+
+
+@register_model
+class StrongVQVAE(_QuantizedAutoencoder):
+    """VQ-VAE with cosine lookup in a ``codebook_dim`` projection, EMA (``decay``), k-means init and
+    restart of codes whose EMA cluster size falls below ``dead_code_threshold``."""
+
+    model_type = "vqvae-strong"
+
+    def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
+                 ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
+                 attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
+                 z_channels: int = 64, codebook_size: int = 1024, codebook_dim: int = 8, decay: float = 0.8,
+                 commitment_weight: float = 0.25, dead_code_threshold: float = 2.0, kmeans_init: bool = True,
+                 recon_loss: str = "mse"):
+        super().__init__(locals())
+        from vector_quantize_pytorch import VectorQuantize
+        self._build_backbone()
+        self.quantizer = VectorQuantize(
+            dim=z_channels, codebook_size=codebook_size, codebook_dim=codebook_dim, use_cosine_sim=True,
+            decay=decay, kmeans_init=kmeans_init, threshold_ema_dead_code=dead_code_threshold,
+            commitment_weight=commitment_weight, accept_image_fmap=True, channel_last=False)
+
+    @property
+    def codebook_size(self) -> int:
+        return int(self.config["codebook_size"])
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        quantized, indices, loss = self.quantizer(z)
+        return quantized, indices, loss.reshape(())
+
+    def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.quantizer.get_output_from_indices(indices).permute(0, 3, 1, 2)
+
+
+@register_model
+class FSQVAE(_QuantizedAutoencoder):
+    """FSQ autoencoder: ``levels`` (e.g. [8, 5, 5, 5]: 1000 implicit codes) after a learned projection."""
+
+    model_type = "fsq"
+
+    def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
+                 ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
+                 attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
+                 z_channels: int = 64, levels: Sequence[int] = (8, 5, 5, 5), recon_loss: str = "mse"):
+        super().__init__(locals())
+        from vector_quantize_pytorch import FSQ
+        self.config["levels"] = [int(v) for v in levels]
+        if not self.config["levels"] or min(self.config["levels"]) < 2:
+            raise ValueError(f"levels must be a non-empty list of integers >= 2, got {list(levels)}")
+        self._build_backbone()
+        self.quantizer = FSQ(levels=self.config["levels"], dim=z_channels, channel_first=True)
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.config["levels"])
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        quantized, indices = self.quantizer(z)
+        return quantized, indices, z.new_zeros(())
+
+    def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.quantizer.indices_to_codes(indices)

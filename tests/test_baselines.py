@@ -1,0 +1,123 @@
+"""The strong baselines (AE ceiling, strong VQ-VAE, FSQ), the rate estimate, dead-atom restarts, and the
+rule that ``SCVAE()`` is the recommended preset."""
+import inspect
+import math
+
+import pytest
+import torch
+
+from scvae import SCVAE
+from scvae.data import CropDataset
+from scvae.evaluation import entropy_bits, estimate_rate
+from scvae.models import AE, FSQVAE, MODEL_REGISTRY, StrongVQVAE
+from scvae.presets import model_settings
+from scvae.sparse import LISTA, dct_dictionary
+
+SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
+
+
+def test_scvae_defaults_are_the_recommended_preset():
+    preset = model_settings("small-32", "scvae")
+    defaults = {k: p.default for k, p in inspect.signature(SCVAE.__init__).parameters.items() if k != "self"}
+    for key, value in preset.items():
+        got = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
+        assert got == value, key
+    assert SCVAE.from_preset("small-32").config == SCVAE().config
+
+
+def test_fsq_rounds_each_dimension_to_its_levels_with_a_straight_through_gradient():
+    torch.manual_seed(0)
+    model = FSQVAE(**SMALL, levels=[8, 5, 3])
+    fsq = model.quantizer
+    z = torch.randn(4, len([8, 5, 3]), 6, 6) * 3
+    z.requires_grad_(True)
+    codes = fsq.quantize(z.permute(0, 2, 3, 1))  # (B, h, w, 3) in [-1, 1], before project_out
+    for c, levels in enumerate([8, 5, 3]):
+        values = torch.unique(codes[..., c].detach())
+        assert len(values) <= levels
+        steps = torch.diff(values)
+        assert torch.allclose(steps, steps[0].expand_as(steps), atol=1e-6)  # one uniform grid per dimension
+        assert values.abs().max() <= 1 + 1e-6
+    codes.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0  # rounding passes gradients straight through
+    assert model.codebook_size == 120
+    out = model(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert out.indices.shape == (2, 8, 8) and int(out.indices.max()) < 120
+    assert torch.allclose(model.decode(model.encode(torch.zeros(1, 3, 16, 16))),
+                          model.decoder(model.quantize(model.encoder(torch.zeros(1, 3, 16, 16)))[0]), atol=1e-5)
+
+
+def test_strong_vq_restarts_a_dead_code_on_encoder_outputs():
+    torch.manual_seed(0)
+    model = StrongVQVAE(**SMALL, codebook_size=16, codebook_dim=4, dead_code_threshold=2.0, kmeans_init=False)
+    model.train()
+    book = model.quantizer._codebook
+    book.embed.data[0, 3] = torch.tensor([1.0, 0.0, 0.0, 0.0]) * 1e3  # a code no input is near
+    book.cluster_size.data[0, 3] = 0.0  # ... and whose usage has decayed to nothing
+    before = book.embed.data[0, 3].clone()
+    model(torch.rand(4, 3, 16, 16) * 2 - 1)
+    assert not torch.allclose(book.embed.data[0, 3], before)
+    assert book.embed.data[0, 3].norm() < 10  # now an (l2-normalised) encoder output, not the far-away code
+
+
+def test_lista_restarts_a_dead_atom_on_the_worst_represented_residual():
+    torch.manual_seed(0)
+    layer = LISTA(dct_dictionary(16, 36), n_iter=4, lam=0.3, learn_dictionary=True, dead_atom_threshold=1.0,
+                  usage_decay=0.5, max_active=4)
+    z = torch.randn(64, 16)
+    codes = layer(z).detach()
+    codes[:, 5] = 0  # atom 5 is never used
+    for _ in range(3):
+        layer.restart_dead_atoms(z, codes)
+    residual = z - layer.synthesize(codes)
+    worst = residual.norm(dim=1).argmax()
+    atom = layer.dictionary[:, 5]
+    assert torch.allclose(atom, residual[worst] / residual[worst].norm(), atol=1e-5)
+    with pytest.raises(ValueError, match="learn_dictionary"):
+        LISTA(dct_dictionary(16, 36), dead_atom_threshold=1.0)
+
+
+def test_entropy_of_a_known_distribution():
+    # 1/2, 1/4, 1/8, 1/8: H = 1.75 bits exactly
+    symbols = torch.tensor([0] * 400 + [1] * 200 + [2] * 100 + [3] * 100)
+    assert entropy_bits(symbols) == pytest.approx(1.75)
+    assert entropy_bits(torch.zeros(50)) == 0.0
+    assert entropy_bits(torch.arange(256)) == pytest.approx(8.0)
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"])
+def test_every_model_has_a_rate(model_type):
+    torch.manual_seed(0)
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    dataset = CropDataset([photo[i * 40:i * 40 + 40, i * 30:i * 30 + 40] for i in range(6)], 16, random_crop=False)
+    kwargs = dict(SMALL, n_atoms=36, max_active=4) if model_type == "scvae" else dict(SMALL)
+    model = MODEL_REGISTRY[model_type](**kwargs)
+    rate = estimate_rate(model, dataset, batch_size=4)
+    assert math.isfinite(rate.bits_per_image) and rate.bits_per_image >= 0
+    assert rate.bits_per_pixel == pytest.approx(rate.bits_per_image / 256)
+    if model_type in ("scvae", "ae"):
+        assert rate.psnr >= rate.psnr_unquantised - 0.1 and rate.step is not None
+    if model_type in ("vqvae", "vqvae-strong", "fsq"):
+        assert rate.bits_per_image <= rate.bound_bits_per_image + 1e-9
+
+
+def test_sparse_rate_counts_support_and_coefficients():
+    """Quantised sparse codes: the rate is at least the entropy of the support alone."""
+    torch.manual_seed(0)
+    model = SCVAE(**SMALL, n_atoms=36, max_active=4)
+    import skimage.data
+
+    dataset = CropDataset([skimage.data.coffee()[:64, i * 40:i * 40 + 64] for i in range(4)], 16, random_crop=False)
+    rate = estimate_rate(model, dataset)
+    assert rate.support_bits_per_image is not None
+    assert rate.bits_per_image >= rate.support_bits_per_image - 1e-6
+
+
+def test_ae_round_trips(tmp_path):
+    model = AE(**SMALL)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    model.save_pretrained(tmp_path / "ae")
+    same = AE.from_pretrained(tmp_path / "ae")
+    assert torch.allclose(model.eval()(x).reconstruction, same(x).reconstruction)
