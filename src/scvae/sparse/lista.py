@@ -129,6 +129,7 @@ class LISTA(nn.Module):
                 b = z @ dictionary  # D^T z, (N, K)
                 gram = dictionary.T @ dictionary
             a = z.new_zeros(z.shape[0], dictionary.shape[1])
+            eye = torch.eye(dictionary.shape[1], device=z.device)
             for t in range(self.n_iter):
                 i = min(t, lams.shape[0] - 1)
                 c, thr = cs[min(t, cs.shape[0] - 1)], lams[i] / cs[min(t, cs.shape[0] - 1)]
@@ -136,8 +137,8 @@ class LISTA(nn.Module):
                     pre = z @ self.W[t].T + a @ self.S[t].T
                 elif t == 0:
                     pre = b / c
-                else:
-                    pre = a - (a @ gram - b) / c
+                else:  # a - (a D^T D - D^T z) / c, as one fused a S + D^T z / c with S = I - D^T D / c
+                    pre = torch.addmm(b / c, a, eye - gram / c)
                 a = soft_threshold(pre, thr)
             if self.max_active is not None and self.max_active < a.shape[1]:
                 a = keep_largest(a, self.max_active, dim=1)
