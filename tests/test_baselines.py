@@ -62,13 +62,14 @@ def test_strong_vq_restarts_a_dead_code_on_encoder_outputs():
 
 def test_lista_restarts_a_dead_atom_on_the_worst_represented_residual():
     torch.manual_seed(0)
-    layer = LISTA(dct_dictionary(16, 36), n_iter=4, lam=0.3, learn_dictionary=True, dead_atom_threshold=1.0,
-                  usage_decay=0.5, max_active=4)
+    layer = LISTA(dct_dictionary(16, 36), n_iter=4, lam=0.1, learn_dictionary=True, dead_atom_threshold=1.0,
+                  usage_decay=0.5)
     z = torch.randn(64, 16)
     codes = layer(z).detach()
-    codes[:, 5] = 0  # atom 5 is never used
-    for _ in range(3):
-        layer.restart_dead_atoms(z, codes)
+    assert bool((codes != 0).sum(0).min() >= 2)  # every atom is used ...
+    codes[:, 5] = 0  # ... but atom 5
+    restarted = sum(layer.update_usage(z, codes)["restarted"] for _ in range(3))
+    assert restarted == 1  # only atom 5; its average fell below 1 on the second batch
     residual = z - layer.synthesize(codes)
     worst = residual.norm(dim=1).argmax()
     atom = layer.dictionary[:, 5]
@@ -121,3 +122,21 @@ def test_ae_round_trips(tmp_path):
     model.save_pretrained(tmp_path / "ae")
     same = AE.from_pretrained(tmp_path / "ae")
     assert torch.allclose(model.eval()(x).reconstruction, same(x).reconstruction)
+
+
+def test_selection_bias_brings_unused_atoms_into_the_codes_without_changing_values():
+    torch.manual_seed(0)
+    layer = LISTA(dct_dictionary(16, 36), n_iter=4, lam=0.05, max_active=4, balance_step=0.05, usage_floor=0.5)
+    uncapped = LISTA(dct_dictionary(16, 36), n_iter=4, lam=0.05)
+    dictionary = dct_dictionary(16, 36)
+    z = torch.randn(256, 8) @ dictionary[:, :8].T + 0.3 * torch.randn(256, 16)  # mostly 8 atoms
+    used_before = int((layer(z) != 0).any(0).sum())
+    assert used_before < 30
+    for _ in range(60):
+        stats = layer.update_usage(z, layer(z))
+    codes = layer(z)
+    assert int((codes != 0).any(0).sum()) > used_before
+    assert stats["atoms_below_floor"] < 36 and layer.selection_bias.max() > 0
+    kept = codes != 0
+    assert torch.equal(codes[kept], uncapped(z)[kept])  # the bias chooses entries, never changes them
+    assert int(kept.sum(1).max()) <= 4

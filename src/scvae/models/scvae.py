@@ -57,9 +57,10 @@ class SCVAE(AutoencoderModel):
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
                  z_channels: int = 64, n_atoms: int = 121, n_iter: int = 16, lam: float = 0.3,
-                 learn_dictionary: bool = True, learn_step: bool = True, learn_threshold: bool = True,
+                 learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
-                 max_active: int | None = 15, dead_atom_threshold: float = 1.0, latent_norm: str = "rms",
+                 max_active: int | None = 15, dead_atom_threshold: float = 0.0, usage_floor: float = 0.05,
+                 balance_step: float = 1e-3, latent_norm: str = "rms",
                  recon_loss: str = "mse", latent_weight: float = 0.01,
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5):
         super().__init__(locals())
@@ -71,7 +72,8 @@ class SCVAE(AutoencoderModel):
                            learn_dictionary=learn_dictionary, learn_step=learn_step,
                            learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom,
                            per_iteration=per_iteration, untied=untied, max_active=max_active,
-                           dead_atom_threshold=dead_atom_threshold)
+                           dead_atom_threshold=dead_atom_threshold, usage_floor=usage_floor,
+                           balance_step=balance_step)
 
     @property
     def n_atoms(self) -> int:
@@ -103,12 +105,12 @@ class SCVAE(AutoencoderModel):
         k = self.config["max_active"]
         if k is None or k >= vectors.shape[1]:
             return vectors.float()
-        return keep_largest(vectors.float(), k, dim=1)
+        bias = self.lista.selection_bias if self.lista.balance_step > 0 else None
+        return keep_largest(vectors.float(), k, dim=1, bias=bias)
 
     def after_step(self, output: SCVAEOutput) -> dict[str, float]:
-        """Dead-atom restarts (with a learned dictionary and ``dead_atom_threshold``), after the update."""
-        rows, codes = to_rows(output.latent.detach()), to_rows(output.codes.detach())
-        return {"restarted": float(self.lista.restart_dead_atoms(rows, codes))}
+        """Usage bookkeeping after the update: selection-bias balancing and dead-atom restarts."""
+        return self.lista.update_usage(to_rows(output.latent.detach()), to_rows(output.codes.detach()))
 
     def forward(self, x: torch.Tensor) -> SCVAEOutput:
         cfg = self.config

@@ -53,12 +53,20 @@ class LISTA(nn.Module):
             normalised residual z - D a of one of the worst-represented rows (K-SVD's remedy for unused
             atoms, the dictionary's analogue of a VQ dead-code restart). 0 disables it.
         usage_decay: the decay of that moving average.
+        usage_floor, balance_step: loss-free usage balancing of the ``max_active`` selection (the
+            auxiliary-loss-free load balancing of mixture-of-experts routers, DeepSeek-V3): a per-atom
+            bias is added to |a| when choosing which non-zeros to keep, never to the kept values. After
+            every training batch (:meth:`update_usage`) the bias of each atom selected at fewer than
+            ``usage_floor`` x the uniform share (max_active / K) of positions grows by ``balance_step``;
+            that of every other atom shrinks by it, down to 0. Unused atoms are thus pulled back into
+            the codes without any loss term. ``balance_step`` 0 disables it.
     """
 
     def __init__(self, dictionary: torch.Tensor, n_iter: int = 16, lam: float = 0.1, *,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
-                 max_active: int | None = None, dead_atom_threshold: float = 0.0, usage_decay: float = 0.99):
+                 max_active: int | None = None, dead_atom_threshold: float = 0.0, usage_decay: float = 0.99,
+                 usage_floor: float = 0.05, balance_step: float = 0.0):
         super().__init__()
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}")
@@ -76,6 +84,11 @@ class LISTA(nn.Module):
         if dead_atom_threshold > 0 and not self.learn_dictionary:
             raise ValueError("dead_atom_threshold > 0 restarts atoms, which needs learn_dictionary=True")
         self.dead_atom_threshold, self.usage_decay = float(dead_atom_threshold), float(usage_decay)
+        if usage_floor < 0 or balance_step < 0:
+            raise ValueError(f"need usage_floor >= 0 and balance_step >= 0, got {usage_floor}, {balance_step}")
+        if balance_step > 0 and max_active is None:
+            raise ValueError("balance_step > 0 balances the max_active selection, which needs max_active")
+        self.usage_floor, self.balance_step = float(usage_floor), float(balance_step)
         if self.learn_dictionary:
             self.dictionary_raw = nn.Parameter(dictionary)
         else:
@@ -83,6 +96,7 @@ class LISTA(nn.Module):
         d, k = dictionary.shape
         # EMA of each atom's activations per batch; starts at the threshold's scale so no atom is dead at once
         self.register_buffer("usage_ema", torch.full((k,), max(1.0, 2 * self.dead_atom_threshold)))
+        self.register_buffer("selection_bias", torch.zeros(k))
         n_sets = self.n_iter if per_iteration else 1
         n_thr = k if threshold_per_atom else 1
         self.step_raw = nn.Parameter(torch.full((n_sets,), _INIT_RAW), requires_grad=learn_step)
@@ -92,6 +106,12 @@ class LISTA(nn.Module):
             self.W = nn.Parameter((dictionary.T / c0).repeat(self.n_iter, 1, 1))
             self.S = nn.Parameter((torch.eye(k) - dictionary.T @ dictionary / c0).repeat(self.n_iter, 1, 1))
             self.register_buffer("c0", torch.tensor(c0))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the usage statistics existed load with fresh ones
+        for name in ("usage_ema", "selection_bias"):
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def dim(self) -> int:
@@ -141,7 +161,8 @@ class LISTA(nn.Module):
                     pre = torch.addmm(b / c, a, eye - gram / c)
                 a = soft_threshold(pre, thr)
             if self.max_active is not None and self.max_active < a.shape[1]:
-                a = keep_largest(a, self.max_active, dim=1)
+                bias = self.selection_bias if self.balance_step > 0 else None
+                a = keep_largest(a, self.max_active, dim=1, bias=bias)
         return LISTAOutput(codes=a, preactivation=pre, threshold=thr.expand(a.shape[1]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -153,14 +174,26 @@ class LISTA(nn.Module):
         return codes @ self.dictionary.T.to(codes.dtype)
 
     @torch.no_grad()
-    def restart_dead_atoms(self, z: torch.Tensor, codes: torch.Tensor) -> int:
-        """Update the usage average with one training batch (z (N, d), codes (N, K)) and restart the atoms
-        below ``dead_atom_threshold`` on the residuals of the worst-represented rows; returns how many."""
+    def update_usage(self, z: torch.Tensor, codes: torch.Tensor) -> dict[str, float]:
+        """After a training step on z (N, d) with codes (N, K): update the usage average and the selection
+        bias, and restart dead atoms; returns how many atoms were restarted and are below the floor."""
         counts = (codes != 0).sum(0).float()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(counts)
             counts /= torch.distributed.get_world_size()
         self.usage_ema.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
+        below = 0
+        if self.balance_step > 0:
+            share = counts / codes.shape[0]
+            low = share < self.usage_floor * self.max_active / self.n_atoms
+            self.selection_bias.add_(torch.where(low, self.balance_step, -self.balance_step)).clamp_(min=0)
+            below = int(low.sum())
+        return {"restarted": float(self.restart_dead_atoms(z, codes)), "atoms_below_floor": float(below)}
+
+    @torch.no_grad()
+    def restart_dead_atoms(self, z: torch.Tensor, codes: torch.Tensor) -> int:
+        """Restart the atoms whose usage average is below ``dead_atom_threshold`` on the residuals of the
+        worst-represented rows of z (N, d) with codes (N, K); returns how many."""
         if self.dead_atom_threshold <= 0:
             return 0
         dead = (self.usage_ema < self.dead_atom_threshold).nonzero().flatten()
@@ -181,10 +214,16 @@ class LISTA(nn.Module):
                 f"learn_dictionary={self.learn_dictionary}, untied={self.untied}, max_active={self.max_active}")
 
 
-def keep_largest(a: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
+def keep_largest(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Zero all but the ``k`` largest-magnitude entries of ``a`` along ``dim`` (gradients flow through
-    the kept ones): the projection onto codes with at most ``k`` non-zeros."""
-    keep = a.abs().topk(k, dim=dim).indices
+    the kept ones): the projection onto codes with at most ``k`` non-zeros. ``bias`` (one value per entry
+    along ``dim``), when given, is added to the magnitudes of the non-zero entries for the choice only."""
+    score = a.abs()
+    if bias is not None:
+        shape = [1] * a.dim()
+        shape[dim] = -1
+        score = torch.where(a != 0, score + bias.view(shape), torch.zeros_like(score))
+    keep = score.topk(k, dim=dim).indices
     return a * torch.zeros_like(a).scatter_(dim, keep, 1.0)
 
 
