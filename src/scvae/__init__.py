@@ -1,12 +1,33 @@
-"""scvae: SC-VAE, the sparse-coding variational autoencoder with learned ISTA, as a library and CLI."""
-from .config import RunConfig, TrainConfig, build_model, resolve_config
+"""scvae: SC-VAE, the sparse-coding variational autoencoder with learned ISTA, as a library and CLI.
+
+The names below are imported on first use (PEP 562), so ``scvae --help`` does not wait for torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .errors import ScvaeError
-from .models import MODEL_REGISTRY, SCVAE, AutoencoderModel, SCVAEOutput
-from .presets import PRESETS
-from .sparse import LISTA, dct_dictionary, fista, ista, lasso_objective, soft_threshold
-from .training import load_model, train
 
 __version__ = "0.1.0"
-__all__ = ["RunConfig", "TrainConfig", "build_model", "resolve_config", "ScvaeError", "MODEL_REGISTRY",
-           "SCVAE", "AutoencoderModel", "SCVAEOutput", "PRESETS", "LISTA", "dct_dictionary", "fista", "ista",
-           "lasso_objective", "soft_threshold", "load_model", "train", "__version__"]
+_EXPORTS = {
+    ".config": ["RunConfig", "TrainConfig", "build_model", "resolve_config"],
+    ".models": ["MODEL_REGISTRY", "SCVAE", "AutoencoderModel", "SCVAEOutput"],
+    ".presets": ["PRESETS"],
+    ".sparse": ["LISTA", "dct_dictionary", "fista", "ista", "lasso_objective", "soft_threshold"],
+    ".training": ["load_model", "train"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = ["ScvaeError", "__version__", *_WHERE]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'scvae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

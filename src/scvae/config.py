@@ -84,10 +84,18 @@ def _model_keys(model_type: str) -> set[str]:
 
 
 def _parse_value(text: str) -> Any:
+    """YAML, except that every number Python accepts is a number (YAML 1.1 reads ``1e-3`` as a string)."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

@@ -6,15 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-from ..config import load_run_config, resolve_config
-from ..data import image_batch, save_image
 from ..errors import ScvaeError
-from ..presets import PRESETS
-from ..training import load_model, train
-from ..training.trainer import CONFIG_FILE
 from .outputs import claim_outputs
+
+# torch and the library are imported inside each command, so that `scvae --help` answers at once.
 
 
 def check_images(paths: list[str]) -> list[Path]:
@@ -26,6 +21,10 @@ def check_images(paths: list[str]) -> list[Path]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..config import load_run_config, resolve_config
+    from ..training import train
+    from ..training.trainer import CONFIG_FILE
+
     if args.model_type_deprecated:
         if args.model_type:
             raise ScvaeError("give the model type once, with --model-type")
@@ -44,6 +43,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         run = resolve_config(args.preset, args.model_type, args.config, args.overrides,
                              steps=args.steps, data=args.data, val_data=args.val_data)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(run.to_dict(), sort_keys=False), end="")
+        return 0
     result = train(run, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     v = result.last_val
     line = f"done: {result.step} steps in {out}; val PSNR {v.get('psnr', float('nan')):.2f} dB, SSIM {v.get('ssim', float('nan')):.3f}"
@@ -55,6 +59,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from ..data import image_batch, save_image
+    from ..training import load_model
+
     paths = check_images(args.images)
     out = Path(args.out)
     targets = claim_outputs([out / f"{path.stem}.png" for path in paths], paths, overwrite=args.overwrite,
@@ -68,7 +75,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    import torch
     from safetensors.torch import save_file
+
+    from ..data import image_batch
+    from ..training import load_model
 
     from types import SimpleNamespace
 
@@ -98,6 +109,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluation.report import EVAL_FILES, evaluate_source, write_eval
+    from ..training import load_model
 
     if args.batch_size < 1:
         raise ScvaeError(f"--batch-size must be a positive integer, got {args.batch_size}")
@@ -147,6 +159,8 @@ def _model_list(text: str) -> list[str]:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    from ..presets import PRESETS
+
     for name, spec in PRESETS.items():
         print(f"{name:12s} {spec['description']}")
     return 0

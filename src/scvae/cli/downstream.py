@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data import image_batch, load_image, save_grid
 from ..errors import ScvaeError
-from ..training import load_model
 from .commands import check_images
 from .outputs import claim_outputs
 
@@ -27,7 +25,9 @@ def _png_out(args: argparse.Namespace, inputs: list[Path] = ()) -> Path:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
+    from ..data import image_batch, save_grid
     from ..downstream import interpolate
+    from ..training import load_model
 
     paths = check_images([args.image_a, args.image_b])
     _positive("size", args.size)
@@ -45,7 +45,9 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from ..data import save_grid
     from ..downstream import collect_code_vectors, fit_code_prior, generate
+    from ..training import load_model
 
     for name in ("n", "fit_images", "components", "mixtures"):
         _positive(name.replace("_", "-"), getattr(args, name))
@@ -91,7 +93,9 @@ def _segment_options(args: argparse.Namespace, k: int):
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    from ..data import load_image
     from ..downstream import CodeFeatures, segment
+    from ..training import load_model
     from ..reporting.figures import overlay, save_labels, save_rgb
 
     paths = check_images(args.images)

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last")
     p.add_argument("--overwrite", action="store_true", help="delete a non-empty --out and start afresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true", help="print the resolved run config (YAML) and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. lr=1e-3 model.lam=0.5")
     p.set_defaults(func=commands.cmd_train)
 
