@@ -109,3 +109,72 @@ def test_truncated_checkpoint_is_a_one_line_error(trained_run, image_folder, tmp
     assert main(["reconstruct", "--model", str(trained_run), image, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "truncated" in err and "\n" not in err
+
+
+def _weights(run):
+    return load_file(str(run / "checkpoints/last/model.safetensors"))
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_saves_like_ctrl_c_and_resumes_bit_identically(image_folder, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    assert _train(image_folder, tmp_path / "straight", "--steps", "6") == 0
+    original = sampler_module.StepSampler.indices
+
+    def terminate_at_4(self, step):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, step)
+
+    monkeypatch.setattr(sampler_module.StepSampler, "indices", terminate_at_4)
+    assert _train(image_folder, tmp_path / "resumed", "--steps", "6") == 2
+    err = capsys.readouterr().err.strip()
+    assert "interrupted at step 4" in err and err.count("\n") == 0
+    monkeypatch.setattr(sampler_module.StepSampler, "indices", original)
+    assert main(["train", "--out", str(tmp_path / "resumed"), "--resume", "--no-progress"]) == 0
+    assert _same(_weights(tmp_path / "straight"), _weights(tmp_path / "resumed"))
+    rows = [json.loads(line) for line in (tmp_path / "resumed/metrics.jsonl").read_text().splitlines()]
+    steps = [(r["split"], r["step"]) for r in rows]
+    assert len(steps) == len(set(steps))  # no step logged twice across the interruption
+
+
+def test_interrupt_during_validation_saves_the_step_its_weights_belong_to(image_folder, tmp_path, monkeypatch):
+    from scvae.training import trainer
+
+    assert _train(image_folder, tmp_path / "straight", "--steps", "6") == 0
+    real = trainer.evaluate_reconstruction
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "evaluate_reconstruction", interrupted)  # first validation is after step 3
+    assert _train(image_folder, tmp_path / "resumed", "--steps", "6") == 2
+    from scvae.training.checkpoint import load_trainer_state
+
+    assert load_trainer_state(tmp_path / "resumed/checkpoints/last")["step"] == 3
+    monkeypatch.setattr(trainer, "evaluate_reconstruction", real)
+    assert main(["train", "--out", str(tmp_path / "resumed"), "--resume", "--no-progress"]) == 0
+    assert _same(_weights(tmp_path / "straight"), _weights(tmp_path / "resumed"))
+
+
+def test_resume_recovers_a_checkpoint_caught_between_its_two_renames(trained_run):
+    last = trained_run / "checkpoints" / "last"
+    last.rename(trained_run / "checkpoints" / ".last.tmp-99999")  # as a kill between the renames leaves it
+    assert main(["train", "--out", str(trained_run), "--resume", "--steps", "4", "--no-progress"]) == 0
+    assert last.is_dir() and not list((trained_run / "checkpoints").glob(".last.*"))
+
+
+def test_finished_run_says_how_to_extend_and_extension_keeps_the_lr_floor(trained_run, capsys):
+    assert main(["train", "--out", str(trained_run), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "finished at step 3 of 3" in err and "--steps N" in err and err.count("\n") == 0
+    assert main(["train", "--out", str(trained_run), "--resume", "--steps", "5", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in rows if r["split"] == "train"}
+    floor = 2e-3 * 0.1  # the preset's lr x min_lr_ratio
+    assert lrs[4] == pytest.approx(floor) and lrs[5] == pytest.approx(floor)  # the floor, no jump back up

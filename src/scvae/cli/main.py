@@ -112,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScvaeError as exc:
         print(f"scvae: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training started, or in a command without its own handling
+        print("scvae: error: interrupted", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

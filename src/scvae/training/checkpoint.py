@@ -19,18 +19,56 @@ STATE_NAME = "trainer_state.pt"
 
 
 def save_checkpoint(directory: str | os.PathLike, model: AutoencoderModel, state: dict[str, Any]) -> Path:
-    """Write ``directory`` atomically: build it beside the target, then swap it in by renames."""
+    """Write ``directory`` atomically: build it beside the target and fsync it, then swap it in by renames.
+
+    A kill between the two renames leaves the complete new copy as ``.NAME.tmp-PID``, which
+    :func:`recover_checkpoint` puts in place; leftovers of dead writers are removed after each save.
+    """
     directory = Path(directory)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     torch.save(state, tmp / STATE_NAME)
+    _fsync_tree(tmp)
     if directory.exists():
         directory.rename(old)
     tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(directory.parent)
+    for leftover in directory.parent.glob(f".{directory.name}.*-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     return directory
+
+
+def recover_checkpoint(directory: str | os.PathLike) -> bool:
+    """If ``directory`` is missing but a complete copy written by :func:`save_checkpoint` survived a kill
+    (the new ``.NAME.tmp-PID``, else the previous ``.NAME.old-PID``), move it into place; returns whether
+    ``directory`` now exists."""
+    directory = Path(directory)
+    if directory.is_dir():
+        return True
+    for pattern in (f".{directory.name}.tmp-*", f".{directory.name}.old-*"):
+        complete = [p for p in directory.parent.glob(pattern)
+                    if all((p / name).is_file() for name in ("config.json", "model.safetensors", STATE_NAME))]
+        if complete:
+            max(complete, key=lambda p: p.stat().st_mtime).rename(directory)
+            return True
+    return False
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_trainer_state(directory: str | os.PathLike) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import math
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from ..config import RunConfig, build_model, save_run_config
 from ..data import CropDataset, builtin_datasets, folder_datasets, save_grid
 from ..errors import ScvaeError
 from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
-from .checkpoint import load_trainer_state, save_checkpoint
+from .checkpoint import load_trainer_state, recover_checkpoint, save_checkpoint
 from .distributed import setup_distributed
 from .sampler import StepSampler
 
@@ -41,12 +43,15 @@ class TrainResult:
     seconds_per_step: float
 
 
-def lr_at(step: int, run: RunConfig) -> float:
-    """Linear warmup to ``lr`` then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+def lr_at(step: int, run: RunConfig, schedule_steps: int | None = None) -> float:
+    """Linear warmup to ``lr`` then cosine decay to ``lr * min_lr_ratio`` at ``schedule_steps`` (default
+    ``steps``), constant after it. A run extended by ``--resume --steps N`` keeps the schedule its first
+    start planned, so the learning rate never jumps back up: the added steps run at the floor."""
     t = run.train
+    total = schedule_steps or t.steps
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
-    progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
+    progress = min(1.0, (step - t.warmup_steps) / max(1, total - t.warmup_steps))
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -72,7 +77,7 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> Path | None:
     if out.exists() and not out.is_dir():
         raise ScvaeError(f"{out}: is a file, not a run directory")
     if resume:
-        if not (out / "checkpoints" / "last").is_dir():
+        if not recover_checkpoint(out / "checkpoints" / "last"):
             raise ScvaeError(f"{out}: nothing to resume (no checkpoints/last)")
         return None
     aside = None
@@ -102,10 +107,15 @@ def settle_replaced_run(out: Path, aside: Path | None, started: bool) -> None:
 
 
 class _Logger:
-    """Appends JSON lines and mirrors scalars to TensorBoard when it is installed."""
+    """Appends JSON lines and mirrors scalars to TensorBoard when it is installed. On resume, rows logged
+    after the checkpoint's step (by the run that was interrupted) are dropped, so no step appears twice."""
 
-    def __init__(self, run_dir: Path, enabled: bool):
+    def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None):
         self.enabled, self.path, self.tb = enabled, run_dir / METRICS_FILE, None
+        if enabled and resumed_at is not None and self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resumed_at]
+            self.path.write_text("".join(line + "\n" for line in kept))
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -139,11 +149,26 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     model = model.to(device)
     train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
     aside = prepare_run_dir(out, resume, overwrite) if dist.is_main else None
+    previous = _stop_on_sigterm()
     try:
         return _train_in(run, out, model, dist, device, train_set, val_set, resume, progress, aside)
     except BaseException:
         settle_replaced_run(out, aside, started=False)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm():
+    """SIGTERM (schedulers, ``docker stop``) stops training like Ctrl-C: checkpoint, one line, exit 2."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, train_set: CropDataset,
@@ -152,35 +177,44 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
     dist.barrier()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
                                  betas=tuple(t.betas), weight_decay=t.weight_decay)
-    start, best = 0, -math.inf
+    start, best, schedule = 0, -math.inf, t.steps
     if resume:
         state = load_trainer_state(out / "checkpoints" / "last")
         from ..models import AutoencoderModel
         saved = AutoencoderModel.from_pretrained(out / "checkpoints" / "last")
-        model.load_state_dict(saved.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        start, best = int(state["step"]), float(state["best_psnr"])
-        torch.set_rng_state(state["rng"])
+        try:
+            model.load_state_dict(saved.state_dict())
+            optimizer.load_state_dict(state["optimizer"])
+            start, best = int(state["step"]), float(state["best_psnr"])
+            schedule = int(state.get("schedule_steps", t.steps))
+            torch.set_rng_state(state["rng"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise ScvaeError(f"{out / 'checkpoints' / 'last'}: does not match {CONFIG_FILE} or is damaged "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        if start >= t.steps:
+            raise ScvaeError(f"{out}: finished at step {start} of {t.steps}; to train further: "
+                             f"scvae train --out {out} --resume --steps N (N > {start})")
     if dist.is_main:
         save_run_config(run, out / CONFIG_FILE)
     ddp_model = dist.wrap(model)
     sampler = StepSampler(len(train_set), t.batch_size, t.seed, dist.rank, dist.world_size)
-    logger = _Logger(out, dist.is_main)
+    logger = _Logger(out, dist.is_main, start if resume else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     last_val: dict[str, float] = {}
 
     def checkpoint(name: str, step: int) -> None:
-        state = {"optimizer": optimizer.state_dict(), "step": step, "best_psnr": best, "rng": torch.get_rng_state()}
+        state = {"optimizer": optimizer.state_dict(), "step": step, "best_psnr": best, "rng": torch.get_rng_state(),
+                 "schedule_steps": schedule}
         save_checkpoint(out / "checkpoints" / name, model, state)
 
     bar = tqdm(total=t.steps, initial=start, desc=f"train {run.model_type}", unit="step",
                disable=not (progress and dist.is_main), dynamic_ncols=True)
-    step, t0, timed = start, time.perf_counter(), 0
+    completed, t0, timed = start, time.perf_counter(), 0  # completed: steps whose update is in the weights
     try:
         model.train()
         for step in range(start, t.steps):
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, run)
+                group["lr"] = lr_at(step, run, schedule)
             x = train_set.batch(sampler.indices(step), sampler.generator(step)).to(device)
             with autocast:
                 output = ddp_model(x)
@@ -194,6 +228,7 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
             step_stats = model.after_step(output)
+            completed = step + 1
             if aside is not None:  # the new run has started: the replaced one can go
                 settle_replaced_run(out, aside, started=True)
                 aside = None
@@ -204,7 +239,7 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
                 values = {**_train_values(output, x, loss), **step_stats,
                           "sec_per_step": (time.perf_counter() - t0) / timed}
                 bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("loss", "psnr", "active")})
-                logger.log("train", done, {**values, "lr": lr_at(step, run)})
+                logger.log("train", done, {**values, "lr": lr_at(step, run, schedule)})
             if dist.is_main and (done % t.val_every == 0 or done == t.steps):
                 report = evaluate_reconstruction(model, val_set, 64, t.val_images, device)
                 last_val = report.summary()
@@ -215,17 +250,16 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
                     checkpoint("best", done)
             if dist.is_main and (done % t.save_every == 0 or done == t.steps):
                 checkpoint("last", done)
-            step = done
     except KeyboardInterrupt:
-        if dist.is_main and step > start:
-            checkpoint("last", step)
-        raise ScvaeError(f"interrupted at step {step}; continue with: scvae train --out {out} --resume") from None
+        if dist.is_main and completed > start:
+            checkpoint("last", completed)
+        raise ScvaeError(f"interrupted at step {completed}; continue with: scvae train --out {out} --resume") from None
     finally:
         bar.close()
         logger.close()
         dist.close()
     seconds = (time.perf_counter() - t0) / max(1, timed)
-    return TrainResult(out, step, best, last_val, seconds)
+    return TrainResult(out, completed, best, last_val, seconds)
 
 
 def _train_values(output: Any, x: torch.Tensor, loss: torch.Tensor) -> dict[str, float]:
