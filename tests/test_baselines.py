@@ -140,3 +140,11 @@ def test_selection_bias_brings_unused_atoms_into_the_codes_without_changing_valu
     kept = codes != 0
     assert torch.equal(codes[kept], uncapped(z)[kept])  # the bias chooses entries, never changes them
     assert int(kept.sum(1).max()) <= 4
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"])
+def test_loss_terms_are_detached_and_the_loss_is_not(model_type):
+    kwargs = dict(SMALL, n_atoms=36, max_active=4) if model_type == "scvae" else dict(SMALL)
+    out = MODEL_REGISTRY[model_type](**kwargs).train()(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert out.loss.requires_grad
+    assert out.losses and not any(v.requires_grad for v in out.losses.values())

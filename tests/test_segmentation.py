@@ -1,4 +1,6 @@
 """Segmentation: metrics against hand-made cases, masks in every supported format, the clustering pipeline."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -182,3 +184,21 @@ def test_whitening_lets_a_weak_but_bimodal_direction_decide():
     assert score_all([(plain, truth)])["miou"] < 0.8  # the loud unimodal direction wins without whitening
     with pytest.raises(ScvaeError, match="whiten must be >= 0"):
         SegmentOptions(whiten=-1).validate()
+
+
+def test_segment_accepts_gray_float_and_tensor_images_and_refuses_bad_ones():
+    import skimage.data
+
+    from scvae.downstream import PixelFeatures, SegmentOptions, segment
+
+    photo = skimage.data.coffee()[:64, :96]
+    options = SegmentOptions(k=3)
+    reference = segment(PixelFeatures(), photo, options)
+    assert np.array_equal(segment(PixelFeatures(), photo / 255.0, options), reference)  # floats in [0, 1]
+    assert np.array_equal(segment(PixelFeatures(), torch.from_numpy(photo).permute(2, 0, 1), options), reference)
+    gray = photo.mean(2).astype(np.uint8)
+    assert segment(PixelFeatures(), gray, options).shape == gray.shape  # (H, W)
+    for bad, message in [(photo * 2.0, "must be in [0, 1]"), (np.full((8, 8), np.nan), "NaN"),
+                         (np.zeros((4, 8, 8, 3)), "expected an image"), ("photo.png", "expected an image array")]:
+        with pytest.raises(ScvaeError, match=re.escape(message)):
+            segment(PixelFeatures(), bad, options)

@@ -49,6 +49,37 @@ def to_uint8_array(img: Image.Image, channels: int = 3) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def as_image_array(image) -> np.ndarray:
+    """Any in-memory image -> uint8 (H, W, 3), or a one-line ScvaeError saying what is wrong with it.
+
+    Accepts numpy arrays and torch tensors: (H, W) gray, (H, W, C) with C in 1, 3, 4 (alpha dropped), or a
+    torch-style (C, H, W) tensor; uint8, other integers up to 255, or floats in [0, 1].
+    """
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        if image.dim() == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] not in (1, 3, 4):
+            image = image.permute(1, 2, 0)
+        image = image.numpy()
+    if not isinstance(image, np.ndarray):
+        raise ScvaeError(f"expected an image array (numpy or torch), got {type(image).__name__}")
+    arr = image[:, :, None] if image.ndim == 2 else image
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
+        raise ScvaeError(f"expected an image of shape (H, W), (H, W, 1|3|4) or (1|3, H, W), got {tuple(image.shape)}")
+    arr = arr[:, :, :3]
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ScvaeError("image has NaN or infinite pixel values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 1:
+            raise ScvaeError(f"float images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
+        arr = np.round(arr * 255)
+    elif arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
+            raise ScvaeError(f"integer images must hold values in [0, 255] (dtype {arr.dtype})")
+    arr = np.ascontiguousarray(arr.astype(np.uint8))
+    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
+
+
 def match_channels(arr: np.ndarray, channels: int) -> np.ndarray:
     """uint8 (H, W, C) -> (H, W, channels): gray repeated to RGB, or RGB to luma (ITU-R 601 weights)."""
     if arr.shape[2] == channels:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data.images import match_channels, resize_shorter, to_tensor
+from ..data.images import as_image_array, match_channels, resize_shorter, to_tensor
 from ..errors import ScvaeError
 from ..models import AutoencoderModel
 
@@ -170,8 +170,10 @@ def refine_with_superpixels(labels: np.ndarray, image: np.ndarray, cell: int) ->
 
 
 def segment(features: FeatureFn, image: np.ndarray, options: SegmentOptions) -> np.ndarray:
-    """Label map (H, W) of ``image`` (uint8 (H, W, C)) from k-means on ``features(image)``."""
+    """Label map (H, W) of ``image`` from k-means on ``features(image)``. ``image``: uint8 (H, W, C), (H, W)
+    gray, floats in [0, 1], or a torch (C, H, W) tensor (see :func:`scvae.data.images.as_image_array`)."""
     options.validate()
+    image = as_image_array(image)
     grid = features(image)
     labels = upsample_labels(cluster_grid(grid, options), grid, image.shape[:2])
     if options.refine == "slic":

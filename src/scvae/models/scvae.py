@@ -130,5 +130,6 @@ class SCVAE(AutoencoderModel):
         if cfg["usage_weight"] > 0:
             losses["usage_kl"] = soft_usage_kl(out.preactivation, out.threshold, cfg["usage_temperature"])
             loss = loss + cfg["usage_weight"] * losses["usage_kl"]
+        losses = {name: value.detach() for name, value in losses.items()}
         return SCVAEOutput(reconstruction=x_hat, latent=z, loss=loss, losses=losses,
                            codes=from_rows(out.codes, b, h, w), latent_hat=z_hat)

@@ -78,4 +78,5 @@ class VAE(AutoencoderModel):
         ramp = min(1.0, float(self.steps_seen) / warm) if warm > 0 else 1.0
         losses = {"recon": reconstruction_loss(cfg["recon_loss"], x_hat, x), "kl": kl_term}
         loss = losses["recon"] + cfg["kl_weight"] * ramp * kl_term
+        losses = {name: value.detach() for name, value in losses.items()}
         return VAEOutput(reconstruction=x_hat, latent=mean, loss=loss, losses=losses, mean=mean, logvar=logvar)

@@ -128,5 +128,6 @@ class VQVAE(AutoencoderModel):
         losses = {"recon": reconstruction_loss(cfg["recon_loss"], x_hat, x), "codebook": codebook_loss,
                   "commitment": commitment}
         loss = losses["recon"] + codebook_loss + cfg["commitment_weight"] * commitment
+        losses = {name: value.detach() for name, value in losses.items()}
         return VQVAEOutput(reconstruction=x_hat, latent=z, loss=loss, losses=losses,
                            indices=indices.reshape(b, h, w))
