@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from scvae.cli import main
@@ -26,3 +27,24 @@ def test_train_model_is_a_deprecated_alias_of_model_type(capsys):
     captured = capsys.readouterr()
     assert yaml.safe_load(captured.out)["model_type"] == "ae" and "deprecated" in captured.err
     assert main(["train", "--print-config", "--model", "ae", "--model-type", "vae"]) == 2
+
+
+@pytest.mark.parametrize("override, key", [
+    ("model.n_iter=8.5", "model.n_iter"), ("model.lam=nan", "model.lam"), ("model.ch_mult=[1,2.5]", "model.ch_mult"),
+    ("model.learn_dictionary=3", "model.learn_dictionary"), ("min_lr_ratio=2", "min_lr_ratio"),
+    ("betas=[0.9]", "betas"), ("device=gpu", "device"), ("model.resolution=30", "model.resolution"),
+    ("lr=nan", "lr"), ("val_ratio=0", "val_ratio"), ("grad_clip=-1", "grad_clip"), ("steps=0", "steps"),
+])
+def test_bad_values_are_refused_at_config_time_naming_the_key(override, key, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "run", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and key in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_model_overrides_take_any_number_spelling(capsys):
+    assert main(["train", "--print-config", "model.usage_weight=1e-2", "model.max_active=null", "lr=3E-4"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["usage_weight"] == 0.01 and config["model"]["max_active"] is None
+    assert config["train"]["lr"] == 3e-4

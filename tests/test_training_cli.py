@@ -77,7 +77,7 @@ def test_reconstruct_and_encode(trained_run, image_folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--steps", "0"], "steps must be a positive integer"),
-    (["train", "lr=0"], "lr must be positive"),
+    (["train", "lr=0"], "lr must be a positive number"),
     (["train", "--preset", "huge"], "unknown preset 'huge'"),
     (["train", "model.nope=1"], "unknown model config key 'nope'"),
     (["train", "nope=1"], "unknown config key 'nope'"),

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,17 +49,27 @@ class TrainConfig:
     data_scale: float = 1.0  # --data images are resized to data_scale * resolution (shorter side)
 
     def validate(self) -> None:
-        if self.steps < 1:
-            raise ScvaeError(f"steps must be a positive integer, got {self.steps}")
-        if not self.lr > 0:
-            raise ScvaeError(f"lr must be positive, got {self.lr}")
-        if self.batch_size < 1:
-            raise ScvaeError(f"batch_size must be a positive integer, got {self.batch_size}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ScvaeError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        for name in ("log_every", "val_every", "save_every", "val_images"):
-            if getattr(self, name) < 1:
-                raise ScvaeError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        """Range-check every setting; the error names the key, the value and what is allowed."""
+        def need(ok: bool, key: str, allowed: str) -> None:
+            if not ok:
+                raise ScvaeError(f"{key} must be {allowed}, got {getattr(self, key)!r}")
+
+        for key in ("steps", "batch_size", "log_every", "val_every", "save_every", "val_images"):
+            need(getattr(self, key) >= 1, key, "a positive integer")
+        need(self.lr > 0 and math.isfinite(self.lr), "lr", "a positive number")
+        need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]")
+        need(self.warmup_steps >= 0, "warmup_steps", "a non-negative integer")
+        need(isinstance(self.betas, list) and len(self.betas) == 2 and
+             all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas), "betas", "two numbers in [0, 1)")
+        need(self.weight_decay >= 0, "weight_decay", ">= 0")
+        need(self.grad_clip >= 0, "grad_clip", ">= 0 (0 disables clipping)")
+        need(self.seed >= 0, "seed", "a non-negative integer")
+        need(self.precision in ("fp32", "bf16"), "precision", "'fp32' or 'bf16'")
+        need(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
+             "device", "auto, cpu, mps, cuda or cuda:N")
+        need(0 < self.val_ratio < 1, "val_ratio", "in (0, 1)")
+        need(self.builtin_scale >= 1, "builtin_scale", "an integer >= 1")
+        need(self.data_scale >= 1 and math.isfinite(self.data_scale), "data_scale", ">= 1")
 
 
 @dataclass
@@ -79,8 +91,38 @@ def model_class(model_type: str):
         raise ScvaeError(f"unknown model {model_type!r}; choose one of: {', '.join(MODEL_REGISTRY)}") from None
 
 
-def _model_keys(model_type: str) -> set[str]:
-    return set(inspect.signature(model_class(model_type).__init__).parameters) - {"self"}
+def _model_params(model_type: str) -> dict[str, inspect.Parameter]:
+    params = dict(inspect.signature(model_class(model_type).__init__).parameters)
+    params.pop("self", None)
+    return params
+
+
+def _coerce_model(name: str, value: Any, param: inspect.Parameter) -> Any:
+    """Check a model setting against its constructor default (or, for a None default, its annotation)."""
+    default, note = param.default, str(param.annotation)
+    if value is None and (default is None or "None" in note):
+        return None
+    kinds = [type(default)] if default is not None and default is not inspect.Parameter.empty else []
+    kinds += [k for word, k in (("int", int), ("float", float), ("str", str), ("bool", bool)) if word in note]
+    if isinstance(default, (list, tuple)) or "Sequence" in note:
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return value
+        raise ScvaeError(f"model.{name}: expected a list of integers, got {value!r}")
+    if bool in kinds[:1]:
+        ok = isinstance(value, bool)
+    elif float in kinds[:1] or (float in kinds and int not in kinds[:1]):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif int in kinds[:1] or (int in kinds and str not in kinds[:1]):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif str in kinds[:1]:
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        expected = kinds[0].__name__ if kinds else "a value"
+        raise ScvaeError(f"model.{name}: expected {expected}, got {value!r}")
+    return value
 
 
 def _parse_value(text: str) -> Any:
@@ -116,12 +158,12 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
-def _apply(run: dict[str, Any], key: str, value: Any, model_keys: set[str]) -> None:
+def _apply(run: dict[str, Any], key: str, value: Any, model_params: dict[str, inspect.Parameter]) -> None:
     section, _, name = key.rpartition(".")
     if section == "model":
-        if name not in model_keys:
+        if name not in model_params:
             raise ScvaeError(f"unknown model config key {name!r} for {run['model_type']}")
-        run["model"][name] = value
+        run["model"][name] = _coerce_model(name, value, model_params[name])
     elif section in ("", "train"):
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                     for f in dataclasses.fields(TrainConfig)}
@@ -151,7 +193,7 @@ def resolve_config(preset: str | None = None, model_type: str | None = None, con
             raise ScvaeError(f"{path}: unknown config key(s) {', '.join(sorted(unknown))}")
     preset = preset or file_cfg.get("preset") or "small-32"
     model_type = model_type or file_cfg.get("model_type") or "scvae"
-    keys = _model_keys(model_type)
+    keys = _model_params(model_type)
     spec = get_preset(preset)
     run: dict[str, Any] = {"model_type": model_type, "model": {}, "train": {}}
     for key, value in model_settings(preset, model_type).items():
@@ -174,7 +216,13 @@ def resolve_config(preset: str | None = None, model_type: str | None = None, con
             _apply(run, key, value, keys)
     train = TrainConfig(**run["train"])
     train.validate()
-    return RunConfig(model_type, preset, run["model"], train)
+    model = run["model"]
+    if "resolution" in model and "ch_mult" in model:
+        factor = 2 ** (len(model["ch_mult"]) - 1)
+        if model["resolution"] < factor or model["resolution"] % factor:
+            raise ScvaeError(f"model.resolution must be a multiple of the downsampling factor {factor} "
+                             f"(2 ** (len(ch_mult) - 1)), got {model['resolution']}")
+    return RunConfig(model_type, preset, model, train)
 
 
 def build_model(run: RunConfig):
