@@ -1,5 +1,7 @@
 import warnings
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -64,3 +66,21 @@ def test_data_scale_makes_crops_patches_of_larger_images(image_folder):
     assert train.batch([0], torch.Generator().manual_seed(0)).shape == (1, 3, 16, 16)
     with pytest.raises(ScvaeError, match="data_scale must be >= 1"):
         folder_datasets(image_folder, 16, scale=0.5)
+
+
+def test_non_finite_float_images_and_decompression_bombs_are_unreadable(tmp_path, monkeypatch):
+    import pytest
+    from PIL import Image
+
+    from scvae import ScvaeError
+    from scvae.data import load_image
+
+    arr = np.ones((8, 8), dtype=np.float32)
+    arr[2, 3] = np.nan
+    Image.fromarray(arr, mode="F").save(tmp_path / "nan.tiff")
+    with pytest.raises(ScvaeError, match="nan.tiff: unreadable image .*NaN"):
+        load_image(tmp_path / "nan.tiff")
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 is then over twice the limit: a "bomb"
+    with pytest.raises(ScvaeError, match="big.png: unreadable image"):
+        load_image(tmp_path / "big.png")

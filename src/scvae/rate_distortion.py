@@ -26,7 +26,7 @@ from .training import build_datasets, load_model
 # k = 1 (one atom and its coefficient per position) puts SC-VAE at about a VQ token's rate.
 SWEEPS: dict[str, tuple[str | None, list[Any]]] = {
     "scvae": ("max_active", [1, 4, 15]),
-    "vqvae-strong": ("codebook_size", [256, 1024]),
+    "vqvae-strong": ("codebook_size", [1024]),
     "fsq": ("levels", [[8, 6, 5], [8, 5, 5, 5]]),
     "vae": ("kl_weight", [1.0]),
     "ae": (None, [None]),

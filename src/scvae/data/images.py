@@ -34,14 +34,16 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             return to_uint8_array(img, channels)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ScvaeError(f"{path}: unreadable image ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ScvaeError(f"{path}: unreadable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
 def to_uint8_array(img: Image.Image, channels: int = 3) -> np.ndarray:
     """A PIL image as uint8 (H, W, channels), converting mode (RGBA, P, I;16, L, ...) as needed."""
     if img.mode in ("I;16", "I;16B", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
+        if arr.size == 0 or not np.isfinite(arr).all():
+            raise ValueError("empty image or NaN / infinite pixel values")
         lo, hi = float(arr.min()), float(arr.max())
         img = Image.fromarray(((arr - lo) / max(hi - lo, 1e-12) * 255).round().astype(np.uint8))
     img = img.convert("RGB" if channels == 3 else "L")
