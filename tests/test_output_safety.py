@@ -92,3 +92,20 @@ def test_unusable_output_paths_are_refused_before_any_work(tiny_run, photos, tmp
     (tmp_path / "a_file").write_text("not a folder")
     fill = {"run": str(tiny_run), "a": str(photos / "a/x.png"), "b": str(photos / "a/y.png"), "tmp": str(tmp_path)}
     _refused(capsys, [part.format(**fill) for part in argv], tmp_path, "")
+
+
+def test_reconstruct_full_size_keeps_the_photo_size(tiny_run, tmp_path):
+    import numpy as np
+    import skimage.data
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(skimage.data.coffee()[:90, :123]).save(photo)  # sizes that are not multiples of f
+    out = tmp_path / "out"
+    assert main(["reconstruct", "--model", str(tiny_run), str(photo), "--out", str(out), "--size", "full",
+                 "--side-by-side"]) == 0
+    assert Image.open(out / "photo.png").size == (123, 90)
+    assert Image.open(out / "photo_side_by_side.png").size[0] > 2 * 123
+    assert main(["reconstruct", "--model", str(tiny_run), str(photo), "--out", str(tmp_path / "o2"), "--size", "45"]) == 0
+    assert Image.open(tmp_path / "o2" / "photo.png").size == (62, 45)
+    assert main(["reconstruct", "--model", str(tiny_run), str(photo), "--out", str(tmp_path / "o3"), "--size", "0"]) == 2
+    assert np.asarray(Image.open(out / "photo.png")).std() > 0

@@ -59,19 +59,45 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from ..data import image_batch, save_image
+    import torch
+
+    from ..data import image_batch, load_image, save_grid, save_image
+    from ..data.images import resize_shorter, to_tensor
     from ..training import load_model
 
     paths = check_images(args.images)
+    size = _size_argument(args.size)
     out = Path(args.out)
-    targets = claim_outputs([out / f"{path.stem}.png" for path in paths], paths, overwrite=args.overwrite,
-                            sources=paths)
+    names = [f"{path.stem}.png" for path in paths]
+    if args.side_by_side:
+        names += [f"{path.stem}_side_by_side.png" for path in paths]
+    targets = claim_outputs([out / name for name in names], paths, overwrite=args.overwrite,
+                            sources=paths * (2 if args.side_by_side else 1))
     model = load_model(args.model)
-    for path, target in zip(paths, targets):
-        x = image_batch([path], model.resolution, model.in_channels)
-        save_image(model.reconstruct(x)[0], target)
+    for i, path in enumerate(paths):
+        if size is None:  # the model's own crop: shorter side to its resolution, centre crop
+            x = image_batch([path], model.resolution, model.in_channels)
+        else:  # the whole image, at its own size or with its shorter side resized to --size
+            arr = load_image(path, model.in_channels)
+            x = to_tensor(arr if size == "full" else resize_shorter(arr, size))[None]
+        y = model.reconstruct_any_size(x)
+        save_image(y[0], targets[i])
+        if args.side_by_side:
+            save_grid(torch.cat([x, y]), targets[len(paths) + i], nrow=2)
     print(f"wrote {len(paths)} reconstruction(s) to {out}")
     return 0
+
+
+def _size_argument(text: str | None) -> int | str | None:
+    if text is None or text == "full":
+        return text
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ScvaeError(f"--size must be 'full' or a positive integer, got {text!r}")
+    return size
 
 
 def cmd_encode(args: argparse.Namespace) -> int:

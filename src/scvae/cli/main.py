@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="run directory or saved model directory")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--size", help="'full': the whole image at its own size; N: the whole image with its shorter "
+                                  "side resized to N; default: the model's centre crop")
+    p.add_argument("--side-by-side", action="store_true", help="also write <name>_side_by_side.png (input | output)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=commands.cmd_reconstruct)
 

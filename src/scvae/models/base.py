@@ -126,6 +126,18 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
             raise ScvaeError("call from_preset on a model class, e.g. SCVAE.from_preset('small-32')")
         return cls(**{**model_settings(name, cls.model_type), **overrides})
 
+    @torch.no_grad()
+    def reconstruct_any_size(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) of any H, W -> its reconstruction at the same size: padded (reflected) to a
+        multiple of the downsampling factor, reconstructed (the model is fully convolutional), cropped back."""
+        f = self.downsampling_factor
+        h, w = x.shape[-2:]
+        pad = (0, -w % f, 0, -h % f)
+        if any(pad):
+            mode = "reflect" if pad[1] < w and pad[3] < h else "replicate"
+            x = torch.nn.functional.pad(x, pad, mode=mode)
+        return self.reconstruct(x)[..., :h, :w]
+
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
         directory = Path(directory)
