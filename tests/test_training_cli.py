@@ -178,3 +178,20 @@ def test_finished_run_says_how_to_extend_and_extension_keeps_the_lr_floor(traine
     lrs = {r["step"]: r["lr"] for r in rows if r["split"] == "train"}
     floor = 2e-3 * 0.1  # the preset's lr x min_lr_ratio
     assert lrs[4] == pytest.approx(floor) and lrs[5] == pytest.approx(floor)  # the floor, no jump back up
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: text.replace("steps: 3", "steps: -3"), "steps must be a positive integer"),
+    (lambda text: text.replace("model_type: scvae", "model_type: gan"), "unknown model 'gan'"),
+    (lambda text: text + "\n  bogus: 1\n", "unknown config key"),
+    (lambda text: "{: not yaml", "not valid YAML"),
+    (lambda text: "just a string\n", "not an scvae run config"),
+])
+def test_a_damaged_stored_config_is_one_line_naming_the_file(trained_run, capsys, edit, message):
+    config = trained_run / "config.yaml"
+    config.write_text(edit(config.read_text()))
+    before = (trained_run / "checkpoints/last/model.safetensors").read_bytes()
+    assert main(["train", "--out", str(trained_run), "--resume", "--steps", "5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "config.yaml" in err and message in err, err
+    assert (trained_run / "checkpoints/last/model.safetensors").read_bytes() == before

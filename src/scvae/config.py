@@ -240,5 +240,29 @@ def save_run_config(run: RunConfig, path: str | os.PathLike) -> None:
 
 
 def load_run_config(path: str | os.PathLike) -> RunConfig:
-    data = yaml.safe_load(Path(path).read_text())
-    return RunConfig(data["model_type"], data["preset"], data["model"], TrainConfig(**data["train"]))
+    """Read a run's ``config.yaml``, validated exactly like a fresh config: a damaged, foreign or
+    hand-edited file is one ScvaeError naming the file and the problem."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ScvaeError(f"{path}: missing") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ScvaeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not {"model_type", "preset", "model", "train"} <= set(data):
+        raise ScvaeError(f"{path}: not an scvae run config (needs model_type, preset, model and train)")
+    try:
+        if not isinstance(data["model"], dict) or not isinstance(data["train"], dict):
+            raise ScvaeError("'model' and 'train' must be mappings")
+        get_preset(str(data["preset"]))
+        params = _model_params(str(data["model_type"]))
+        run: dict[str, Any] = {"model_type": data["model_type"], "model": {}, "train": {}}
+        for key, value in data["model"].items():
+            _apply(run, f"model.{key}", value, params)
+        for key, value in data["train"].items():
+            _apply(run, f"train.{key}", value, params)
+        train = TrainConfig(**run["train"])
+        train.validate()
+    except ScvaeError as exc:
+        raise ScvaeError(f"{path}: {exc}") from None
+    return RunConfig(str(data["model_type"]), str(data["preset"]), run["model"], train)
