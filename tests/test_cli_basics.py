@@ -48,3 +48,24 @@ def test_model_overrides_take_any_number_spelling(capsys):
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["usage_weight"] == 0.01 and config["model"]["max_active"] is None
     assert config["train"]["lr"] == 3e-4
+
+
+def test_nan_and_zero_cli_numbers_are_refused(tiny_run, tmp_path, capsys):
+    image = tmp_path / "x.png"
+    from PIL import Image
+    import numpy as np
+
+    Image.fromarray(np.full((20, 20, 3), 90, dtype=np.uint8)).save(image)
+    for argv, key in [(["segment", "--model", str(tiny_run), str(image), "--position-weight", "nan"], "position weight"),
+                      (["eval", "--model", str(tiny_run), "--data", str(tmp_path), "--limit", "0"], "--limit")]:
+        assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and key in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_non_utf8_path_is_named_in_one_line(tiny_run, tmp_path, capsys):
+    name = str(tmp_path) + "/bad\udcff.png"  # how Python passes a file name that is not UTF-8
+    assert main(["reconstruct", "--model", str(tiny_run), name, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad" in err and "no such image file" in err

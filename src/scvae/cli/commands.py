@@ -139,6 +139,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ScvaeError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        raise ScvaeError(f"--limit must be a positive integer, got {args.limit}")
     out = Path(args.out) if args.out else Path(args.model) / "eval"
     claim_outputs([out / name for name in EVAL_FILES], overwrite=args.overwrite)
     model = load_model(args.model)

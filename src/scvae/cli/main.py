@@ -16,8 +16,14 @@ class _Parser(argparse.ArgumentParser):
         raise ScvaeError(f"{self.prog}: {message}")
 
 
+def _say(text: str) -> None:
+    """One line on stderr, even for paths that are not valid UTF-8 (shown with backslash escapes)."""
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding), file=sys.stderr)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"scvae: warning: {message}", file=sys.stderr)
+    _say(f"scvae: warning: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,10 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return int(func(args) or 0)
     except ScvaeError as exc:
-        print(f"scvae: error: {exc}", file=sys.stderr)
+        _say(f"scvae: error: {exc}")
         return 2
     except KeyboardInterrupt:  # before training started, or in a command without its own handling
-        print("scvae: error: interrupted", file=sys.stderr)
+        _say("scvae: error: interrupted")
         return 2
 
 

@@ -106,8 +106,8 @@ class SegmentOptions:
     def validate(self) -> None:
         if self.k < 2:
             raise ScvaeError(f"k must be >= 2, got {self.k}")
-        if self.position_weight < 0:
-            raise ScvaeError(f"position weight must be >= 0, got {self.position_weight}")
+        if not (0 <= self.position_weight < float("inf")):  # also refuses NaN
+            raise ScvaeError(f"position weight must be a finite number >= 0, got {self.position_weight}")
         if self.whiten < 0:
             raise ScvaeError(f"whiten must be >= 0 (principal components; 0 = off), got {self.whiten}")
         if self.refine not in REFINEMENTS:
