@@ -148,3 +148,15 @@ def test_loss_terms_are_detached_and_the_loss_is_not(model_type):
     out = MODEL_REGISTRY[model_type](**kwargs).train()(torch.rand(2, 3, 16, 16) * 2 - 1)
     assert out.loss.requires_grad
     assert out.losses and not any(v.requires_grad for v in out.losses.values())
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"])
+def test_inference_codes_carry_no_graph_but_training_codes_do(model_type):
+    kwargs = dict(SMALL, n_atoms=36, max_active=4) if model_type == "scvae" else dict(SMALL)
+    model = MODEL_REGISTRY[model_type](**kwargs)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    model.eval()
+    codes = model.encode(x)
+    assert codes.grad_fn is None and model.code_vectors(codes).grad_fn is None
+    if model_type in ("scvae", "ae", "vae"):  # continuous codes: differentiable while training
+        assert model.train().encode(x).requires_grad

@@ -15,6 +15,8 @@ from .outputs import claim_outputs
 def check_images(paths: list[str]) -> list[Path]:
     out = [Path(p) for p in paths]
     for p in out:
+        if p.is_dir():
+            raise ScvaeError(f"{p}: is a folder; expected an image file")
         if not p.is_file():
             raise ScvaeError(f"{p}: no such image file")
     return out

@@ -5,6 +5,7 @@ to ``config.json`` next to the weights in ``model.safetensors`` and are enough t
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from abc import ABCMeta, abstractmethod
@@ -44,10 +45,30 @@ class AutoencoderOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def _no_grad_in_eval_mode(method):
+    """Run ``method`` without autograd when the model is in eval mode (inference): its outputs then carry
+    no graph. In train mode it is unchanged, so gradients flow through it when training needs them."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.training:
+            return method(self, *args, **kwargs)
+        with torch.no_grad():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class AutoencoderModel(nn.Module, metaclass=ABCMeta):
-    """Base of SCVAE, VAE and VQVAE: ``encode``, ``decode``, ``forward``, ``save_pretrained``, ``from_pretrained``."""
+    """Base of every model: ``encode``, ``decode``, ``forward``, ``save_pretrained``, ``from_pretrained``.
+
+    ``encode`` and ``code_vectors`` of a model in eval mode run without autograd (no graph is kept)."""
 
     model_type: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("encode", "code_vectors"):
+            if name in cls.__dict__ and not getattr(cls.__dict__[name], "__isabstractmethod__", False):
+                setattr(cls, name, _no_grad_in_eval_mode(cls.__dict__[name]))
 
     def __init__(self, arguments: dict[str, Any]):
         """``arguments`` is the subclass constructor's ``locals()``: it becomes the JSON config."""
