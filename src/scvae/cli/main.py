@@ -26,6 +26,18 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     _say(f"scvae: warning: {message}")
 
 
+def _sweep_arguments(p: argparse.ArgumentParser, list_flag: str, default: str, out: str) -> None:
+    """The arguments of the commands that train several runs on one split (compare, rd)."""
+    p.add_argument("--data", help="training data (default: built-in photos); val_ratio is held out")
+    p.add_argument("--preset", help="shared preset (default small-32)")
+    p.add_argument("--steps", type=int, help="step budget per run")
+    p.add_argument(list_flag, default=default, help="comma-separated model types")
+    p.add_argument("--out", default=out, help="output folder (a finished run with the same config is reused)")
+    p.add_argument("--overwrite", action="store_true", help="replace unfinished or different runs in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training overrides shared by all runs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="scvae", description="SC-VAE: sparse-coding VAE with learned ISTA.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -77,25 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_eval)
 
     p = sub.add_parser("compare", help="train SC-VAE and baselines on the same backbone/data/budget and compare")
-    p.add_argument("--data", help="training data (default: built-in photos); val_ratio is held out")
-    p.add_argument("--preset", help="shared preset (default small-32)")
-    p.add_argument("--steps", type=int, help="step budget per model")
-    p.add_argument("--models", default="scvae,ae,vqvae,vqvae-strong,fsq,vae", help="comma-separated model types")
-    p.add_argument("--out", default="runs/compare", help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="replace existing model runs in --out")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training overrides shared by all models")
+    _sweep_arguments(p, "--models", "scvae,ae,vqvae,vqvae-strong,fsq,vae", "runs/compare")
     p.set_defaults(func=commands.cmd_compare)
 
     p = sub.add_parser("rd", help="rate-distortion: a small sweep per family, PSNR against bits per image in one PNG")
-    p.add_argument("--data", help="training data (default: built-in photos); val_ratio is held out")
-    p.add_argument("--preset", help="shared preset (default small-32)")
-    p.add_argument("--steps", type=int, help="step budget per run")
-    p.add_argument("--families", default="scvae,vqvae-strong,fsq,ae,vae", help="comma-separated model types")
-    p.add_argument("--out", default="runs/rd", help="output folder (finished runs with the same config are reused)")
-    p.add_argument("--overwrite", action="store_true", help="replace unfinished or different runs in --out")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training overrides shared by all runs")
+    _sweep_arguments(p, "--families", "scvae,vqvae-strong,fsq,ae,vae", "runs/rd")
     p.set_defaults(func=commands.cmd_rd)
 
     add_downstream_commands(sub)

@@ -9,12 +9,12 @@ from typing import Sequence
 import torch
 
 from .backbone import Decoder, Encoder
-from .base import AutoencoderModel, AutoencoderOutput, register_model
+from .base import AutoencoderModel, ContinuousCodes, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
 
 
 @register_model
-class AE(AutoencoderModel):
+class AE(ContinuousCodes, AutoencoderModel):
     """Deterministic autoencoder: codes are the encoder's dense latent (B, z_channels, h, w); loss = recon."""
 
     model_type = "ae"
@@ -30,17 +30,6 @@ class AE(AutoencoderModel):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> dense latent (B, d, H/f, W/f)."""
         return self.encoder(x)
-
-    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
-        """The latent is the decoder's input."""
-        return codes
-
-    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes.float()
-
-    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Every real vector is a valid latent."""
-        return vectors.float()
 
     def forward(self, x: torch.Tensor) -> AutoencoderOutput:
         z = self.encoder(x)

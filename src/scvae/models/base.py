@@ -200,6 +200,22 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         return model.eval()
 
 
+class ContinuousCodes:
+    """Mixin for models whose codes are real latents (AE, VAE): the codes are the decoder's input and
+    every real vector is a valid code."""
+
+    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Latents (B, d, h, w) are the decoder's input."""
+        return codes
+
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes.float()
+
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Every real vector is a valid latent."""
+        return vectors.float()
+
+
 def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``config.json`` of a saved model, with clear errors for missing or corrupt files."""
     path = Path(directory) / CONFIG_NAME

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 
 from .backbone import Decoder, Encoder
-from .base import AutoencoderModel, AutoencoderOutput, register_model
+from .base import AutoencoderModel, ContinuousCodes, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
 
 
@@ -25,7 +25,7 @@ def kl_per_dim(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 @register_model
-class VAE(AutoencoderModel):
+class VAE(ContinuousCodes, AutoencoderModel):
     """VAE with loss = recon + kl_weight * ramp * KL / (C H W); ``ramp`` goes 0 -> 1 over
     ``kl_warmup_steps`` training steps. ``free_bits`` (nats per latent channel and position) stops the
     KL of each channel from being pushed below that floor (Kingma et al. 2016)."""
@@ -50,17 +50,6 @@ class VAE(AutoencoderModel):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> posterior means (B, d, h, w): the deterministic code."""
         return self.posterior(x)[0]
-
-    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
-        """Latent samples or means (B, d, h, w) are the decoder's input."""
-        return codes
-
-    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes.float()
-
-    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Every real vector is a valid VAE latent."""
-        return vectors.float()
 
     def forward(self, x: torch.Tensor) -> VAEOutput:
         cfg = self.config
