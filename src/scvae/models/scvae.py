@@ -5,9 +5,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from ..sparse import LISTA, dct_dictionary, from_rows, keep_largest, to_rows
+from ..sparse import LISTA, SparseCodingBottleneck, keep_largest
 from .backbone import Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
@@ -19,28 +18,6 @@ class SCVAEOutput(AutoencoderOutput):
 
     codes: torch.Tensor | None = None
     latent_hat: torch.Tensor | None = None
-
-
-def rms_normalize(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Scale each position's latent vector (dim 1 of (B, d, h, w)) to unit root-mean-square.
-
-    This fixes the scale the lasso threshold is measured against, so the encoder cannot make the
-    threshold irrelevant by growing its output (the official code's drift to dense codes).
-    """
-    return z * torch.rsqrt(z.float().square().mean(dim=1, keepdim=True) + eps).to(z.dtype)
-
-
-def soft_usage_kl(preactivation: torch.Tensor, threshold: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(usage || uniform) of a soft, differentiable atom-usage distribution over a batch.
-
-    preactivation (N, K) is the last LISTA iterate before thresholding; an atom counts as soft-active at
-    a position with probability sigmoid((|u| - threshold) / (temperature * threshold)). Unlike the codes,
-    this has a gradient for atoms that are never active, which is what lets dead atoms come back.
-    """
-    scale = temperature * threshold.detach()
-    usage = torch.sigmoid((preactivation.abs() - threshold.detach()) / scale).mean(0)
-    p = usage / usage.sum().clamp_min(1e-12)
-    return (p * (p.clamp_min(1e-12) * p.numel()).log()).sum()
 
 
 @register_model
@@ -64,36 +41,36 @@ class SCVAE(AutoencoderModel):
                  recon_loss: str = "mse", latent_weight: float = 0.01,
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5):
         super().__init__(locals())
-        if latent_norm not in ("rms", "none"):
-            raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
         self.encoder = Encoder(in_channels=in_channels, z_channels=z_channels, **self.backbone_config())
         self.decoder = Decoder(out_channels=in_channels, z_channels=z_channels, **self.backbone_config())
-        self.lista = LISTA(dct_dictionary(z_channels, n_atoms), n_iter, lam,
-                           learn_dictionary=learn_dictionary, learn_step=learn_step,
-                           learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom,
-                           per_iteration=per_iteration, untied=untied, max_active=max_active,
-                           dead_atom_threshold=dead_atom_threshold, usage_floor=usage_floor,
-                           balance_step=balance_step)
+        self.bottleneck = SparseCodingBottleneck(
+            z_channels, n_atoms, n_iter=n_iter, lam=lam, max_active=max_active, latent_norm=latent_norm,
+            latent_weight=latent_weight, sparsity_weight=sparsity_weight, usage_weight=usage_weight,
+            usage_temperature=usage_temperature, learn_dictionary=learn_dictionary, learn_step=learn_step,
+            learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom, per_iteration=per_iteration,
+            untied=untied, dead_atom_threshold=dead_atom_threshold, usage_floor=usage_floor,
+            balance_step=balance_step)
+        self._register_load_state_dict_pre_hook(_rename_old_lista_keys)
+
+    @property
+    def lista(self) -> LISTA:
+        return self.bottleneck.lista
 
     @property
     def n_atoms(self) -> int:
-        return self.lista.n_atoms
+        return self.bottleneck.n_atoms
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder output, scale-normalised when ``latent_norm == 'rms'``: (B, d, h, w)."""
-        z = self.encoder(x)
-        return rms_normalize(z) if self.config["latent_norm"] == "rms" else z
+        return self.bottleneck.normalize(self.encoder(x))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> sparse codes (B, K, H/f, W/f)."""
-        z = self.latent(x)
-        b, _, h, w = z.shape
-        return from_rows(self.lista(to_rows(z)), b, h, w)
+        return self.bottleneck.encode(self.encoder(x))
 
     def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, K, h, w) -> D a (B, d, h, w)."""
-        b, _, h, w = codes.shape
-        return from_rows(self.lista.synthesize(to_rows(codes)), b, h, w)
+        return self.bottleneck.synthesize(codes)
 
     def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
         """The sparse codes are the code space: (B, K, h, w) unchanged (as float32)."""
@@ -109,27 +86,22 @@ class SCVAE(AutoencoderModel):
         return keep_largest(vectors.float(), k, dim=1, bias=bias)
 
     def after_step(self, output: SCVAEOutput) -> dict[str, float]:
-        """Usage bookkeeping after the update: selection-bias balancing and dead-atom restarts."""
-        return self.lista.update_usage(to_rows(output.latent.detach()), to_rows(output.codes.detach()))
+        """Dead-atom restarts of a learned dictionary, after the optimizer step."""
+        from ..sparse.bottleneck import BottleneckOutput
+
+        step = BottleneckOutput(latent_hat=output.latent_hat, codes=output.codes, latent=output.latent, loss=output.loss)
+        return {"restarted": float(self.bottleneck.restart_dead_atoms(step))}
 
     def forward(self, x: torch.Tensor) -> SCVAEOutput:
-        cfg = self.config
-        z = self.latent(x)
-        b, _, h, w = z.shape
-        rows = to_rows(z)
-        out = self.lista.iterate(rows)
-        rows_hat = self.lista.synthesize(out.codes)
-        z_hat = from_rows(rows_hat, b, h, w)
-        x_hat = self.decoder(z_hat.to(z.dtype))
-        losses = {"recon": reconstruction_loss(cfg["recon_loss"], x_hat, x),
-                  "latent": F.mse_loss(rows_hat, rows.float())}
-        loss = losses["recon"] + cfg["latent_weight"] * losses["latent"]
-        if cfg["sparsity_weight"] > 0:
-            losses["l1"] = out.codes.abs().sum(-1).mean()
-            loss = loss + cfg["sparsity_weight"] * losses["l1"]
-        if cfg["usage_weight"] > 0:
-            losses["usage_kl"] = soft_usage_kl(out.preactivation, out.threshold, cfg["usage_temperature"])
-            loss = loss + cfg["usage_weight"] * losses["usage_kl"]
-        losses = {name: value.detach() for name, value in losses.items()}
-        return SCVAEOutput(reconstruction=x_hat, latent=z, loss=loss, losses=losses,
-                           codes=from_rows(out.codes, b, h, w), latent_hat=z_hat)
+        z = self.encoder(x)
+        out = self.bottleneck(z)
+        x_hat = self.decoder(out.latent_hat.to(z.dtype))
+        recon = reconstruction_loss(self.config["recon_loss"], x_hat, x)
+        return SCVAEOutput(reconstruction=x_hat, latent=out.latent, loss=recon + out.loss,
+                           losses={"recon": recon.detach(), **out.losses}, codes=out.codes, latent_hat=out.latent_hat)
+
+
+def _rename_old_lista_keys(state_dict, prefix, *args) -> None:
+    """Checkpoints from before the bottleneck module kept the LISTA layer at ``lista.*``."""
+    for key in [k for k in state_dict if k.startswith(prefix + "lista.")]:
+        state_dict[prefix + "bottleneck." + key[len(prefix):]] = state_dict.pop(key)

@@ -1,7 +1,10 @@
-"""Sparse coding: DCT dictionaries, reference lasso solvers (ISTA, FISTA) and the learned LISTA layer."""
+"""Sparse coding: DCT dictionaries, reference lasso solvers (ISTA, FISTA), the learned LISTA layer and the
+drop-in SparseCodingBottleneck built on it."""
+from .bottleneck import BottleneckOutput, SparseCodingBottleneck, rms_normalize, soft_usage_kl
 from .dictionary import dct_dictionary, spectral_norm_sq
 from .lista import LISTA, LISTAOutput, from_rows, keep_largest, to_rows
 from .solvers import fista, ista, lasso_objective, soft_threshold
 
 __all__ = ["dct_dictionary", "spectral_norm_sq", "LISTA", "LISTAOutput", "ista", "fista",
-           "lasso_objective", "soft_threshold", "to_rows", "from_rows", "keep_largest"]
+           "lasso_objective", "soft_threshold", "to_rows", "from_rows", "keep_largest", "SparseCodingBottleneck",
+           "BottleneckOutput", "rms_normalize", "soft_usage_kl"]

@@ -48,14 +48,15 @@ class LISTA(nn.Module):
             the k largest-magnitude entries are kept (gradients flow through the kept ones). Unrolled ISTA
             on a coherent dictionary is far from converged after T steps and leaves many small non-zeros;
             the cap is the explicit "target number of active atoms" sparsity control.
-        dead_atom_threshold: with a learned dictionary, :meth:`restart_dead_atoms` replaces every atom
-            whose exponential moving average of activations per batch falls below this count by the
+        dead_atom_threshold: with a learned dictionary, :meth:`restart_dead_atoms` (after the optimizer
+            step) replaces every atom whose exponential moving average of activations per batch
+            (kept by :meth:`update_usage`) falls below this count by the
             normalised residual z - D a of one of the worst-represented rows (K-SVD's remedy for unused
             atoms, the dictionary's analogue of a VQ dead-code restart). 0 disables it.
         usage_decay: the decay of that moving average.
         usage_floor, balance_step: loss-free usage balancing of the ``max_active`` selection (the
             auxiliary-loss-free load balancing of mixture-of-experts routers, DeepSeek-V3): a per-atom
-            bias is added to |a| when choosing which non-zeros to keep, never to the kept values. After
+            bias is added to |a| when choosing which non-zeros to keep, never to the kept values. With
             every training batch (:meth:`update_usage`) the bias of each atom selected at fewer than
             ``usage_floor`` x the uniform share (max_active / K) of positions grows by ``balance_step``;
             that of every other atom shrinks by it, down to 0. Unused atoms are thus pulled back into
@@ -174,21 +175,20 @@ class LISTA(nn.Module):
         return codes @ self.dictionary.T.to(codes.dtype)
 
     @torch.no_grad()
-    def update_usage(self, z: torch.Tensor, codes: torch.Tensor) -> dict[str, float]:
-        """After a training step on z (N, d) with codes (N, K): update the usage average and the selection
-        bias, and restart dead atoms; returns how many atoms were restarted and are below the floor."""
+    def update_usage(self, codes: torch.Tensor) -> int:
+        """With a training batch's codes (N, K): update the usage average and the selection bias (no
+        autograd is involved, so this may run inside the forward pass); returns how many atoms were
+        selected below the floor."""
         counts = (codes != 0).sum(0).float()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(counts)
             counts /= torch.distributed.get_world_size()
         self.usage_ema.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
-        below = 0
-        if self.balance_step > 0:
-            share = counts / codes.shape[0]
-            low = share < self.usage_floor * self.max_active / self.n_atoms
-            self.selection_bias.add_(torch.where(low, self.balance_step, -self.balance_step)).clamp_(min=0)
-            below = int(low.sum())
-        return {"restarted": float(self.restart_dead_atoms(z, codes)), "atoms_below_floor": float(below)}
+        if self.balance_step <= 0:
+            return 0
+        low = counts / codes.shape[0] < self.usage_floor * self.max_active / self.n_atoms
+        self.selection_bias.add_(torch.where(low, self.balance_step, -self.balance_step)).clamp_(min=0)
+        return int(low.sum())
 
     @torch.no_grad()
     def restart_dead_atoms(self, z: torch.Tensor, codes: torch.Tensor) -> int:

@@ -1,0 +1,145 @@
+"""SC-VAE's bottleneck as a drop-in module: latent -> sparse codes over a dictionary -> D a.
+
+Like vector-quantize-pytorch's ``quantized, indices, loss = vq(x)``::
+
+    sc = SparseCodingBottleneck(dim=64, n_atoms=121, max_active=15, balance_step=1e-3)
+    out = sc(z)                       # z (B, 64, h, w) or (B, N, 64)
+    x_hat = decoder(out.latent_hat)   # D a, same shape as z
+    loss = reconstruction + out.loss  # the bottleneck's weighted latent / sparsity / usage terms
+
+In training mode the forward pass also updates the atom-usage statistics and the selection bias (like a
+BatchNorm's running averages or a VQ's EMA). With a learned dictionary and ``dead_atom_threshold``, call
+:meth:`restart_dead_atoms` after the optimizer step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dictionary import dct_dictionary
+from .lista import LISTA, from_rows, to_rows
+
+
+@dataclass
+class BottleneckOutput:
+    """latent_hat: D a, the input's shape; codes: (B, K, h, w) for (B, d, h, w) inputs, (B, N, K) for
+    (B, N, d); latent: the (normalised) input the codes approximate; loss: the weighted sum of ``losses``
+    (its terms detached, for logging); preactivation / threshold: the last LISTA iterate before
+    thresholding and its threshold, rows (B*h*w, K) and (K,)."""
+
+    latent_hat: torch.Tensor
+    codes: torch.Tensor
+    latent: torch.Tensor
+    loss: torch.Tensor
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    preactivation: torch.Tensor | None = None
+    threshold: torch.Tensor | None = None
+
+
+def rms_normalize(z: torch.Tensor, dim: int = 1, eps: float = 1e-6) -> torch.Tensor:
+    """Scale each latent vector (along ``dim``) to unit root-mean-square.
+
+    This fixes the scale the lasso threshold is measured against, so the encoder cannot make the
+    threshold irrelevant by growing its output (the official code's drift to dense codes).
+    """
+    return z * torch.rsqrt(z.float().square().mean(dim=dim, keepdim=True) + eps).to(z.dtype)
+
+
+def soft_usage_kl(preactivation: torch.Tensor, threshold: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(usage || uniform) of a soft, differentiable atom-usage distribution over a batch.
+
+    preactivation (N, K) is the last LISTA iterate before thresholding; an atom counts as soft-active at
+    a position with probability sigmoid((|u| - threshold) / (temperature * threshold)). Unlike the codes,
+    this has a gradient for atoms that are never active, which is what lets dead atoms come back.
+    """
+    scale = temperature * threshold.detach()
+    usage = torch.sigmoid((preactivation.abs() - threshold.detach()) / scale).mean(0)
+    p = usage / usage.sum().clamp_min(1e-12)
+    return (p * (p.clamp_min(1e-12) * p.numel()).log()).sum()
+
+
+class SparseCodingBottleneck(nn.Module):
+    """Sparse coding of every latent vector over a (DCT-initialised) dictionary with LISTA.
+
+    Args:
+        dim: d, the latent vectors' size (a perfect square for the 2-D DCT dictionary).
+        n_atoms: K (default d: the complete orthonormal DCT); K > d gives the overcomplete DCT.
+        latent_norm: 'rms' (scale each latent vector to unit RMS first) or 'none'.
+        latent_weight, sparsity_weight, usage_weight, usage_temperature: the weights of the latent loss
+            ``mean((z - D a)^2)``, of the L1 term on the codes and of the soft usage-balance loss.
+        The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing, ...).
+    """
+
+    def __init__(self, dim: int, n_atoms: int | None = None, *, n_iter: int = 16, lam: float = 0.3,
+                 max_active: int | None = None, latent_norm: str = "rms", latent_weight: float = 0.01,
+                 sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5,
+                 learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
+                 threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
+                 dead_atom_threshold: float = 0.0, usage_floor: float = 0.05, balance_step: float = 0.0):
+        super().__init__()
+        if latent_norm not in ("rms", "none"):
+            raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
+        self.latent_norm = latent_norm
+        self.latent_weight, self.sparsity_weight = float(latent_weight), float(sparsity_weight)
+        self.usage_weight, self.usage_temperature = float(usage_weight), float(usage_temperature)
+        self.lista = LISTA(dct_dictionary(dim, n_atoms), n_iter, lam, learn_dictionary=learn_dictionary,
+                           learn_step=learn_step, learn_threshold=learn_threshold,
+                           threshold_per_atom=threshold_per_atom, per_iteration=per_iteration, untied=untied,
+                           max_active=max_active, dead_atom_threshold=dead_atom_threshold,
+                           usage_floor=usage_floor, balance_step=balance_step)
+
+    @property
+    def n_atoms(self) -> int:
+        return self.lista.n_atoms
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        """The latent the codes approximate: ``z`` RMS-normalised along its channel axis (or unchanged)."""
+        return rms_normalize(z, dim=1 if z.dim() == 4 else -1) if self.latent_norm == "rms" else z
+
+    def _rows(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 4:
+            return to_rows(z)
+        if z.dim() == 3:
+            return z.reshape(-1, z.shape[-1])
+        raise ValueError(f"expected (B, d, h, w) or (B, N, d) latents, got shape {tuple(z.shape)}")
+
+    def _unrows(self, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if like.dim() == 4:
+            return from_rows(rows, like.shape[0], like.shape[2], like.shape[3])
+        return rows.reshape(like.shape[0], like.shape[1], -1)
+
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (B, d, h, w) or (B, N, d) -> sparse codes (B, K, h, w) or (B, N, K)."""
+        z = self.normalize(z)
+        return self._unrows(self.lista(self._rows(z)), z)
+
+    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, K, h, w) or (B, N, K) -> D a of the same layout with d channels."""
+        return self._unrows(self.lista.synthesize(self._rows(codes)), codes)
+
+    def forward(self, z: torch.Tensor) -> BottleneckOutput:
+        z = self.normalize(z)
+        rows = self._rows(z)
+        out = self.lista.iterate(rows)
+        rows_hat = self.lista.synthesize(out.codes)
+        losses = {"latent": F.mse_loss(rows_hat, rows.float())}
+        loss = self.latent_weight * losses["latent"]
+        if self.sparsity_weight > 0:
+            losses["l1"] = out.codes.abs().sum(-1).mean()
+            loss = loss + self.sparsity_weight * losses["l1"]
+        if self.usage_weight > 0:
+            losses["usage_kl"] = soft_usage_kl(out.preactivation, out.threshold, self.usage_temperature)
+            loss = loss + self.usage_weight * losses["usage_kl"]
+        if self.training:
+            self.lista.update_usage(out.codes.detach())
+        return BottleneckOutput(latent_hat=self._unrows(rows_hat, z), codes=self._unrows(out.codes, z), latent=z,
+                                loss=loss, losses={k: v.detach() for k, v in losses.items()},
+                                preactivation=out.preactivation, threshold=out.threshold)
+
+    @torch.no_grad()
+    def restart_dead_atoms(self, output: BottleneckOutput) -> int:
+        """After the optimizer step: restart dead atoms of a learned dictionary (see LISTA); returns how many."""
+        return self.lista.restart_dead_atoms(self._rows(output.latent.detach()), self._rows(output.codes.detach()))
