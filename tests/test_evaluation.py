@@ -136,15 +136,15 @@ def test_compare_writes_one_table_for_all_models(image_folder, tmp_path, capsys)
 def test_rd_draws_every_family_from_one_sweep(image_folder, tmp_path, monkeypatch, capsys):
     from scvae import rate_distortion as rd
 
-    monkeypatch.setitem(rd.SWEEPS, "scvae", ("max_active", [2, 15]))
-    monkeypatch.setitem(rd.SWEEPS, "fsq", ("levels", [[3, 3], [8, 5, 5, 5]]))
+    monkeypatch.setitem(rd.SWEEPS, "scvae", [{"max_active": 2, "balance_step": 0.0}, {"max_active": 15}])
+    monkeypatch.setitem(rd.SWEEPS, "fsq", [{"levels": [3, 3]}, {}])
     out = tmp_path / "rd"
     overrides = [o for o in TINY if "n_atoms" not in o] + ["val_ratio=0.25"]
     assert main(["rd", "--data", str(image_folder), "--steps", "2", "--out", str(out), "--no-progress",
                  "--families", "scvae,fsq,ae", *overrides]) == 0
     summary = json.loads((out / "rd.json").read_text())
     runs = [p["run"] for p in summary["points"]]
-    assert runs == ["scvae-max_active-2", "scvae", "fsq-levels-3x3", "fsq", "ae"]  # preset points: compare's names
+    assert runs == ["scvae-max_active-2-balance_step-0.0", "scvae", "fsq-levels-3x3", "fsq", "ae"]  # preset: compare's
     assert all(p["bits_per_image"] > 0 for p in summary["points"])
     assert (out / "rd.png").stat().st_size > 1000 and "| fsq |" in capsys.readouterr().out
 
