@@ -163,3 +163,23 @@ def test_inference_codes_carry_no_graph_but_training_codes_do(model_type):
     assert codes.grad_fn is None and model.code_vectors(codes).grad_fn is None
     if model_type in ("scvae", "ae", "vae"):  # continuous codes: differentiable while training
         assert model.train().encode(x).requires_grad
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"])
+def test_decoding_the_codes_is_the_forward_reconstruction_on_any_grid(model_type):
+    torch.manual_seed(0)
+    kwargs = dict(SMALL, n_atoms=36, max_active=4) if model_type == "scvae" else dict(SMALL)
+    model = MODEL_REGISTRY[model_type](**kwargs)
+    model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)  # one training pass (k-means init of the strong VQ)
+    model.eval()
+    x = torch.rand(2, 3, 16, 24) * 2 - 1  # an 8 x 12 grid: no axis equal to another by chance
+    assert torch.allclose(model.decode(model.encode(x)), model(x).reconstruction, atol=1e-5)
+
+
+def test_strong_vq_lookup_agrees_with_the_library():
+    torch.manual_seed(0)
+    model = StrongVQVAE(**SMALL, codebook_size=64, codebook_dim=4)
+    model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)
+    model.eval()
+    z = model.encoder(torch.rand(4, 3, 16, 24) * 2 - 1)
+    assert torch.equal(model.nearest_codes(z), model.quantize(z)[1])

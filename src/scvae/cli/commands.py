@@ -188,6 +188,18 @@ def _model_list(text: str) -> list[str]:
     return models
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export_onnx
+    from ..training import load_model
+
+    out = Path(args.out)
+    claim_outputs([out / "encoder.onnx", out / "decoder.onnx"], overwrite=args.overwrite)
+    paths = export_onnx(load_model(args.model), out)
+    print(f"wrote {paths['encoder']} (images -> codes) and {paths['decoder']} (codes -> images); "
+          "dynamic batch and image size")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from ..presets import PRESETS
 

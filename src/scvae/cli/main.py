@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     _sweep_arguments(p, "--families", "scvae,vqvae-strong,fsq,ae,vae", "runs/rd")
     p.set_defaults(func=commands.cmd_rd)
 
+    p = sub.add_parser("export", help="ONNX export: encoder.onnx (images -> codes) and decoder.onnx (codes -> images)")
+    p.add_argument("--model", required=True, help="run directory or saved model directory")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=commands.cmd_export)
+
     add_downstream_commands(sub)
 
     p = sub.add_parser("presets", help="list the named presets")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Decoder, Encoder
@@ -114,8 +115,16 @@ class StrongVQVAE(_QuantizedAutoencoder):
         quantized, indices, loss = self.quantizer(z)
         return quantized, indices, loss.reshape(())
 
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, d, h, w) -> indices (B, h, w): the highest cosine similarity in the projected space (the
+        library's lookup written out, so it also exports to ONNX; a test checks they agree)."""
+        rows = F.normalize(self.quantizer.project_in(vectors.float().permute(0, 2, 3, 1)), dim=-1)
+        return (rows @ F.normalize(self.quantizer.codebook, dim=-1).T).argmax(-1)
+
     def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.quantizer.get_output_from_indices(indices).permute(0, 3, 1, 2)
+        # The codebook lookup and output projection written out: the library's get_output_from_indices
+        # reads the last axis of (B, h, w) indices as codebook heads, and it bakes shapes into ONNX traces.
+        return self.quantizer.project_out(self.quantizer.codebook[indices]).permute(0, 3, 1, 2)
 
 
 @register_model

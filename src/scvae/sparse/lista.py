@@ -135,7 +135,11 @@ class LISTA(nn.Module):
 
     def step_constants(self, dictionary: torch.Tensor) -> torch.Tensor:
         """(n_sets,) c_t >= ||D||_2^2; the ISTA step is 1 / c_t."""
-        return spectral_norm_sq(dictionary).detach() * (1.0 + F.softplus(self.step_raw))
+        if torch.onnx.is_in_onnx_export():  # ONNX has no spectral norm; the exported weights are fixed anyway
+            lipschitz = torch.tensor(float(spectral_norm_sq(dictionary.detach())), dtype=dictionary.dtype)
+        else:
+            lipschitz = spectral_norm_sq(dictionary).detach()
+        return lipschitz * (1.0 + F.softplus(self.step_raw))
 
     def iterate(self, z: torch.Tensor) -> LISTAOutput:
         """Run the T iterations on z (N, d); returns codes, last preactivation and last threshold."""
