@@ -21,22 +21,15 @@ from ..models import AutoencoderModel
 OPSET = 17
 
 
-class _Encode(nn.Module):
-    def __init__(self, model: AutoencoderModel):
+class _Method(nn.Module):
+    """One method of the model (``encode`` or ``decode``) as a module's forward, for the exporter."""
+
+    def __init__(self, model: AutoencoderModel, method: str):
         super().__init__()
-        self.model = model
+        self.model, self.method = model, method
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(images)
-
-
-class _Decode(nn.Module):
-    def __init__(self, model: AutoencoderModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(codes)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.method)(x)
 
 
 def export_onnx(model: AutoencoderModel, out: str | os.PathLike) -> dict[str, Path]:
@@ -57,10 +50,10 @@ def export_onnx(model: AutoencoderModel, out: str | os.PathLike) -> dict[str, Pa
     paths = {"encoder": out / "encoder.onnx", "decoder": out / "decoder.onnx"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Encode(model).eval(), (images,), str(paths["encoder"]), input_names=["images"],
+        torch.onnx.export(_Method(model, "encode").eval(), (images,), str(paths["encoder"]), input_names=["images"],
                           output_names=["codes"], dynamic_axes={"images": spatial, "codes": code_axes},
                           opset_version=OPSET, dynamo=False)
-        torch.onnx.export(_Decode(model).eval(), (codes,), str(paths["decoder"]), input_names=["codes"],
+        torch.onnx.export(_Method(model, "decode").eval(), (codes,), str(paths["decoder"]), input_names=["codes"],
                           output_names=["images"], dynamic_axes={"codes": code_axes, "images": spatial},
                           opset_version=OPSET, dynamo=False)
     return paths
