@@ -10,9 +10,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig, load_run_config, resolve_config
-from .data import save_grid
 from .evaluation import evaluate_reconstruction, estimate_rate
-from .evaluation.plots import curves, usage_histogram
+from .evaluation.plots import curves, labelled_rows, usage_histogram
 from .evaluation.report import CONVENTIONS, markdown_table, package_versions
 from .training import build_datasets, load_model, train
 from .errors import ScvaeError
@@ -91,7 +90,7 @@ def compare(out: str | os.PathLike, models: list[str], preset: str | None = None
 
 @torch.no_grad()
 def _side_by_side(out: Path, models: list[str], val_set, n: int = 8) -> None:
-    """Inputs in the first row, then one row of reconstructions per model."""
+    """Held-out inputs in the first row, then one labelled row of reconstructions per model."""
     x = val_set.batch(list(range(min(n, len(val_set)))))
     rows = [x] + [load_model(out / m / "checkpoints" / "last").reconstruct(x) for m in models]
-    save_grid(rows, out / "reconstructions.png", nrow=len(x), upscale=max(1, 96 // x.shape[-1]))
+    labelled_rows(rows, ["input", *models], out / "reconstructions.png", "held-out images and reconstructions")

@@ -53,3 +53,24 @@ def curves(series: dict[str, list[tuple[float, float]]], path: str | os.PathLike
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def labelled_rows(rows: list, labels: list[str], path: str | os.PathLike, title: str = "") -> None:
+    """One row of images per entry of ``rows`` (each (N, C, H, W) in [-1, 1]), named on the left by ``labels``."""
+    n = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n + 1.6, 1.1 * len(rows) + 0.4), dpi=110, squeeze=False)
+    for i, (batch, label) in enumerate(zip(rows, labels)):
+        for j in range(n):
+            ax = axes[i][j]
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(batch):
+                image = ((batch[j].detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+                ax.imshow(image[:, :, 0] if image.shape[2] == 1 else image, cmap="gray", interpolation="nearest")
+        axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
