@@ -18,7 +18,6 @@ from .errors import ScvaeError
 from .training.checkpoint import load_trainer_state
 from .training.trainer import CONFIG_FILE, METRICS_FILE
 
-DEFAULT_MODELS = ("scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae")
 COLUMNS = ["psnr", "ssim", "bits_per_image", "active_frac", "atoms_used_frac", "codebook_usage", "perplexity", "active_units_frac",
            "channels_collapsed", "sec_per_step", "parameters"]
 

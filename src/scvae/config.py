@@ -102,27 +102,21 @@ def _coerce_model(name: str, value: Any, param: inspect.Parameter) -> Any:
     default, note = param.default, str(param.annotation)
     if value is None and (default is None or "None" in note):
         return None
-    kinds = [type(default)] if default is not None and default is not inspect.Parameter.empty else []
-    kinds += [k for word, k in (("int", int), ("float", float), ("str", str), ("bool", bool)) if word in note]
     if isinstance(default, (list, tuple)) or "Sequence" in note:
         if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return value
         raise ScvaeError(f"model.{name}: expected a list of integers, got {value!r}")
-    if bool in kinds[:1]:
-        ok = isinstance(value, bool)
-    elif float in kinds[:1] or (float in kinds and int not in kinds[:1]):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        value = float(value) if ok else value
-    elif int in kinds[:1] or (int in kinds and str not in kinds[:1]):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif str in kinds[:1]:
-        ok = isinstance(value, str)
+    if default is not None and default is not inspect.Parameter.empty:
+        expected = type(default)
     else:
-        ok = True
-    if not ok:
-        expected = kinds[0].__name__ if kinds else "a value"
-        raise ScvaeError(f"model.{name}: expected {expected}, got {value!r}")
-    return value
+        expected = next((kind for kind in (bool, int, float, str) if kind.__name__ in note), None)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is float and number and math.isfinite(value):
+        return float(value)
+    if expected is None or (expected is int and number and isinstance(value, int)) or \
+            (expected in (bool, str) and isinstance(value, expected)):
+        return value
+    raise ScvaeError(f"model.{name}: expected {expected.__name__}, got {value!r}")
 
 
 def _parse_value(text: str) -> Any:

@@ -93,8 +93,7 @@ class CodebookDiagnostics(Diagnostics):
 
     @classmethod
     def for_model(cls, model: Any) -> "CodebookDiagnostics":
-        size = getattr(model, "codebook_size", None) or model.config.get("codebook_size")
-        return cls(int(size) if size else None)
+        return cls(model.codebook_size)
 
     def update(self, output: Any) -> None:
         idx = output.indices.detach().flatten().cpu()

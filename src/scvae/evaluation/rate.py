@@ -101,9 +101,8 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
         if c.dtype in (torch.int32, torch.int64):
             positions = c[0].numel()
             bits = entropy_bits(c) * positions
-            size = getattr(model, "codebook_size", None) or model.config.get("codebook_size")
             return RateReport("entropy of code indices", bits, bits / pixels, base, base,
-                              bound_bits_per_image=math.log2(size) * positions)
+                              bound_bits_per_image=math.log2(model.codebook_size) * positions)
         return _quantised_rate(c, psnr_of, base, max_psnr_loss, pixels, sparse=model.model_type == "scvae")
     finally:
         model.train(was)

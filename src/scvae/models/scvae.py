@@ -87,10 +87,7 @@ class SCVAE(AutoencoderModel):
 
     def after_step(self, output: SCVAEOutput) -> dict[str, float]:
         """Dead-atom restarts of a learned dictionary, after the optimizer step."""
-        from ..sparse.bottleneck import BottleneckOutput
-
-        step = BottleneckOutput(latent_hat=output.latent_hat, codes=output.codes, latent=output.latent, loss=output.loss)
-        return {"restarted": float(self.bottleneck.restart_dead_atoms(step))}
+        return {"restarted": float(self.bottleneck.restart_dead_atoms(output.latent, output.codes))}
 
     def forward(self, x: torch.Tensor) -> SCVAEOutput:
         z = self.encoder(x)

@@ -98,6 +98,10 @@ class VQVAE(AutoencoderModel):
         self.decoder = Decoder(out_channels=in_channels, z_channels=z_channels, **self.backbone_config())
         self.quantizer = VectorQuantizer(codebook_size, z_channels, ema, ema_decay, dead_code_threshold, l2_normalize)
 
+    @property
+    def codebook_size(self) -> int:
+        return int(self.config["codebook_size"])
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> code indices (B, h, w)."""
         return self.nearest_codes(self.encoder(x))

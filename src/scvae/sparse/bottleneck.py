@@ -140,6 +140,7 @@ class SparseCodingBottleneck(nn.Module):
                                 preactivation=out.preactivation, threshold=out.threshold)
 
     @torch.no_grad()
-    def restart_dead_atoms(self, output: BottleneckOutput) -> int:
-        """After the optimizer step: restart dead atoms of a learned dictionary (see LISTA); returns how many."""
-        return self.lista.restart_dead_atoms(self._rows(output.latent.detach()), self._rows(output.codes.detach()))
+    def restart_dead_atoms(self, latent: torch.Tensor, codes: torch.Tensor) -> int:
+        """After the optimizer step, with a training step's ``out.latent`` and ``out.codes``: restart the dead
+        atoms of a learned dictionary (see LISTA); returns how many."""
+        return self.lista.restart_dead_atoms(self._rows(latent.detach()), self._rows(codes.detach()))

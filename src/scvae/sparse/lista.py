@@ -154,16 +154,19 @@ class LISTA(nn.Module):
                 b = z @ dictionary  # D^T z, (N, K)
                 gram = dictionary.T @ dictionary
             a = z.new_zeros(z.shape[0], dictionary.shape[1])
-            eye = torch.eye(dictionary.shape[1], device=z.device)
+            if not self.untied:  # per step set: S = I - D^T D / c and D^T z / c, so that an iterate is one addmm
+                eye = torch.eye(dictionary.shape[1], device=z.device)
+                mixes = [eye - gram / c for c in cs]
+                drives = [b / c for c in cs]
             for t in range(self.n_iter):
-                i = min(t, lams.shape[0] - 1)
-                c, thr = cs[min(t, cs.shape[0] - 1)], lams[i] / cs[min(t, cs.shape[0] - 1)]
+                j = min(t, cs.shape[0] - 1)
+                thr = lams[min(t, lams.shape[0] - 1)] / cs[j]
                 if self.untied:
                     pre = z @ self.W[t].T + a @ self.S[t].T
                 elif t == 0:
-                    pre = b / c
-                else:  # a - (a D^T D - D^T z) / c, as one fused a S + D^T z / c with S = I - D^T D / c
-                    pre = torch.addmm(b / c, a, eye - gram / c)
+                    pre = drives[j]
+                else:  # a - (a D^T D - D^T z) / c
+                    pre = torch.addmm(drives[j], a, mixes[j])
                 a = soft_threshold(pre, thr)
             if self.max_active is not None and self.max_active < a.shape[1]:
                 bias = self.selection_bias if self.balance_step > 0 else None
