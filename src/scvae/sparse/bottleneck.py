@@ -70,7 +70,8 @@ class SparseCodingBottleneck(nn.Module):
         latent_norm: 'rms' (scale each latent vector to unit RMS first) or 'none'.
         latent_weight, sparsity_weight, usage_weight, usage_temperature: the weights of the latent loss
             ``mean((z - D a)^2)``, of the L1 term on the codes and of the soft usage-balance loss.
-        The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing, ...).
+        The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing,
+            grad_iterations, ...).
     """
 
     def __init__(self, dim: int, n_atoms: int | None = None, *, n_iter: int = 16, lam: float = 0.3,
@@ -78,7 +79,8 @@ class SparseCodingBottleneck(nn.Module):
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
-                 dead_atom_threshold: float = 0.0, usage_floor: float = 0.05, balance_step: float = 0.0):
+                 dead_atom_threshold: float = 0.0, usage_floor: float = 0.05, balance_step: float = 0.0,
+                 grad_iterations: int | None = None):
         super().__init__()
         if latent_norm not in ("rms", "none"):
             raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
@@ -89,7 +91,7 @@ class SparseCodingBottleneck(nn.Module):
                            learn_step=learn_step, learn_threshold=learn_threshold,
                            threshold_per_atom=threshold_per_atom, per_iteration=per_iteration, untied=untied,
                            max_active=max_active, dead_atom_threshold=dead_atom_threshold,
-                           usage_floor=usage_floor, balance_step=balance_step)
+                           usage_floor=usage_floor, balance_step=balance_step, grad_iterations=grad_iterations)
 
     @property
     def n_atoms(self) -> int:

@@ -14,6 +14,7 @@ from torch import nn
 
 from .dictionary import spectral_norm_sq
 from .solvers import soft_threshold
+from .unrolled_ista import unrolled_ista
 
 _INIT_RAW = -6.0  # softplus(-6) ~ 0.0025: learnable offsets start (almost) at their floor
 
@@ -61,13 +62,15 @@ class LISTA(nn.Module):
             ``usage_floor`` x the uniform share (max_active / K) of positions grows by ``balance_step``;
             that of every other atom shrinks by it, down to 0. Unused atoms are thus pulled back into
             the codes without any loss term. ``balance_step`` 0 disables it.
+        grad_iterations: backpropagate through only the last m of the T iterations (memory O(m) instead of
+            O(T), see :func:`~scvae.sparse.unrolled_ista.unrolled_ista`); None: all of them. Tied LISTA only.
     """
 
     def __init__(self, dictionary: torch.Tensor, n_iter: int = 16, lam: float = 0.1, *,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = None, dead_atom_threshold: float = 0.0, usage_decay: float = 0.99,
-                 usage_floor: float = 0.05, balance_step: float = 0.0):
+                 usage_floor: float = 0.05, balance_step: float = 0.0, grad_iterations: int | None = None):
         super().__init__()
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}")
@@ -90,6 +93,11 @@ class LISTA(nn.Module):
         if balance_step > 0 and max_active is None:
             raise ValueError("balance_step > 0 balances the max_active selection, which needs max_active")
         self.usage_floor, self.balance_step = float(usage_floor), float(balance_step)
+        if grad_iterations is not None and not 1 <= grad_iterations <= n_iter:
+            raise ValueError(f"grad_iterations must be in [1, n_iter={n_iter}] or None, got {grad_iterations}")
+        if grad_iterations is not None and untied:
+            raise ValueError("grad_iterations applies to tied LISTA; untied=True backpropagates through all")
+        self.grad_iterations = None if grad_iterations is None else int(grad_iterations)
         if self.learn_dictionary:
             self.dictionary_raw = nn.Parameter(dictionary)
         else:
@@ -147,31 +155,23 @@ class LISTA(nn.Module):
             z = z.float()
             dictionary = self.dictionary.float()
             lams = self.thresholds().float()
+            per_iter = torch.arange(self.n_iter, device=z.device)
+            lams = lams[per_iter.clamp(max=lams.shape[0] - 1)]  # (T, 1 or K)
             if self.untied:
-                cs = self.c0.expand(self.n_iter)
+                a = z.new_zeros(z.shape[0], dictionary.shape[1])
+                thr = lams / self.c0
+                for t in range(self.n_iter):
+                    pre = z @ self.W[t].T + a @ self.S[t].T
+                    a = soft_threshold(pre, thr[t])
             else:
                 cs = self.step_constants(dictionary).float()
-                b = z @ dictionary  # D^T z, (N, K)
-                gram = dictionary.T @ dictionary
-            a = z.new_zeros(z.shape[0], dictionary.shape[1])
-            if not self.untied:  # per step set: S = I - D^T D / c and D^T z / c, so that an iterate is one addmm
-                eye = torch.eye(dictionary.shape[1], device=z.device)
-                mixes = [eye - gram / c for c in cs]
-                drives = [b / c for c in cs]
-            for t in range(self.n_iter):
-                j = min(t, cs.shape[0] - 1)
-                thr = lams[min(t, lams.shape[0] - 1)] / cs[j]
-                if self.untied:
-                    pre = z @ self.W[t].T + a @ self.S[t].T
-                elif t == 0:
-                    pre = drives[j]
-                else:  # a - (a D^T D - D^T z) / c
-                    pre = torch.addmm(drives[j], a, mixes[j])
-                a = soft_threshold(pre, thr)
+                cs = cs[per_iter.clamp(max=cs.shape[0] - 1)]  # (T,)
+                thr = lams / cs[:, None]
+                a, pre = unrolled_ista(z @ dictionary, dictionary.T @ dictionary, 1.0 / cs, thr, self.grad_iterations)
             if self.max_active is not None and self.max_active < a.shape[1]:
                 bias = self.selection_bias if self.balance_step > 0 else None
                 a = keep_largest(a, self.max_active, dim=1, bias=bias)
-        return LISTAOutput(codes=a, preactivation=pre, threshold=thr.expand(a.shape[1]))
+        return LISTAOutput(codes=a, preactivation=pre, threshold=thr[-1].expand(a.shape[1]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (N, d) -> sparse codes (N, K)."""

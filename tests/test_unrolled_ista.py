@@ -1,0 +1,95 @@
+"""The hand-written backward of the unrolled ISTA iterations against autograd and finite differences."""
+import pytest
+import torch
+
+from scvae.sparse import LISTA, dct_dictionary
+from scvae.sparse.lista import keep_largest
+from scvae.sparse.solvers import soft_threshold
+from scvae.sparse.unrolled_ista import unrolled_ista
+from scvae.sparse.unrolled_ista import unrolled_ista_autograd as autograd_ista
+
+
+def problem(n_thr: int, dtype=torch.float64, n=40, d=16, k=25, n_iter=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    dictionary = dct_dictionary(d, k).to(dtype)
+    z = torch.randn(n, d, generator=g, dtype=dtype)
+    c = float(torch.linalg.matrix_norm(dictionary, 2) ** 2)
+    drive = (z @ dictionary).requires_grad_()
+    gram = (dictionary.T @ dictionary).requires_grad_()
+    inv_steps = (torch.rand(n_iter, generator=g, dtype=dtype) * 0.5 / c + 0.5 / c).requires_grad_()
+    thresholds = (torch.rand(n_iter, n_thr, generator=g, dtype=dtype) * 0.05 + 0.02).requires_grad_()
+    return drive, gram, inv_steps, thresholds
+
+
+@pytest.mark.parametrize("n_thr", [1, 25])
+def test_matches_autograd_values_and_gradients(n_thr):
+    inputs = problem(n_thr)
+    codes, pre = unrolled_ista(*inputs)
+    ref_codes, ref_pre = autograd_ista(*inputs)
+    assert torch.allclose(codes, ref_codes, atol=1e-12) and torch.allclose(pre, ref_pre, atol=1e-12)
+    assert 0 < (codes != 0).float().mean() < 1  # the thresholds really cut: both branches are exercised
+    weights = torch.randn_like(codes), torch.randn_like(pre)
+    grads = torch.autograd.grad((codes * weights[0]).sum() + (pre * weights[1]).sum(), inputs)
+    ref = torch.autograd.grad((ref_codes * weights[0]).sum() + (ref_pre * weights[1]).sum(), inputs)
+    for name, g, r in zip(["drive", "gram", "inv_steps", "thresholds"], grads, ref):
+        assert torch.allclose(g, r, rtol=1e-9, atol=1e-10), name
+
+
+@pytest.mark.parametrize("n_thr", [1, 12])
+def test_gradcheck(n_thr):
+    assert torch.autograd.gradcheck(lambda *x: unrolled_ista(*x), problem(n_thr, n=6, d=9, k=12, n_iter=4))
+
+
+def test_only_the_needed_gradients_are_computed():
+    drive, gram, inv_steps, thresholds = problem(1)
+    gram, inv_steps = gram.detach(), inv_steps.detach()  # a fixed dictionary
+    codes, _ = unrolled_ista(drive, gram, inv_steps, thresholds)
+    codes.sum().backward()
+    assert drive.grad is not None and thresholds.grad is not None
+
+
+def test_lista_layer_gradients_unchanged():
+    """LISTA on the hand-written backward gives the gradients plain autograd gives through the same layer
+    (LISTA iterates in float32 by design, hence the tolerances)."""
+    torch.manual_seed(0)
+    for kwargs in [{}, {"learn_dictionary": True, "per_iteration": True, "threshold_per_atom": True}]:
+        layer = LISTA(dct_dictionary(16, 25), n_iter=5, lam=0.05, max_active=4, **kwargs)
+        z = torch.randn(30, 16, requires_grad=True)
+        codes = layer(z)
+        params = [z] + [p for p in layer.parameters() if p.requires_grad]
+        grads = torch.autograd.grad((codes * codes.detach().sign()).sum(), params)
+        dictionary = layer.dictionary
+        cs = layer.step_constants(dictionary)
+        steps = cs[torch.arange(5).clamp(max=cs.shape[0] - 1)]
+        lams = layer.thresholds()[torch.arange(5).clamp(max=layer.thresholds().shape[0] - 1)]
+        ref_codes, _ = autograd_ista(z @ dictionary, dictionary.T @ dictionary, 1 / steps, lams / steps[:, None])
+        ref_codes = keep_largest(ref_codes, 4, dim=1)
+        assert torch.allclose(codes, ref_codes, atol=1e-6)
+        ref = torch.autograd.grad((ref_codes * ref_codes.detach().sign()).sum(), params)
+        for g, r in zip(grads, ref):
+            assert torch.allclose(g, r, rtol=1e-4, atol=1e-5 * r.abs().max())
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_truncated_backprop_matches_autograd_with_a_detached_warm_start(m):
+    """grad_iterations = m: gradients of the last m iterations only, the earlier ones a constant."""
+    inputs = problem(25)
+    drive, gram, inv_steps, thresholds = inputs
+    codes, pre = unrolled_ista(*inputs, grad_iterations=m)
+    with torch.no_grad():
+        warm, _ = autograd_ista(drive, gram, inv_steps[:-m], thresholds[:-m])
+    a = warm
+    for t in range(len(inv_steps) - m, len(inv_steps)):
+        pre_ref = a + (drive - a @ gram) * inv_steps[t]
+        a = soft_threshold(pre_ref, thresholds[t])
+    assert torch.allclose(codes, a, atol=1e-12)
+    grads = torch.autograd.grad(codes.square().sum() + pre.sum(), inputs)
+    ref = torch.autograd.grad(a.square().sum() + pre_ref.sum(), inputs)
+    for g, r in zip(grads, ref):
+        assert torch.allclose(g, r, rtol=1e-9, atol=1e-10)
+    assert grads[3][: len(inv_steps) - m].abs().sum() == 0  # no gradient to the truncated iterations
+
+
+def test_truncation_is_validated():
+    with pytest.raises(ValueError, match="grad_iterations"):
+        LISTA(dct_dictionary(16, 25), n_iter=4, grad_iterations=5)
