@@ -47,6 +47,10 @@ class TrainConfig:
     flip: bool = True
     builtin_scale: int = 4  # built-in photos are resized to builtin_scale * resolution (shorter side)
     data_scale: float = 1.0  # --data images are resized to data_scale * resolution (shorter side)
+    data_cache: str = "auto"  # memory | stream | auto (memory while the decoded images fit 2 GiB)
+    num_workers: int = -1  # processes decoding batches; -1 = auto (0 in memory, half the CPUs when streaming)
+    num_threads: int = 0  # torch CPU threads per process; 0 = torch's default
+    grad_accum: int = 1  # micro-batches of batch_size per optimizer step
 
     def validate(self) -> None:
         """Range-check every setting; the error names the key, the value and what is allowed."""
@@ -70,6 +74,10 @@ class TrainConfig:
         need(0 < self.val_ratio < 1, "val_ratio", "in (0, 1)")
         need(self.builtin_scale >= 1, "builtin_scale", "an integer >= 1")
         need(self.data_scale >= 1 and math.isfinite(self.data_scale), "data_scale", ">= 1")
+        need(self.data_cache in ("auto", "memory", "stream"), "data_cache", "auto, memory or stream")
+        need(self.num_workers >= -1, "num_workers", "-1 (auto) or a non-negative integer")
+        need(self.num_threads >= 0, "num_threads", "0 (torch's default) or a positive integer")
+        need(self.grad_accum >= 1, "grad_accum", "a positive integer")
 
 
 @dataclass

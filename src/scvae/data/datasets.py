@@ -1,4 +1,4 @@
-"""Datasets of square crops at the model's resolution, held in memory as uint8.
+"""Datasets of square crops at the model's resolution, held in memory as uint8 or streamed from files.
 
 Each image is decoded once and resized so its shorter side equals the working size; training
 crops are random (position, optional flip), evaluation crops are central and deterministic. All
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..errors import ScvaeError
 from .images import center_crop, find_images, load_image, match_channels, resize_shorter, to_tensor
 from .readers import array_files, read_array_file
+from .streaming import LazyImages, use_memory_cache
 
 
 class CropDataset:
@@ -119,24 +120,44 @@ def open_images(source: str | os.PathLike, size: int, channels: int = 3) -> tupl
 
 
 def folder_datasets(data: str | os.PathLike, size: int, channels: int = 3, val_data: str | None = None,
-                    val_ratio: float = 0.1, flip: bool = True, split_seed: int = 0, scale: float = 1.0
-                    ) -> tuple[CropDataset, CropDataset]:
+                    val_ratio: float = 0.1, flip: bool = True, split_seed: int = 0, scale: float = 1.0,
+                    cache: str = "memory") -> tuple[CropDataset, CropDataset]:
     """Train and val crop datasets from ``data`` (see :func:`open_images`) and an optional val source.
 
     Images are resized so their shorter side is ``scale * size``: with scale 1 a crop is the whole
-    (centre of the) image; with scale s > 1 crops are patches of 1/s of the image's shorter side."""
+    (centre of the) image; with scale s > 1 crops are patches of 1/s of the image's shorter side.
+    ``cache``: 'memory' decodes every image once up front; 'stream' decodes on the fly
+    (:class:`~scvae.data.streaming.LazyImages`); 'auto' picks memory while the decoded images fit the limit
+    in :mod:`scvae.data.streaming`. Both modes draw the same crops (they split the same way unless some
+    files are unreadable)."""
     if not scale >= 1:
         raise ScvaeError(f"data_scale must be >= 1, got {scale}")
     working = max(size, round(scale * size))
-    images, names = open_images(data, working, channels)
+    train_images, train_names, val_images, val_names = _split_source(data, working, channels, val_data is None,
+                                                                     val_ratio, split_seed, cache)
     if val_data is not None:
-        train_idx, val_idx = list(range(len(images))), []
-        val_images, val_names = open_images(val_data, working, channels)
-    else:
-        train_idx, val_idx = split_indices(len(images), val_ratio, split_seed)
-        val_images, val_names = [images[i] for i in val_idx], [names[i] for i in val_idx]
-    return (CropDataset([images[i] for i in train_idx], size, [names[i] for i in train_idx], True, flip),
+        val_images, val_names, _, _ = _split_source(val_data, working, channels, False, val_ratio, split_seed, cache)
+    return (CropDataset(train_images, size, train_names, True, flip),
             CropDataset(val_images, size, val_names, random_crop=False))
+
+
+def _split_source(source, working: int, channels: int, split: bool, val_ratio: float, seed: int, cache: str):
+    """(train images, names, val images, names) of one source; without ``split`` all of it is 'train'."""
+    root = Path(source)
+    paths = find_images(root) if root.is_dir() and not array_files(root) else []
+    if paths and not use_memory_cache(cache, len(paths), working, channels):
+        names = [p.stem for p in paths]
+        if not split:
+            return LazyImages(paths, working, channels), names, [], []
+        train_idx, val_idx = split_indices(len(paths), val_ratio, seed)
+        return (LazyImages([paths[i] for i in train_idx], working, channels), [names[i] for i in train_idx],
+                LazyImages([paths[i] for i in val_idx], working, channels), [names[i] for i in val_idx])
+    images, names = open_images(source, working, channels)
+    if not split:
+        return images, names, [], []
+    train_idx, val_idx = split_indices(len(images), val_ratio, seed)
+    return ([images[i] for i in train_idx], [names[i] for i in train_idx],
+            [images[i] for i in val_idx], [names[i] for i in val_idx])
 
 
 def image_batch(paths: list[str | os.PathLike], size: int, channels: int = 3) -> torch.Tensor:

@@ -5,6 +5,7 @@ of every global batch; rank 0 validates and writes).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, build_model, save_run_config
 from ..data import CropDataset, builtin_datasets, folder_datasets, save_grid
+from ..data.streaming import LazyImages, default_workers, step_loader
 from ..errors import ScvaeError
 from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
 from .checkpoint import load_trainer_state, recover_checkpoint, save_checkpoint
@@ -60,7 +62,8 @@ def build_datasets(run: RunConfig) -> tuple[CropDataset, CropDataset]:
     channels = int(m.get("in_channels", 3))
     if t.data is None:
         return builtin_datasets(int(m["resolution"]), channels, t.builtin_scale, t.flip)
-    return folder_datasets(t.data, int(m["resolution"]), channels, t.val_data, t.val_ratio, t.flip, scale=t.data_scale)
+    return folder_datasets(t.data, int(m["resolution"]), channels, t.val_data, t.val_ratio, t.flip, scale=t.data_scale,
+                           cache=t.data_cache)
 
 
 def pick_device(name: str) -> torch.device:
@@ -142,6 +145,8 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     """Train ``run`` into the run directory ``out``; returns the final step and validation metrics."""
     out = Path(out)
     t = run.train
+    if t.num_threads > 0:
+        torch.set_num_threads(t.num_threads)
     torch.manual_seed(t.seed), random.seed(t.seed), np.random.seed(t.seed % 2**32)
     model = build_model(run)  # first, so an invalid model config leaves no run directory behind
     dist = setup_distributed()
@@ -198,6 +203,9 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
         save_run_config(run, out / CONFIG_FILE)
     ddp_model = dist.wrap(model)
     sampler = StepSampler(len(train_set), t.batch_size, t.seed, dist.rank, dist.world_size)
+    workers = t.num_workers if t.num_workers >= 0 else default_workers(isinstance(train_set.images, LazyImages))
+    # micro-step u = step * grad_accum + m draws micro-batch m of step ``step``; batches arrive in order
+    batches = iter(step_loader(train_set, sampler, start * t.grad_accum, t.steps * t.grad_accum, workers))
     logger = _Logger(out, dist.is_main, start if resume else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     last_val: dict[str, float] = {}
@@ -215,15 +223,18 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
         for step in range(start, t.steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, run, schedule)
-            x = train_set.batch(sampler.indices(step), sampler.generator(step)).to(device)
-            with autocast:
-                output = ddp_model(x)
-            loss = output.loss
-            if not torch.isfinite(loss):
-                raise ScvaeError(f"loss became {loss.item()} at step {step}: training diverged "
-                                 f"(lower lr or raise grad_clip); the last checkpoint is kept")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for micro in range(t.grad_accum):
+                x = next(batches).to(device)
+                last = micro == t.grad_accum - 1
+                with contextlib.nullcontext() if last or not dist.enabled else ddp_model.no_sync():
+                    with autocast:  # DDP all-reduces gradients only in the last micro-batch's backward
+                        output = ddp_model(x)
+                    loss = output.loss
+                    if not torch.isfinite(loss):
+                        raise ScvaeError(f"loss became {loss.item()} at step {step}: training diverged "
+                                         f"(lower lr or raise grad_clip); the last checkpoint is kept")
+                    (loss / t.grad_accum).backward()
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()

@@ -1,0 +1,99 @@
+"""Training at scale on one machine: streamed data, decoding workers, gradient accumulation, threads."""
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from scvae.cli import main
+from scvae.data import folder_datasets
+from scvae.data.streaming import LazyImages, estimated_bytes, use_memory_cache
+
+from .conftest import TINY
+
+
+def _weights(run):
+    return load_file(str(run / "checkpoints/last/model.safetensors"))
+
+
+def _same(a, b, atol=0.0):
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=atol, rtol=0) for k in a)
+
+
+def _train(data, out, *extra):
+    return main(["train", "--data", str(data), "--out", str(out), "--no-progress", *TINY, "val_ratio=0.25", *extra])
+
+
+def test_streamed_and_in_memory_datasets_draw_the_same_crops(image_folder):
+    memory = folder_datasets(image_folder, 16, 3, val_ratio=0.25, scale=2, cache="memory")
+    stream = folder_datasets(image_folder, 16, 3, val_ratio=0.25, scale=2, cache="stream")
+    assert isinstance(stream[0].images, LazyImages) and not isinstance(memory[0].images, LazyImages)
+    for a, b in zip(memory, stream):
+        assert a.names == b.names
+        g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        assert torch.equal(a.batch(list(range(len(a))), g1), b.batch(list(range(len(b))), g2))
+
+
+def test_auto_cache_switches_to_streaming_above_the_limit():
+    assert use_memory_cache("auto", 1000, 64, 3)
+    assert not use_memory_cache("auto", 1_300_000, 256, 3)  # ImageNet at 256 px
+    assert estimated_bytes(70_000, 256, 3) > 13 * 2**30  # FFHQ: the issue's 14 GB
+    assert use_memory_cache("memory", 10**9, 256, 3) and not use_memory_cache("stream", 1, 8, 3)
+
+
+def test_streaming_skips_a_file_that_breaks_after_listing(image_folder):
+    images = LazyImages(sorted(image_folder.rglob("*.png")), 16)
+    images.paths[0].write_bytes(b"not an image any more")
+    with pytest.warns(UserWarning, match="unreadable"):
+        first = images[0]
+    assert first.shape[2] == 3 and (first == images[1]).all()  # the next file stands in
+
+
+@pytest.mark.parametrize("extra", [["data_cache=stream", "num_workers=2"], ["num_workers=1"]])
+def test_streamed_training_with_workers_equals_in_memory_training(image_folder, tmp_path, extra):
+    assert _train(image_folder, tmp_path / "memory", "steps=3", "data_cache=memory", "num_workers=0") == 0
+    assert _train(image_folder, tmp_path / "other", "steps=3", *extra) == 0
+    assert _same(_weights(tmp_path / "memory"), _weights(tmp_path / "other"))
+
+
+def test_gradient_accumulation_equals_the_large_batch(tmp_path, monkeypatch):
+    """2 micro-batches of 4 = one batch of 8: the same images (whole 16 px images, no flip), the same
+    gradients at every optimizer step (compared before Adam, which turns float noise in the zero gradients
+    of biases under GroupNorm into full-size steps)."""
+    import skimage.data
+
+    data = tmp_path / "images"
+    data.mkdir()
+    photo = skimage.data.astronaut()
+    for i in range(20):
+        Image.fromarray(photo[i * 20:i * 20 + 16, i * 15:i * 15 + 16]).save(data / f"img{i:02d}.png")
+    grads = {"big": [], "accum": []}
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        grads[current].append([p.grad.clone() for g in self.param_groups for p in g["params"]])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    common = ["steps=2", "flip=false", "model.balance_step=0", "grad_clip=0"]
+    for current, batch in [("big", ["batch_size=8"]), ("accum", ["batch_size=4", "grad_accum=2"])]:
+        assert _train(data, tmp_path / current, *common, *batch) == 0
+    assert len(grads["big"]) == len(grads["accum"]) == 2
+    for big, accum in zip(grads["big"], grads["accum"]):
+        scale = max(float(a.abs().max()) for a in big)
+        for a, b in zip(big, accum):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_num_threads_is_applied(image_folder, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        assert _train(image_folder, tmp_path / "run", "steps=1", "num_threads=1") == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["data_cache=disk", "num_workers=-2", "num_threads=-1", "grad_accum=0"])
+def test_scale_settings_are_range_checked(image_folder, tmp_path, capsys, value):
+    assert _train(image_folder, tmp_path / "run", "steps=1", value) == 2
+    assert value.split("=")[0] in capsys.readouterr().err and not (tmp_path / "run").exists()
