@@ -32,6 +32,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio
     warmup_steps: int = 50
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    adam_eps: float = 1e-8
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max gradient norm; 0 disables
     seed: int = 0
@@ -66,6 +67,7 @@ class TrainConfig:
         need(isinstance(self.betas, list) and len(self.betas) == 2 and
              all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas), "betas", "two numbers in [0, 1)")
         need(self.weight_decay >= 0, "weight_decay", ">= 0")
+        need(self.adam_eps > 0, "adam_eps", "> 0")
         need(self.grad_clip >= 0, "grad_clip", ">= 0 (0 disables clipping)")
         need(self.seed >= 0, "seed", "a non-negative integer")
         need(self.precision in ("fp32", "bf16"), "precision", "'fp32' or 'bf16'")

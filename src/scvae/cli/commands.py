@@ -51,6 +51,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(run.to_dict(), sort_keys=False), end="")
         return 0
     result = train(run, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    if result.rank != 0:  # under torchrun only rank 0 validates and reports
+        return 0
     v = result.last_val
     line = f"done: {result.step} steps in {out}; val PSNR {v.get('psnr', float('nan')):.2f} dB, SSIM {v.get('ssim', float('nan')):.3f}"
     if "active_frac" in v:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..collective import all_gather_rows, all_reduce_sum, broadcast_from_main
 from ..sparse import from_rows, to_rows
 from .backbone import Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
@@ -65,19 +66,21 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _update(self, rows: torch.Tensor, indices: torch.Tensor) -> None:
         onehot = F.one_hot(indices, self.embedding.shape[0]).type_as(rows)
-        counts = onehot.sum(0)
+        counts = all_reduce_sum(onehot.sum(0))  # statistics of the global batch under DDP
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         if self.ema:
-            self.embed_sum.mul_(self.decay).add_(onehot.T @ rows, alpha=1 - self.decay)
+            self.embed_sum.mul_(self.decay).add_(all_reduce_sum(onehot.T @ rows), alpha=1 - self.decay)
             n = self.cluster_size.sum()
             smoothed = (self.cluster_size + 1e-5) / (n + self.cluster_size.numel() * 1e-5) * n
             self.embedding.data.copy_(self.embed_sum / smoothed[:, None])
         if self.dead_code_threshold > 0:
             dead = self.cluster_size < self.dead_code_threshold
             if dead.any():
+                rows = all_gather_rows(rows)  # pick from the global batch, so every rank restarts alike
                 pick = torch.randint(0, rows.shape[0], (int(dead.sum()),), device=rows.device)
-                self.embedding.data[dead] = rows[pick]
-                self.embed_sum[dead] = rows[pick]
+                fresh = broadcast_from_main(rows[pick].contiguous())
+                self.embedding.data[dead] = fresh
+                self.embed_sum[dead] = fresh
                 self.cluster_size[dead] = 1.0
 
 

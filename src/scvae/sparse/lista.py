@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..collective import all_gather_rows, all_reduce_sum, broadcast_from_main
 from .dictionary import spectral_norm_sq
 from .solvers import soft_threshold
 from .unrolled_ista import unrolled_ista
@@ -108,7 +109,8 @@ class LISTA(nn.Module):
         self.register_buffer("selection_bias", torch.zeros(k))
         n_sets = self.n_iter if per_iteration else 1
         n_thr = k if threshold_per_atom else 1
-        self.step_raw = nn.Parameter(torch.full((n_sets,), _INIT_RAW), requires_grad=learn_step)
+        # untied LISTA steps by its fixed c0: a learnable step would get no gradient (an error under DDP)
+        self.step_raw = nn.Parameter(torch.full((n_sets,), _INIT_RAW), requires_grad=learn_step and not untied)
         self.threshold_raw = nn.Parameter(torch.full((n_sets, n_thr), _INIT_RAW), requires_grad=learn_threshold)
         if self.untied:
             c0 = float(spectral_norm_sq(dictionary))
@@ -186,14 +188,12 @@ class LISTA(nn.Module):
         """With a training batch's codes (N, K): update the usage average and the selection bias (no
         autograd is involved, so this may run inside the forward pass); returns how many atoms were
         selected below the floor."""
-        counts = (codes != 0).sum(0).float()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(counts)
-            counts /= torch.distributed.get_world_size()
+        counts = all_reduce_sum((codes != 0).sum(0).float())  # over the global batch under DDP
+        rows = all_reduce_sum(torch.tensor(float(codes.shape[0]), device=codes.device))
         self.usage_ema.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
         if self.balance_step <= 0:
             return 0
-        low = counts / codes.shape[0] < self.usage_floor * self.max_active / self.n_atoms
+        low = counts / rows < self.usage_floor * self.max_active / self.n_atoms
         self.selection_bias.add_(torch.where(low, self.balance_step, -self.balance_step)).clamp_(min=0)
         return int(low.sum())
 
@@ -206,12 +206,11 @@ class LISTA(nn.Module):
         dead = (self.usage_ema < self.dead_atom_threshold).nonzero().flatten()
         if dead.numel() == 0:
             return 0
-        residual = z.float() - self.synthesize(codes.float())
+        residual = all_gather_rows(z.float() - self.synthesize(codes.float()))  # the global batch's residuals
         worst = residual.norm(dim=1).topk(min(dead.numel(), residual.shape[0])).indices
         dead = dead[: worst.numel()]
         new_atoms = F.normalize(residual[worst], dim=1).T  # (d, n_dead)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.broadcast(new_atoms, src=0)  # every rank restarts to the same atoms
+        broadcast_from_main(new_atoms)  # every rank restarts to the same atoms
         self.dictionary_raw[:, dead] = new_atoms.to(self.dictionary_raw.dtype)
         self.usage_ema[dead] = 2 * self.dead_atom_threshold
         return int(dead.numel())

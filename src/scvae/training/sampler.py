@@ -16,6 +16,11 @@ def _mix(*values: int) -> int:
     return h & 0x7FFFFFFFFFFFFFFF
 
 
+def seed_for(*values: int) -> int:
+    """A 63-bit seed mixed from integers (e.g. seed, step, rank)."""
+    return _mix(*values)
+
+
 class StepSampler:
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         self.n, self.batch_size, self.seed = n, batch_size, seed

@@ -29,7 +29,7 @@ from ..errors import ScvaeError
 from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
 from .checkpoint import load_trainer_state, recover_checkpoint, save_checkpoint
 from .distributed import setup_distributed
-from .sampler import StepSampler
+from .sampler import StepSampler, seed_for
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -41,8 +41,9 @@ class TrainResult:
     run_dir: Path
     step: int
     best_psnr: float
-    last_val: dict[str, float]
+    last_val: dict[str, float]  # empty on ranks other than 0, which do not validate
     seconds_per_step: float
+    rank: int = 0
 
 
 def lr_at(step: int, run: RunConfig, schedule_steps: int | None = None) -> float:
@@ -148,8 +149,8 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     if t.num_threads > 0:
         torch.set_num_threads(t.num_threads)
     torch.manual_seed(t.seed), random.seed(t.seed), np.random.seed(t.seed % 2**32)
-    model = build_model(run)  # first, so an invalid model config leaves no run directory behind
-    dist = setup_distributed()
+    dist = setup_distributed()  # before the model: vector-quantize-pytorch syncs its codebooks when it sees DDP
+    model = build_model(run)  # before any output, so an invalid model config leaves no run directory behind
     device = pick_device(t.device) if not dist.enabled else dist.device
     model = model.to(device)
     train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
@@ -181,7 +182,7 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
     t = run.train
     dist.barrier()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
-                                 betas=tuple(t.betas), weight_decay=t.weight_decay)
+                                 betas=tuple(t.betas), eps=t.adam_eps, weight_decay=t.weight_decay)
     start, best, schedule = 0, -math.inf, t.steps
     if resume:
         state = load_trainer_state(out / "checkpoints" / "last")
@@ -223,6 +224,8 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
         for step in range(start, t.steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, run, schedule)
+            if dist.rank > 0:  # own noise (VAE sampling) per rank, a function of (seed, step, rank) so resume is exact
+                torch.manual_seed(seed_for(t.seed, step, dist.rank))
             optimizer.zero_grad(set_to_none=True)
             for micro in range(t.grad_accum):
                 x = next(batches).to(device)
@@ -270,7 +273,7 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
         logger.close()
         dist.close()
     seconds = (time.perf_counter() - t0) / max(1, timed)
-    return TrainResult(out, completed, best, last_val, seconds)
+    return TrainResult(out, completed, best, last_val, seconds, dist.rank)
 
 
 def _train_values(output: Any, x: torch.Tensor, loss: torch.Tensor) -> dict[str, float]:
