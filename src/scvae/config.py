@@ -52,6 +52,13 @@ class TrainConfig:
     num_workers: int = -1  # processes decoding batches; -1 = auto (0 in memory, half the CPUs when streaming)
     num_threads: int = 0  # torch CPU threads per process; 0 = torch's default
     grad_accum: int = 1  # micro-batches of batch_size per optimizer step
+    lpips_weight: float = 0.0  # LPIPS (VGG16) loss weight; needs lpips_vgg and lpips_lin
+    lpips_vgg: str | None = None  # torchvision VGG16 state dict (vgg16-397923af.pth), read locally
+    lpips_lin: str | None = None  # LPIPS v0.1 linear layers for VGG (lpips/weights/v0.1/vgg.pth)
+    disc_weight: float = 0.0  # PatchGAN hinge loss weight (times taming's adaptive weight); 0 = off
+    disc_start: int = 0  # step from which the discriminator trains and its loss counts
+    disc_layers: int = 3  # PatchGAN depth (taming: 3); needs resolution >= 3 * 2**disc_layers
+    disc_lr: float | None = None  # discriminator Adam lr; None = lr
 
     def validate(self) -> None:
         """Range-check every setting; the error names the key, the value and what is allowed."""
@@ -80,6 +87,15 @@ class TrainConfig:
         need(self.num_workers >= -1, "num_workers", "-1 (auto) or a non-negative integer")
         need(self.num_threads >= 0, "num_threads", "0 (torch's default) or a positive integer")
         need(self.grad_accum >= 1, "grad_accum", "a positive integer")
+        need(self.lpips_weight >= 0 and math.isfinite(self.lpips_weight), "lpips_weight", ">= 0")
+        for key in ("lpips_vgg", "lpips_lin"):
+            need(self.lpips_weight == 0 or isinstance(getattr(self, key), str), key,
+                 "the path of a local weights file when lpips_weight > 0 (nothing is downloaded)")
+        need(self.disc_weight >= 0 and math.isfinite(self.disc_weight), "disc_weight", ">= 0")
+        need(self.disc_start >= 0, "disc_start", "a non-negative integer")
+        need(self.disc_layers >= 1, "disc_layers", "a positive integer")
+        need(self.disc_lr is None or (isinstance(self.disc_lr, (int, float)) and 0 < self.disc_lr < math.inf), "disc_lr",
+             "a positive number or null (= lr)")
 
 
 @dataclass

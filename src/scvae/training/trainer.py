@@ -29,6 +29,7 @@ from ..errors import ScvaeError
 from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
 from .checkpoint import load_trainer_state, recover_checkpoint, save_checkpoint
 from .distributed import setup_distributed
+from .objective import Objective
 from .sampler import StepSampler, seed_for
 
 CONFIG_FILE = "config.yaml"
@@ -154,10 +155,11 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     device = pick_device(t.device) if not dist.enabled else dist.device
     model = model.to(device)
     train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
+    objective = Objective(t, model.in_channels, model.resolution, device)  # reads LPIPS weights, if any
     aside = prepare_run_dir(out, resume, overwrite) if dist.is_main else None
     previous = _stop_on_sigterm()
     try:
-        return _train_in(run, out, model, dist, device, train_set, val_set, resume, progress, aside)
+        return _train_in(run, out, model, objective, dist, device, train_set, val_set, resume, progress, aside)
     except BaseException:
         settle_replaced_run(out, aside, started=False)
         raise
@@ -177,8 +179,9 @@ def _stop_on_sigterm():
     return signal.signal(signal.SIGTERM, handler)
 
 
-def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, train_set: CropDataset,
-              val_set: CropDataset, resume: bool, progress: bool, aside: Path | None) -> TrainResult:
+def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, device: torch.device,
+              train_set: CropDataset, val_set: CropDataset, resume: bool, progress: bool,
+              aside: Path | None) -> TrainResult:
     t = run.train
     dist.barrier()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
@@ -191,6 +194,7 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
         try:
             model.load_state_dict(saved.state_dict())
             optimizer.load_state_dict(state["optimizer"])
+            objective.load_state_dict(state.get("objective", {}))
             start, best = int(state["step"]), float(state["best_psnr"])
             schedule = int(state.get("schedule_steps", t.steps))
             torch.set_rng_state(state["rng"])
@@ -213,7 +217,7 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
 
     def checkpoint(name: str, step: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "step": step, "best_psnr": best, "rng": torch.get_rng_state(),
-                 "schedule_steps": schedule}
+                 "schedule_steps": schedule, "objective": objective.state_dict()}
         save_checkpoint(out / "checkpoints" / name, model, state)
 
     bar = tqdm(total=t.steps, initial=start, desc=f"train {run.model_type}", unit="step",
@@ -233,7 +237,7 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
                 with contextlib.nullcontext() if last or not dist.enabled else ddp_model.no_sync():
                     with autocast:  # DDP all-reduces gradients only in the last micro-batch's backward
                         output = ddp_model(x)
-                    loss = output.loss
+                    loss, extra = objective.loss(step, x, output, model)
                     if not torch.isfinite(loss):
                         raise ScvaeError(f"loss became {loss.item()} at step {step}: training diverged "
                                          f"(lower lr or raise grad_clip); the last checkpoint is kept")
@@ -241,7 +245,8 @@ def _train_in(run: RunConfig, out: Path, model, dist, device: torch.device, trai
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
-            step_stats = model.after_step(output)
+            step_stats = {k: float(v) for k, v in
+                          {**model.after_step(output), **extra, **objective.after_step(step, x, output)}.items()}
             completed = step + 1
             if aside is not None:  # the new run has started: the replaced one can go
                 settle_replaced_run(out, aside, started=True)

@@ -1,0 +1,66 @@
+"""The training objective around a model's own loss: optional LPIPS and PatchGAN terms (the paper's and
+taming's stage-1 objective), switched on by the training config.
+
+    total = model loss (reconstruction + bottleneck terms) + lpips_weight * LPIPS
+            + disc_weight * lambda_adaptive * (-mean D(x_hat))      once step >= disc_start
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import ScvaeError
+from .adversarial import Adversary
+from .perceptual import LPIPS
+
+
+class Objective:
+    """Built from a :class:`~scvae.config.TrainConfig`; with both weights 0 it is the model's loss alone."""
+
+    def __init__(self, train_config, in_channels: int, resolution: int, device: torch.device):
+        t = train_config
+        self.lpips_weight = float(t.lpips_weight)
+        self.lpips = LPIPS(t.lpips_vgg, t.lpips_lin).to(device) if self.lpips_weight > 0 else None
+        if self.lpips is not None and in_channels != 3:
+            raise ScvaeError(f"lpips_weight > 0 needs RGB images; the model has {in_channels} channel(s)")
+        self.adversary = None
+        if t.disc_weight > 0:
+            if resolution < 3 * 2 ** t.disc_layers:
+                raise ScvaeError(f"disc_layers={t.disc_layers} needs a resolution >= {3 * 2 ** t.disc_layers}, "
+                                 f"the model has {resolution}; lower disc_layers")
+            self.adversary = Adversary(in_channels, t.disc_layers, t.disc_weight, t.disc_start, t.disc_lr or t.lr,
+                                       tuple(t.betas), device)
+
+    @property
+    def enabled(self) -> bool:
+        return self.lpips is not None or self.adversary is not None
+
+    def loss(self, step: int, x: torch.Tensor, output: Any, model: torch.nn.Module
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss to backpropagate for images x and the model's output, and extra values to log."""
+        total, logs = output.loss, {}
+        if self.lpips is not None:
+            perceptual = self.lpips(output.reconstruction.float(), x.float()).mean()
+            total = total + self.lpips_weight * perceptual
+            logs["lpips"] = perceptual.detach()
+        if self.adversary is not None and self.adversary.active(step):
+            term, adv_logs = self.adversary.generator_loss(total, output.reconstruction, model.decoder.out[-1].weight)
+            total = total + term
+            logs.update(adv_logs)
+        return total, logs
+
+    def after_step(self, step: int, x: torch.Tensor, output: Any) -> dict[str, torch.Tensor]:
+        """After the autoencoder's optimizer step: one discriminator update (from ``disc_start`` on)."""
+        if self.adversary is None or not self.adversary.active(step):
+            return {}
+        return self.adversary.discriminator_step(x, output.reconstruction)
+
+    def state_dict(self) -> dict:
+        return {"adversary": self.adversary.state_dict()} if self.adversary is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.adversary is not None:
+            if "adversary" not in state:
+                raise KeyError("the checkpoint has no discriminator state (disc_weight was 0 when it was written)")
+            self.adversary.load_state_dict(state["adversary"])

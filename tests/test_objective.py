@@ -1,0 +1,148 @@
+"""The stage-1 objective: LPIPS (VGG16) loaded from local files in the official key layouts, the PatchGAN
+with hinge loss and adaptive weight, both optimizers checkpointed, and bf16 training on CPU."""
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from scvae.cli import main
+from scvae.errors import ScvaeError
+from scvae.training import sampler as sampler_module
+from scvae.training.adversarial import adaptive_weight, hinge_d_loss
+from scvae.training.checkpoint import load_trainer_state
+from scvae.training.perceptual import LPIPS
+
+from .conftest import TINY
+
+VGG_CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
+             (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512)]
+TAPS = {2: 0, 7: 1, 14: 2, 21: 3, 28: 4}  # the conv whose ReLU ends LPIPS slice L
+
+
+@pytest.fixture(scope="module")
+def lpips_files(tmp_path_factory):
+    """Random weights written in torchvision's VGG16 layout (with classifier keys) and LPIPS v0.1's lin layout."""
+    g = torch.Generator().manual_seed(0)
+    vgg = {"classifier.0.weight": torch.zeros(2, 2)}
+    for idx, cin, cout in VGG_CONVS:
+        vgg[f"features.{idx}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
+        vgg[f"features.{idx}.bias"] = torch.randn(cout, generator=g) * 0.01
+    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for i, c in enumerate([64, 128, 256, 512, 512])}
+    root = tmp_path_factory.mktemp("lpips")
+    torch.save(vgg, root / "vgg16.pth")
+    torch.save(lin, root / "vgg.pth")
+    return root / "vgg16.pth", root / "vgg.pth", vgg, lin
+
+
+def reference_lpips(x, y, vgg, lin):
+    """LPIPS written directly from the paper's formula and the state dicts' tensors."""
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+    def taps(h):
+        h, out = (h - shift) / scale, []
+        for idx, _, _ in VGG_CONVS:
+            if idx in (5, 10, 17, 24):
+                h = F.max_pool2d(h, 2)
+            h = F.relu(F.conv2d(h, vgg[f"features.{idx}.weight"], vgg[f"features.{idx}.bias"], padding=1))
+            if idx in TAPS:
+                out.append(h)
+        return out
+
+    total = 0
+    for i, (a, b) in enumerate(zip(taps(x), taps(y))):
+        a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
+        b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
+        total = total + (lin[f"lin{i}.model.1.weight"] * (a - b) ** 2).sum(1).mean((1, 2))
+    return total
+
+
+def test_lpips_matches_the_formula_and_is_a_distance(lpips_files):
+    vgg_path, lin_path, vgg, lin = lpips_files
+    lpips = LPIPS(vgg_path, lin_path)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    assert torch.allclose(lpips(x, y), reference_lpips(x, y, vgg, lin), rtol=1e-4, atol=1e-6)
+    assert torch.all(lpips(x, x) == 0) and torch.all(lpips(x, y) > 0)
+    y.requires_grad_(True)
+    lpips(x, y).sum().backward()
+    assert y.grad.abs().sum() > 0 and all(p.grad is None for p in lpips.parameters())
+
+
+def test_lpips_weights_errors_name_the_file(lpips_files, tmp_path):
+    vgg_path, lin_path, _, lin = lpips_files
+    with pytest.raises(ScvaeError, match="not found"):
+        LPIPS(tmp_path / "missing.pth", lin_path)
+    torch.save({k.replace("lin", "layer"): v for k, v in lin.items()}, tmp_path / "foreign.pth")
+    with pytest.raises(ScvaeError, match="do not match"):
+        LPIPS(vgg_path, tmp_path / "foreign.pth")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(ScvaeError, match="junk.pth: cannot read"):
+        LPIPS(vgg_path, tmp_path / "junk.pth")
+
+
+def test_hinge_loss_and_adaptive_weight():
+    assert float(hinge_d_loss(torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0]))) == pytest.approx(0.5 * (0.25 + 0.5))
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    nll, g_loss = (3 * w).sum(), (w ** 2).sum()  # gradients (3, 3) and (2, 4)
+    expected = (18 ** 0.5) / (20 ** 0.5 + 1e-4)
+    assert float(adaptive_weight(nll, g_loss, w)) == pytest.approx(expected, rel=1e-6)
+
+
+def _train(data, out, *extra):
+    return main(["train", "--data", str(data), "--out", str(out), "--no-progress", *TINY, "val_ratio=0.25", *extra])
+
+
+def test_lpips_and_gan_training_updates_the_discriminator_and_resumes_exactly(image_folder, tmp_path, lpips_files,
+                                                                             monkeypatch):
+    vgg_path, lin_path, _, _ = lpips_files
+    objective = ["lpips_weight=1.0", f"lpips_vgg={vgg_path}", f"lpips_lin={lin_path}", "disc_weight=0.5",
+                 "disc_start=1", "disc_layers=1", "steps=4"]
+    assert _train(image_folder, tmp_path / "straight", *objective) == 0
+    state = load_trainer_state(tmp_path / "straight/checkpoints/last")["objective"]["adversary"]
+    assert state["optimizer"]["state"]  # the discriminator's Adam has taken steps
+    metrics = (tmp_path / "straight/metrics.jsonl").read_text()
+    assert '"d_loss"' in metrics and '"lpips"' in metrics and '"d_weight"' in metrics
+    original = sampler_module.StepSampler.indices
+
+    def interrupt_at_3(self, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(sampler_module.StepSampler, "indices", interrupt_at_3)
+    assert _train(image_folder, tmp_path / "resumed", *objective) == 2
+    monkeypatch.setattr(sampler_module.StepSampler, "indices", original)
+    assert main(["train", "--out", str(tmp_path / "resumed"), "--resume", "--no-progress"]) == 0
+    a = load_file(str(tmp_path / "straight/checkpoints/last/model.safetensors"))
+    b = load_file(str(tmp_path / "resumed/checkpoints/last/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    da = load_trainer_state(tmp_path / "straight/checkpoints/last")["objective"]["adversary"]["net"]
+    db = load_trainer_state(tmp_path / "resumed/checkpoints/last")["objective"]["adversary"]["net"]
+    assert all(torch.equal(da[k], db[k]) for k in da)
+
+
+@pytest.mark.parametrize("value", ["lpips_weight=1", "disc_weight=-1", "disc_lr=abc", "disc_start=-2",
+                                   "disc_weight=1 disc_layers=3"])
+def test_objective_settings_are_checked_before_anything_is_written(image_folder, tmp_path, capsys, value):
+    assert _train(image_folder, tmp_path / "run", "steps=1", *value.split()) == 2
+    err = capsys.readouterr().err
+    assert value.split()[-1].split("=")[0] in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "vqvae-strong", "fsq", "vae"])
+def test_bf16_autocast_trains_end_to_end_on_cpu(image_folder, tmp_path, model_type):
+    options = [o for o in TINY if model_type == "scvae" or not o.startswith("model.n_atoms")]
+    assert main(["train", "--data", str(image_folder), "--out", str(tmp_path / "run"), "--no-progress",
+                 "--model-type", model_type, *options, "val_ratio=0.25", "steps=2", "precision=bf16"]) == 0
+    weights = load_file(str(tmp_path / "run/checkpoints/last/model.safetensors"))
+    assert all(torch.isfinite(v.float()).all() for v in weights.values())
+
+
+def test_lista_runs_in_float32_under_bf16_autocast():
+    from scvae.models import SCVAE
+
+    model = SCVAE(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16, n_atoms=36)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert out.codes.dtype == torch.float32 and torch.isfinite(out.loss)
