@@ -97,3 +97,41 @@ def test_num_threads_is_applied(image_folder, tmp_path):
 def test_scale_settings_are_range_checked(image_folder, tmp_path, capsys, value):
     assert _train(image_folder, tmp_path / "run", "steps=1", value) == 2
     assert value.split("=")[0] in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_weight_ema_formula():
+    from scvae.training.ema import WeightEMA
+
+    layer = torch.nn.BatchNorm1d(2)
+    ema = WeightEMA(layer, decay=0.75)
+    w0 = layer.weight.detach().clone()
+    with torch.no_grad():
+        layer.weight.add_(4.0)
+        layer.running_mean.fill_(3.0)
+    ema.update(layer)
+    assert torch.allclose(ema.model.weight, w0 + 1.0) and torch.equal(ema.model.running_mean, layer.running_mean)
+    assert not ema.model.weight.requires_grad and not ema.model.training
+
+
+def test_ema_weights_are_validated_saved_as_best_and_resumed(image_folder, tmp_path, monkeypatch):
+    from scvae.training import sampler as sampler_module
+    from scvae.training.checkpoint import load_trainer_state
+
+    assert _train(image_folder, tmp_path / "run", "steps=3", "ema_decay=0.9") == 0
+    best = load_file(str(tmp_path / "run/checkpoints/best/model.safetensors"))
+    ema = load_trainer_state(tmp_path / "run/checkpoints/last")["ema"]
+    assert all(torch.equal(best[k], ema[k]) for k in best)  # the last step was validated: best holds the EMA
+    assert not _same(best, _weights(tmp_path / "run"))
+    original = sampler_module.StepSampler.indices
+
+    def interrupt_at_2(self, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(sampler_module.StepSampler, "indices", interrupt_at_2)
+    assert _train(image_folder, tmp_path / "resumed", "steps=3", "ema_decay=0.9") == 2
+    monkeypatch.setattr(sampler_module.StepSampler, "indices", original)
+    assert main(["train", "--out", str(tmp_path / "resumed"), "--resume", "--no-progress"]) == 0
+    resumed = load_trainer_state(tmp_path / "resumed/checkpoints/last")["ema"]
+    assert all(torch.equal(ema[k], resumed[k]) for k in ema)  # the average was restored, not restarted

@@ -29,6 +29,7 @@ from ..errors import ScvaeError
 from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
 from .checkpoint import load_trainer_state, recover_checkpoint, save_checkpoint
 from .distributed import setup_distributed
+from .ema import WeightEMA
 from .objective import Objective
 from .sampler import StepSampler, seed_for
 
@@ -187,6 +188,8 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
                                  betas=tuple(t.betas), eps=t.adam_eps, weight_decay=t.weight_decay)
     start, best, schedule = 0, -math.inf, t.steps
+    ema = WeightEMA(model, t.ema_decay) if t.ema_decay > 0 else None
+    evaluated = ema.model if ema is not None else model  # what validation scores and "best" keeps
     if resume:
         state = load_trainer_state(out / "checkpoints" / "last")
         from ..models import AutoencoderModel
@@ -195,6 +198,8 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
             model.load_state_dict(saved.state_dict())
             optimizer.load_state_dict(state["optimizer"])
             objective.load_state_dict(state.get("objective", {}))
+            if ema is not None:
+                ema.load_state_dict(state["ema"] if "ema" in state else model.state_dict())
             start, best = int(state["step"]), float(state["best_psnr"])
             schedule = int(state.get("schedule_steps", t.steps))
             torch.set_rng_state(state["rng"])
@@ -218,7 +223,9 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
     def checkpoint(name: str, step: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "step": step, "best_psnr": best, "rng": torch.get_rng_state(),
                  "schedule_steps": schedule, "objective": objective.state_dict()}
-        save_checkpoint(out / "checkpoints" / name, model, state)
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        save_checkpoint(out / "checkpoints" / name, evaluated if name == "best" else model, state)
 
     bar = tqdm(total=t.steps, initial=start, desc=f"train {run.model_type}", unit="step",
                disable=not (progress and dist.is_main), dynamic_ncols=True)
@@ -245,6 +252,8 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update(model)
             step_stats = {k: float(v) for k, v in
                           {**model.after_step(output), **extra, **objective.after_step(step, x, output)}.items()}
             completed = step + 1
@@ -260,10 +269,10 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
                 bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("loss", "psnr", "active")})
                 logger.log("train", done, {**values, "lr": lr_at(step, run, schedule)})
             if dist.is_main and (done % t.val_every == 0 or done == t.steps):
-                report = evaluate_reconstruction(model, val_set, 64, t.val_images, device)
+                report = evaluate_reconstruction(evaluated, val_set, 64, t.val_images, device)
                 last_val = report.summary()
                 logger.log("val", done, last_val)
-                _save_val_grid(model, val_set, out / GRID_FILE, device)
+                _save_val_grid(evaluated, val_set, out / GRID_FILE, device)
                 if report.psnr > best:
                     best = report.psnr
                     checkpoint("best", done)
