@@ -135,3 +135,10 @@ def test_ema_weights_are_validated_saved_as_best_and_resumed(image_folder, tmp_p
     assert main(["train", "--out", str(tmp_path / "resumed"), "--resume", "--no-progress"]) == 0
     resumed = load_trainer_state(tmp_path / "resumed/checkpoints/last")["ema"]
     assert all(torch.equal(ema[k], resumed[k]) for k in ema)  # the average was restored, not restarted
+
+
+def test_compiled_training_equals_eager_training(image_folder, tmp_path):
+    """torch.compile through dynamo (the 'eager' backend keeps the test free of a C++ toolchain)."""
+    assert _train(image_folder, tmp_path / "eager", "steps=2") == 0
+    assert _train(image_folder, tmp_path / "compiled", "steps=2", "compile=true", "compile_backend=eager") == 0
+    assert _same(_weights(tmp_path / "eager"), _weights(tmp_path / "compiled"), atol=1e-6)

@@ -52,6 +52,8 @@ class TrainConfig:
     num_workers: int = -1  # processes decoding batches; -1 = auto (0 in memory, half the CPUs when streaming)
     num_threads: int = 0  # torch CPU threads per process; 0 = torch's default
     grad_accum: int = 1  # micro-batches of batch_size per optimizer step
+    compile: bool = False  # torch.compile the training forward pass
+    compile_backend: str = "inductor"  # torch.compile backend (inductor needs a C++ compiler on CPU)
     ema_decay: float = 0.0  # EMA of the weights, validated and saved as best; 0 = off (e.g. 0.999)
     lpips_weight: float = 0.0  # LPIPS (VGG16) loss weight; needs lpips_vgg and lpips_lin
     lpips_vgg: str | None = None  # torchvision VGG16 state dict (vgg16-397923af.pth), read locally
@@ -88,6 +90,7 @@ class TrainConfig:
         need(self.num_workers >= -1, "num_workers", "-1 (auto) or a non-negative integer")
         need(self.num_threads >= 0, "num_threads", "0 (torch's default) or a positive integer")
         need(self.grad_accum >= 1, "grad_accum", "a positive integer")
+        need(isinstance(self.compile_backend, str) and self.compile_backend != "", "compile_backend", "a backend name")
         need(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1) (0 disables the weight EMA)")
         need(self.lpips_weight >= 0 and math.isfinite(self.lpips_weight), "lpips_weight", ">= 0")
         for key in ("lpips_vgg", "lpips_lin"):

@@ -212,6 +212,8 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
     if dist.is_main:
         save_run_config(run, out / CONFIG_FILE)
     ddp_model = dist.wrap(model)
+    if t.compile:
+        ddp_model = torch.compile(ddp_model, backend=t.compile_backend)
     sampler = StepSampler(len(train_set), t.batch_size, t.seed, dist.rank, dist.world_size)
     workers = t.num_workers if t.num_workers >= 0 else default_workers(isinstance(train_set.images, LazyImages))
     # micro-step u = step * grad_accum + m draws micro-batch m of step ``step``; batches arrive in order
