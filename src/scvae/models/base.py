@@ -17,7 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .. import __version__
 from ..errors import ScvaeError
+from .hub import ModelConfig, download, looks_like_repo_id
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -81,7 +83,7 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
                 config[key] = list(config[key])
         if "recon_loss" in config:
             reconstruction_loss(config["recon_loss"], torch.zeros(1), torch.zeros(1))  # validates the name
-        self.config: dict[str, Any] = config
+        self.config = ModelConfig(config)
 
     def backbone_config(self) -> dict[str, Any]:
         """Encoder/decoder keyword arguments shared by every model (all but channels)."""
@@ -163,18 +165,32 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        payload = {"model_type": self.model_type, **self.config}
+        payload = {"model_type": self.model_type, **self.config, "scvae_version": __version__}
         (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"model_type": self.model_type})
         return directory
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload ``config.json`` + ``model.safetensors`` to a Hugging Face Hub repo (needs ``scvae[hub]``);
+        keyword arguments: ``private``, ``token``, ``commit_message``, ``revision``."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
-                        ) -> "AutoencoderModel":
-        """Rebuild a model saved by :meth:`save_pretrained`. Called on the base class, it dispatches on
-        ``model_type``; called on a subclass, it refuses a checkpoint of another model."""
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                        device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                        revision: str | None = None) -> "AutoencoderModel":
+        """Rebuild a model saved by :meth:`save_pretrained`, from a folder or a Hub repo id (``owner/name``,
+        downloaded once; needs ``scvae[hub]``), on ``device`` (default ``map_location``) in ``dtype``.
+        Called on the base class, it dispatches on ``model_type``; called on a subclass, it refuses a
+        checkpoint of another model. The model is returned in eval mode."""
+        if looks_like_repo_id(directory):
+            directory = download(str(directory), revision)
+        map_location = device if device is not None else map_location
         config = read_model_config(directory)
+        config.pop("scvae_version", None)
         model_type = config.pop("model_type", None)
         target = MODEL_REGISTRY.get(model_type) if model_type else None
         if target is None:
@@ -197,7 +213,7 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise ScvaeError(f"{weights}: weights do not match {CONFIG_NAME} ({first})")
-        return model.eval()
+        return (model.to(dtype=dtype) if dtype is not None else model).eval()
 
 
 class ContinuousCodes:
