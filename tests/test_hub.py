@@ -85,3 +85,15 @@ def test_hub_without_huggingface_hub_is_one_line(saved, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ScvaeError, match=r"pip install 'scvae\[hub\]'"):
         model.push_to_hub("me/x")
+
+
+def test_cli_model_argument_takes_a_repo_id(saved, tmp_path, monkeypatch):
+    from scvae.training import load_model
+
+    model, folder = saved
+    fake = FakeHub(tmp_path)
+    fake.repos["me/tiny"] = folder
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
+    assert load_model("me/tiny").config == model.config
+    with pytest.raises(ScvaeError, match="no such run"):
+        load_model(str(tmp_path / "not-here"))

@@ -93,5 +93,9 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> AutoencoderModel:
-    """Load any model of the family from a run directory or a ``save_pretrained`` directory."""
+    """Load any model of the family from a run directory, a ``save_pretrained`` directory or a Hub repo id."""
+    from ..models.hub import looks_like_repo_id
+
+    if looks_like_repo_id(str(path)) and not Path(path).exists():
+        return AutoencoderModel.from_pretrained(str(path), map_location=map_location)
     return AutoencoderModel.from_pretrained(resolve_model_dir(path), map_location=map_location)
