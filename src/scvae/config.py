@@ -45,6 +45,7 @@ class TrainConfig:
     data: str | None = None  # image folder; None = built-in scikit-image photos
     val_data: str | None = None  # separate validation folder; None = split off val_ratio of data
     val_ratio: float = 0.1
+    split_group: str = "none"  # none | folder | prefix: hold out whole sub-folders / file-name prefixes
     flip: bool = True
     builtin_scale: int = 4  # built-in photos are resized to builtin_scale * resolution (shorter side)
     data_scale: float = 1.0  # --data images are resized to data_scale * resolution (shorter side)
@@ -84,6 +85,7 @@ class TrainConfig:
         need(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
              "device", "auto, cpu, mps, cuda or cuda:N")
         need(0 < self.val_ratio < 1, "val_ratio", "in (0, 1)")
+        need(self.split_group in ("none", "folder", "prefix"), "split_group", "none, folder or prefix")
         need(self.builtin_scale >= 1, "builtin_scale", "an integer >= 1")
         need(self.data_scale >= 1 and math.isfinite(self.data_scale), "data_scale", ">= 1")
         need(self.data_cache in ("auto", "memory", "stream"), "data_cache", "auto, memory or stream")

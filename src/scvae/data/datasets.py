@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..errors import ScvaeError
 from .images import center_crop, find_images, load_image, match_channels, resize_shorter, to_tensor
 from .readers import array_files, read_array_file
+from .splits import group_keys, near_duplicates, split_groups, split_indices
 from .streaming import LazyImages, use_memory_cache
 
 
@@ -64,37 +65,28 @@ class CropDataset:
 class LoadReport:
     loaded: int
     skipped: list[tuple[str, str]]
+    kept: list[Path] = field(default_factory=list)  # the paths that were read, in order
 
 
 def load_folder(paths: list[Path], size: int, channels: int, desc: str = "loading images"
                 ) -> tuple[list[np.ndarray], list[str], LoadReport]:
     """Decode and resize ``paths``; unreadable files are skipped and counted (see :func:`warn_skipped`)."""
-    images, names, skipped = [], [], []
+    images, names, skipped, kept = [], [], [], []
     # None: shown on a terminal only, so that logs and CI output are not flooded with bar updates
     for path in tqdm(paths, desc=desc, unit="img", leave=False, disable=True if len(paths) < 200 else None):
         try:
             images.append(resize_shorter(load_image(path, channels), size))
             names.append(path.stem)
+            kept.append(path)
         except ScvaeError as exc:
             skipped.append((str(path), str(exc)))
-    return images, names, LoadReport(len(images), skipped)
+    return images, names, LoadReport(len(images), skipped, kept)
 
 
 def warn_skipped(report: LoadReport) -> None:
     if report.skipped:
         first = report.skipped[0][1]
         warnings.warn(f"skipped {len(report.skipped)} unreadable image(s); first: {first}", stacklevel=2)
-
-
-def split_indices(n: int, val_ratio: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Deterministic train/val split of range(n): a seeded permutation, the last ``val_ratio`` held out."""
-    if not 0.0 < val_ratio < 1.0:
-        raise ScvaeError(f"val_ratio must be in (0, 1), got {val_ratio}")
-    n_val = max(1, round(n * val_ratio))
-    if n - n_val < 1:
-        raise ScvaeError(f"need at least 2 images to split into train and val, found {n}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(perm[:n - n_val]), sorted(perm[n - n_val:])
 
 
 def open_images(source: str | os.PathLike, size: int, channels: int = 3) -> tuple[list[np.ndarray], list[str]]:
@@ -112,16 +104,22 @@ def open_images(source: str | os.PathLike, size: int, channels: int = 3) -> tupl
                 images.append(resize_shorter(match_channels(arr, channels), size))
                 names.append(f"{path.name}_{i:05d}")
         return images, names
-    images, names, report = load_folder(find_images(root), size, channels)
+    images, names, _ = _load_files(root, find_images(root), size, channels)
+    return images, names
+
+
+def _load_files(root: Path, paths: list[Path], size: int, channels: int):
+    """Decode ``paths`` (skipping unreadable ones with one counted warning); returns images, names, kept paths."""
+    images, names, report = load_folder(paths, size, channels)
     warn_skipped(report)
     if not images:
         raise ScvaeError(f"{root}: none of the {len(report.skipped)} image files could be read")
-    return images, names
+    return images, names, report.kept
 
 
 def folder_datasets(data: str | os.PathLike, size: int, channels: int = 3, val_data: str | None = None,
                     val_ratio: float = 0.1, flip: bool = True, split_seed: int = 0, scale: float = 1.0,
-                    cache: str = "memory") -> tuple[CropDataset, CropDataset]:
+                    cache: str = "memory", split_group: str = "none") -> tuple[CropDataset, CropDataset]:
     """Train and val crop datasets from ``data`` (see :func:`open_images`) and an optional val source.
 
     Images are resized so their shorter side is ``scale * size``: with scale 1 a crop is the whole
@@ -129,35 +127,55 @@ def folder_datasets(data: str | os.PathLike, size: int, channels: int = 3, val_d
     ``cache``: 'memory' decodes every image once up front; 'stream' decodes on the fly
     (:class:`~scvae.data.streaming.LazyImages`); 'auto' picks memory while the decoded images fit the limit
     in :mod:`scvae.data.streaming`. Both modes draw the same crops (they split the same way unless some
-    files are unreadable)."""
+    files are unreadable). ``split_group`` ('none', 'folder', 'prefix'): hold out whole groups of files
+    (see :mod:`scvae.data.splits`). In memory, validation images with a near-duplicate in training are
+    counted in one warning."""
     if not scale >= 1:
         raise ScvaeError(f"data_scale must be >= 1, got {scale}")
     working = max(size, round(scale * size))
-    train_images, train_names, val_images, val_names = _split_source(data, working, channels, val_data is None,
-                                                                     val_ratio, split_seed, cache)
-    if val_data is not None:
-        val_images, val_names, _, _ = _split_source(val_data, working, channels, False, val_ratio, split_seed, cache)
-    return (CropDataset(train_images, size, train_names, True, flip),
-            CropDataset(val_images, size, val_names, random_crop=False))
+    images, names, keys = _read_source(data, working, channels, cache, split_group if val_data is None else "none")
+    if val_data is None:
+        train_idx, val_idx = (split_indices(len(images), val_ratio, split_seed) if keys is None
+                              else split_groups(keys, val_ratio, split_seed))
+        val_images, val_names = _take(images, val_idx), [names[i] for i in val_idx]
+        images, names = _take(images, train_idx), [names[i] for i in train_idx]
+    else:
+        val_images, val_names, _ = _read_source(val_data, working, channels, cache, "none")
+    if isinstance(images, list) and isinstance(val_images, list):
+        _warn_near_duplicates(images, names, val_images, val_names)
+    return (CropDataset(images, size, names, True, flip), CropDataset(val_images, size, val_names, random_crop=False))
 
 
-def _split_source(source, working: int, channels: int, split: bool, val_ratio: float, seed: int, cache: str):
-    """(train images, names, val images, names) of one source; without ``split`` all of it is 'train'."""
+def _read_source(source, working: int, channels: int, cache: str, split_group: str):
+    """(images, names, group keys or None) of a folder tree (in memory or streamed) or array files."""
     root = Path(source)
     paths = find_images(root) if root.is_dir() and not array_files(root) else []
-    if paths and not use_memory_cache(cache, len(paths), working, channels):
-        names = [p.stem for p in paths]
-        if not split:
-            return LazyImages(paths, working, channels), names, [], []
-        train_idx, val_idx = split_indices(len(paths), val_ratio, seed)
-        return (LazyImages([paths[i] for i in train_idx], working, channels), [names[i] for i in train_idx],
-                LazyImages([paths[i] for i in val_idx], working, channels), [names[i] for i in val_idx])
-    images, names = open_images(source, working, channels)
-    if not split:
-        return images, names, [], []
-    train_idx, val_idx = split_indices(len(images), val_ratio, seed)
-    return ([images[i] for i in train_idx], [names[i] for i in train_idx],
-            [images[i] for i in val_idx], [names[i] for i in val_idx])
+    if not paths:
+        if split_group != "none":
+            raise ScvaeError(f"split_group={split_group} needs a folder of image files, not {root}")
+        images, names = open_images(source, working, channels)
+        return images, names, None
+    if use_memory_cache(cache, len(paths), working, channels):
+        images, names, paths = _load_files(root, paths, working, channels)
+    else:
+        images, names = LazyImages(paths, working, channels), [p.stem for p in paths]
+    return images, names, None if split_group == "none" else group_keys(paths, root, split_group)
+
+
+def _take(images, indices: list[int]):
+    if isinstance(images, LazyImages):
+        return LazyImages([images.paths[i] for i in indices], images.working, images.channels)
+    return [images[i] for i in indices]
+
+
+def _warn_near_duplicates(train, train_names, val, val_names) -> None:
+    pairs = near_duplicates(train, val)
+    if pairs:
+        v, t, d = pairs[0]
+        warnings.warn(f"{len(pairs)} of {len(val)} validation images have a near-duplicate in training (e.g. "
+                      f"{val_names[v]} ~ {train_names[t]}, distance {d:.3f}): the held-out score will overstate "
+                      f"generalisation; hold out whole groups (split_group=folder|prefix) or pass val_data",
+                      stacklevel=3)
 
 
 def image_batch(paths: list[str | os.PathLike], size: int, channels: int = 3) -> torch.Tensor:

@@ -66,7 +66,7 @@ def build_datasets(run: RunConfig) -> tuple[CropDataset, CropDataset]:
     if t.data is None:
         return builtin_datasets(int(m["resolution"]), channels, t.builtin_scale, t.flip)
     return folder_datasets(t.data, int(m["resolution"]), channels, t.val_data, t.val_ratio, t.flip, scale=t.data_scale,
-                           cache=t.data_cache)
+                           cache=t.data_cache, split_group=t.split_group)
 
 
 def pick_device(name: str) -> torch.device:
