@@ -60,7 +60,9 @@ def main() -> None:
                 "scvae, grad_iterations=1": (unrolled_ista, {"grad_iterations": 1})}
     rows = []
     print(f"scale {args.scale}: d={d}, K={k}, N={positions * batch} rows, {torch.get_num_threads()} threads")
-    print("| T | variant | saved for backward (MiB) | ms / forward+backward | speed-up over autograd |\n|---|---|---|---|---|")
+    print("| T | variant | saved for backward (MiB) | memory / same variant at the first T | ms / forward+backward "
+          "| speed-up over autograd |\n|---|---|---|---|---|---|")
+    first_memory: dict[str, int] = {}
     for n_iter in [int(t) for t in args.iters.split(",")]:
         data = inputs(d, k, positions * batch, n_iter)
         times: dict[str, list[float]] = {v: [] for v in variants}
@@ -73,10 +75,12 @@ def main() -> None:
         ref = statistics.median(times["autograd"][1:])
         for name in variants:
             ms = statistics.median(times[name][1:])
+            first_memory.setdefault(name, memory[name])
             rows.append({"n_iter": n_iter, "variant": name, "saved_mib": memory[name] / 2**20, "ms": 1000 * ms,
-                         "speedup": ref / ms})
+                         "memory_ratio": memory[name] / first_memory[name], "speedup": ref / ms})
             r = rows[-1]
-            print(f"| {n_iter} | {name} | {r['saved_mib']:.1f} | {r['ms']:.1f} | {r['speedup']:.2f}x |", flush=True)
+            print(f"| {n_iter} | {name} | {r['saved_mib']:.1f} | {r['memory_ratio']:.2f} | {r['ms']:.1f} | "
+                  f"{r['speedup']:.2f}x |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"scale": args.scale, "d": d, "n_atoms": k, "rows_per_batch": positions * batch,

@@ -49,7 +49,7 @@ class TrainConfig:
     flip: bool = True
     builtin_scale: int = 4  # built-in photos are resized to builtin_scale * resolution (shorter side)
     data_scale: float = 1.0  # --data images are resized to data_scale * resolution (shorter side)
-    data_cache: str = "auto"  # memory | stream | auto (memory while the decoded images fit 2 GiB)
+    data_cache: str = "auto"  # memory | stream | auto (memory while the decoded images fit 1 GiB)
     num_workers: int = -1  # processes decoding batches; -1 = auto (0 in memory, half the CPUs when streaming)
     num_threads: int = 0  # torch CPU threads per process; 0 = torch's default
     grad_accum: int = 1  # micro-batches of batch_size per optimizer step

@@ -53,6 +53,14 @@ register_preset(
     scvae=dict(SMALL_SC), **_SMALL_BASELINES,
     train=dict(steps=1500, batch_size=16, lr=2e-3, val_every=250),
 )
+register_preset(
+    "tiny", description="16 px -> 4x4 grid of 16-d latents, 36 atoms; seconds per step anywhere (smoke tests)",
+    backbone=dict(resolution=16, ch=8, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=16),
+    scvae=dict(SMALL_SC, n_atoms=36, max_active=4), **{**_SMALL_BASELINES, "vqvae": dict(codebook_size=36),
+                                                     "vqvae-strong": dict(codebook_size=64, codebook_dim=4),
+                                                     "fsq": dict(levels=[4, 4, 4])},
+    train=dict(steps=100, batch_size=8, lr=2e-3, val_every=50),
+)
 # The small presets' recipe at the paper's size (not measured at 256 px on this project's machines).
 _PAPER_SC = dict(n_atoms=512, n_iter=16, lam=0.3, max_active=64, latent_weight=0.01, usage_weight=0.0,
                  learn_dictionary=False, usage_floor=0.05, balance_step=1e-3)

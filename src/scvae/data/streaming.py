@@ -21,7 +21,7 @@ import torch
 from ..errors import ScvaeError
 from .images import load_image, resize_shorter
 
-MEMORY_CACHE_BYTES = 2 * 2**30  # "auto" keeps the decoded images in memory up to this estimate (2 GiB)
+MEMORY_CACHE_BYTES = 2**30  # "auto" keeps the decoded images in memory up to this estimate (1 GiB)
 
 
 def estimated_bytes(n_images: int, working: int, channels: int) -> int:
