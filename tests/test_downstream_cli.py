@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,7 +94,10 @@ def test_report_is_self_contained(tiny_run, tmp_path):
     page = out.read_text()
     for heading in ("Training", "Reconstruction", "Dictionary", "Interpolation", "Generation", "segmentation"):
         assert heading in page
-    assert page.count("data:image/png;base64,") >= 8 and 'src="http' not in page and "src=\"file" not in page
+    assert page.count("data:image/png;base64,") >= 7 and 'src="http' not in page and "src=\"file" not in page
+    assert '<nav class="toc">' in page and 'href="#generation"' in page
+    assert "How the run was made" in page and "train --data" in page and "torch " in page
+    assert "the defaults of `scvae generate`" in page
 
 
 def test_report_shows_the_runs_saved_segment_eval(tiny_run, masked_set, tmp_path):
@@ -145,8 +149,14 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded(tiny_run, tmp
         images = browser.execute_script(
             "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])")
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        browser.set_window_size(1200, 3000)
+        browser.save_screenshot(str(tmp_path / "report.png"))  # SCVAE_SCREENSHOT_DIR keeps it for a person to look at
+        if os.environ.get("SCVAE_SCREENSHOT_DIR"):
+            shutil.copy(tmp_path / "report.png", Path(os.environ["SCVAE_SCREENSHOT_DIR"]) / "report.png")
+        widths = browser.execute_script("return Array.from(document.images).map(i => i.width)")
     finally:
         browser.quit()
-    assert len(images) >= 8
+    assert min(widths) >= 240  # small PNGs are drawn at a readable size
+    assert len(images) >= 7
     assert all(complete and width > 0 and height > 0 for _, complete, width, height in images), images
     assert errors == []

@@ -10,6 +10,8 @@ from typing import Any
 from .errors import ScvaeError
 
 PRESETS: dict[str, dict[str, Any]] = {}
+# `scvae generate` and the report's generation section share these, so the report shows what the command makes
+GENERATION_DEFAULTS = {"n": 16, "fit_images": 2000, "components": 64, "mixtures": 10, "seed": 0}
 
 
 def register_preset(name: str, *, description: str, backbone: dict, train: dict | None = None,

@@ -50,7 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(run.to_dict(), sort_keys=False), end="")
         return 0
-    result = train(run, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    result = train(run, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                   command=getattr(args, "command_line", None))
     if result.rank != 0:  # under torchrun only rank 0 validates and reports
         return 0
     v = result.last_val

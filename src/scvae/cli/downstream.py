@@ -8,6 +8,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ScvaeError
+from ..presets import GENERATION_DEFAULTS
 from .commands import check_images
 from .outputs import claim_outputs
 
@@ -158,12 +159,15 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("generate", help="sample new images from a PCA + Gaussian-mixture prior over training codes")
     p.add_argument("--model", required=True, help="run directory or saved model directory")
-    p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+    g = GENERATION_DEFAULTS
+    p.add_argument("--n", type=int, default=g["n"], help=f"number of samples (default {g['n']})")
     p.add_argument("--data", help="images to fit the prior on (default: the run's training data)")
-    p.add_argument("--fit-images", type=int, default=2000, help="training crops to fit on (default 2000)")
-    p.add_argument("--components", type=int, default=64, help="PCA components (default 64)")
-    p.add_argument("--mixtures", type=int, default=10, help="Gaussian mixture components (default 10)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fit-images", type=int, default=g["fit_images"],
+                   help=f"training crops to fit on (default {g['fit_images']})")
+    p.add_argument("--components", type=int, default=g["components"], help=f"PCA components (default {g['components']})")
+    p.add_argument("--mixtures", type=int, default=g["mixtures"],
+                   help=f"Gaussian mixture components (default {g['mixtures']})")
+    p.add_argument("--seed", type=int, default=g["seed"])
     p.add_argument("--out", default="samples.png", help="output PNG grid")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

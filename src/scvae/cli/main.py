@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         args = build_parser().parse_args(argv)
+        args.command_line = ["scvae", *(sys.argv[1:] if argv is None else argv)]  # recorded in run_info.json
         if args.version:
             from .. import __version__
             print(__version__)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..data import CropDataset
 from ..errors import ScvaeError
 from ..models import AutoencoderModel
+from ..presets import GENERATION_DEFAULTS
 
 
 @dataclass
@@ -52,12 +53,14 @@ class CodePrior:
     def novelty(self, coordinates: np.ndarray) -> np.ndarray:
         """Distance of each point to its nearest training code, divided by the median distance of a
         training code to its nearest other training code: ~1 is as new as a training image is to the
-        rest; near 0 is a copy."""
+        rest; near 0 is a copy. NaN when most training codes repeat exactly (too few distinct images to
+        say: that median is 0)."""
         from sklearn.neighbors import NearestNeighbors
 
         nn = NearestNeighbors(n_neighbors=2).fit(self.train_coordinates)
         typical = float(np.median(nn.kneighbors(self.train_coordinates)[0][:, 1]))
-        return nn.kneighbors(coordinates, n_neighbors=1)[0][:, 0] / max(typical, 1e-12)
+        nearest = nn.kneighbors(coordinates, n_neighbors=1)[0][:, 0]
+        return nearest / typical if typical > 1e-9 else np.full(len(nearest), np.nan)
 
 
 @dataclass
@@ -85,7 +88,8 @@ def collect_code_vectors(model: AutoencoderModel, dataset: CropDataset, n_images
     return torch.cat(chunks)
 
 
-def fit_code_prior(vectors: torch.Tensor, n_components: int = 64, n_mixtures: int = 10,
+def fit_code_prior(vectors: torch.Tensor, n_components: int = GENERATION_DEFAULTS["components"],
+                   n_mixtures: int = GENERATION_DEFAULTS["mixtures"],
                    seed: int = 0) -> CodePrior:
     """Fit the PCA + Gaussian-mixture prior to code maps ``vectors`` (N, F, h, w)."""
     from sklearn.decomposition import PCA

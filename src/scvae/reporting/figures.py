@@ -105,8 +105,11 @@ def training_curves(rows: Sequence[dict], path: str | os.PathLike) -> None:
               ("ssim", ["val"], "validation SSIM"), ("active_frac", ["val"], "active atoms per code (fraction)"),
               ("atoms_used_frac", ["val"], "atoms ever used (fraction)"), ("codebook_usage", ["val"], "codebook usage"),
               ("active_units_frac", ["val"], "active units (fraction)")]
-    shown = [(key, splits, title) for key, splits, title in panels
-             if any(key in r for r in rows if r.get("split") in splits)]
+    def informative(key: str, splits: list[str]) -> bool:  # present, and not flat (a hard cap keeps some flat)
+        values = [r[key] for r in rows if r.get("split") in splits and key in r]
+        return bool(values) and (key in ("loss", "psnr", "ssim") or max(values) - min(values) > 1e-3 * max(1.0, max(values)))
+
+    shown = [(key, splits, title) for key, splits, title in panels if informative(key, splits)]
     cols = min(3, max(1, len(shown)))
     n_rows = max(1, -(-len(shown) // cols))
     fig, axes = plt.subplots(n_rows, cols, figsize=(3.8 * cols, 2.9 * n_rows), dpi=110, squeeze=False)

@@ -21,10 +21,11 @@ from ..downstream import (CodeFeatures, SegmentOptions, collect_code_vectors, fi
                           segment)
 from ..downstream.segmentation_eval import PAIRED_COLUMNS, PAIRED_NOTE, paired_rows
 from ..errors import ScvaeError
+from ..presets import GENERATION_DEFAULTS
 from ..evaluation import evaluate_reconstruction
 from ..evaluation.plots import usage_histogram
 from ..training import build_datasets, load_model
-from ..training.trainer import CONFIG_FILE, METRICS_FILE
+from ..training.trainer import CONFIG_FILE, METRICS_FILE, RUN_INFO_FILE
 from . import html
 from .figures import dictionary_image, overlay, panel_figure, training_curves
 
@@ -32,7 +33,7 @@ SEGMENTATION_PHOTOS = ("astronaut", "coffee", "chelsea")
 
 
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, data: str | None = None,
-                 progress: bool = True, n_eval: int = 256, n_fit: int = 1000) -> Path:
+                 progress: bool = True, n_eval: int = 256, n_fit: int = GENERATION_DEFAULTS["fit_images"]) -> Path:
     """Write the HTML report of ``run_dir`` to ``out`` (figures in ``<out stem>_files/``); returns ``out``."""
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / CONFIG_FILE).is_file():
@@ -44,7 +45,8 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, data: str |
     train_set, val_set = build_datasets(run)
     files = out.parent / f"{out.stem}_files"
     files.mkdir(parents=True, exist_ok=True)
-    stages = [_overview, _training, _reconstruction, _dictionary, _interpolation, _generation, _segmentation]
+    stages = [_overview, _training, _reconstruction, _comparison, _dictionary, _interpolation, _generation,
+              _segmentation]
     sections = []
     context = {"run": run, "run_dir": run_dir, "model": model, "train": train_set, "val": val_set, "files": files,
                "n_eval": n_eval, "n_fit": n_fit}
@@ -65,8 +67,17 @@ def _overview(c: dict) -> str:
               "training data": run.train.data or "built-in scikit-image photos",
               "training images": len(c["train"]), "held-out images": len(c["val"]),
               "latent grid": f"{grid}^2 positions of {model.config['z_channels']} channels"}
-    return html.section("Run", html.key_values(values),
-                        html.paragraph("Model config: " + json.dumps(model.config, sort_keys=True), "note"))
+    parts = [html.key_values(values),
+             html.paragraph("Model config: " + json.dumps(model.config, sort_keys=True), "note")]
+    info = c["run_dir"] / RUN_INFO_FILE
+    if info.is_file():
+        starts = json.loads(info.read_text()).get("starts", [])
+        rows = {f"{i + 1}. {s.get('date', '')}": {"from step": s.get("step"), "command": " ".join(s.get("command", [])),
+                                                   "versions": ", ".join(f"{k} {v}" for k, v in s.get("versions", {}).items())}
+                for i, s in enumerate(starts)}
+        parts += [html.paragraph("How the run was made (every start and resume):"),
+                  html.table(rows, ["from step", "command", "versions"], corner="start (UTC)")]
+    return html.section("Run", *parts)
 
 
 def _metric_rows(run_dir: Path) -> list[dict]:
@@ -109,9 +120,13 @@ def _dictionary(c: dict) -> str:
     if model.model_type != "scvae":
         return ""
     dictionary = model.lista.dictionary
-    dictionary_image(dictionary, files / "dictionary.png")
-    parts = [html.image(files / "dictionary.png", f"the {dictionary.shape[1]} atoms, each a "
-                        f"{int(dictionary.shape[0] ** 0.5)}^2 patch over the latent channels")]
+    if model.lista.learn_dictionary:  # a fixed DCT's tiles say nothing about the run
+        dictionary_image(dictionary, files / "dictionary.png")
+        parts = [html.image(files / "dictionary.png", f"the {dictionary.shape[1]} learned atoms, each a "
+                            f"{int(dictionary.shape[0] ** 0.5)}^2 patch over the latent channels")]
+    else:
+        parts = [html.paragraph(f"Fixed dictionary: the {dictionary.shape[1]} atoms of the overcomplete 2-D DCT over "
+                                f"the {dictionary.shape[0]} latent channels. What each atom means in pixels:")]
     codes = model.encode(c["val"].batch(list(range(min(16, len(c["val"]))))))
     magnitude = float(codes[codes != 0].abs().median()) if (codes != 0).any() else 1.0
     k, side = model.n_atoms, model.resolution // model.downsampling_factor
@@ -143,20 +158,50 @@ def _interpolation(c: dict) -> str:
 
 
 def _generation(c: dict) -> str:
-    model, files = c["model"], c["files"]
-    vectors = collect_code_vectors(model, c["train"], c["n_fit"], progress=False)
-    prior = fit_code_prior(vectors)
-    result = generate(model, prior, 16)
+    model, files, g = c["model"], c["files"], GENERATION_DEFAULTS
+    vectors = collect_code_vectors(model, c["train"], c["n_fit"], seed=g["seed"], progress=False)
+    prior = fit_code_prior(vectors, g["components"], g["mixtures"], g["seed"])
+    result = generate(model, prior, g["n"], g["seed"])
     save_grid(result.images, files / "samples.png", nrow=8, upscale=max(1, 96 // model.resolution))
     return html.section("Generation", html.image(
-        files / "samples.png", f"16 samples: PCA({prior.n_components}) + {prior.mixture.n_components}-component "
+        files / "samples.png", f"{g['n']} samples (the defaults of `scvae generate`): PCA({prior.n_components}) + {prior.mixture.n_components}-component "
         f"Gaussian mixture fitted to {len(vectors)} training code maps, projected to valid codes and decoded; "
         f"novelty (nearest training code / typical spacing) median {np.median(result.novelty):.2f}"))
 
 
-def _segmentation(c: dict) -> str:
+def _segmentation_photos(c: dict, size: int) -> tuple[list[np.ndarray], list[str], str]:
+    """Three held-out images of the run's own data when they are at least ``size`` px on their shorter
+    side (the working images of data_scale > 1 runs); otherwise three built-in photos."""
+    val = c["val"]
+    own = [i for i in range(len(val)) if min(np.asarray(val.images[i]).shape[:2]) >= size][:3]
+    if own:
+        return [np.asarray(val.images[i])[:, :, :3] for i in own], [val.names[i] for i in own], "held-out images"
     import skimage.data
 
+    photos = [np.asarray(getattr(skimage.data, n)())[:, :, :3] for n in SEGMENTATION_PHOTOS]
+    return photos, list(SEGMENTATION_PHOTOS), "built-in photos (the run's own images are smaller than that)"
+
+
+def _comparison(c: dict) -> str:
+    """The comparison and rate-distortion figures of ``scvae compare`` / ``scvae rd`` when the run is one
+    of theirs (they write into the run's parent folder)."""
+    folder, parts = c["run_dir"].parent, []
+    figures = [("rd.png", "rd.json", "rate-distortion: held-out PSNR against bits per image, every family (scvae rd)"),
+               ("reconstructions.png", "compare.json",
+                "held-out images and each compared model's reconstructions (scvae compare)")]
+    for png, marker, caption in figures:
+        if (folder / png).is_file() and (folder / marker).is_file():
+            parts.append(html.image(folder / png, caption))
+    if (folder / "compare.json").is_file():
+        rows = json.loads((folder / "compare.json").read_text()).get("models", {})
+        if isinstance(rows, dict) and rows:
+            columns = [k for k in ("psnr", "ssim", "bits_per_image", "active_frac", "atoms_used_frac", "codebook_usage")
+                       if any(k in r for r in rows.values() if isinstance(r, dict))]
+            parts.insert(0, html.table({k: v for k, v in rows.items() if isinstance(v, dict)}, columns, corner="model"))
+    return html.section("Comparison with the other families", *parts) if parts else ""
+
+
+def _segmentation(c: dict) -> str:
     model, files = c["model"], c["files"]
     parts = []
     saved = c["run_dir"] / "segment_eval"
@@ -174,12 +219,10 @@ def _segmentation(c: dict) -> str:
             parts.append(html.image(saved / "overlays.png", "ground truth and each method's clusters"))
     size = 4 * model.resolution
     features = CodeFeatures(model, size)
-    rows = []
-    for name in SEGMENTATION_PHOTOS:
-        photo = np.asarray(getattr(skimage.data, name)())[:, :, :3]
-        rows.append([photo] + [overlay(photo, segment(features, photo, SegmentOptions(k=k))) for k in (2, 4, 8)])
-    panel_figure(rows, ["photo", "k = 2", "k = 4", "k = 8"], files / "segments.png", list(SEGMENTATION_PHOTOS))
-    parts.append(html.image(files / "segments.png", f"k-means on the per-position codes of built-in photos encoded "
+    photos, names, source = _segmentation_photos(c, size)
+    rows = [[p] + [overlay(p, segment(features, p, SegmentOptions(k=k))) for k in (2, 4, 8)] for p in photos]
+    panel_figure(rows, ["photo", "k = 2", "k = 4", "k = 8"], files / "segments.png", names)
+    parts.append(html.image(files / "segments.png", f"k-means on the per-position codes of {source} encoded "
                             f"at shorter side {size} px (one position = {model.downsampling_factor}^2 pixels there)"))
     return html.section("Unsupervised segmentation", *parts)
 

@@ -35,6 +35,7 @@ from .sampler import StepSampler, seed_for
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+RUN_INFO_FILE = "run_info.json"  # every start of the run: command line, versions, date
 GRID_FILE = "reconstructions.png"
 
 
@@ -144,8 +145,10 @@ class _Logger:
 
 
 def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, datasets: tuple[CropDataset, CropDataset] | None = None) -> TrainResult:
-    """Train ``run`` into the run directory ``out``; returns the final step and validation metrics."""
+          progress: bool = True, datasets: tuple[CropDataset, CropDataset] | None = None,
+          command: list[str] | None = None) -> TrainResult:
+    """Train ``run`` into the run directory ``out``; returns the final step and validation metrics.
+    ``command`` (default ``sys.argv``) is recorded with versions and date in ``run_info.json``."""
     out = Path(out)
     t = run.train
     if t.num_threads > 0:
@@ -160,7 +163,8 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     aside = prepare_run_dir(out, resume, overwrite) if dist.is_main else None
     previous = _stop_on_sigterm()
     try:
-        return _train_in(run, out, model, objective, dist, device, train_set, val_set, resume, progress, aside)
+        return _train_in(run, out, model, objective, dist, device, train_set, val_set, resume, progress, aside,
+                         command)
     except BaseException:
         settle_replaced_run(out, aside, started=False)
         raise
@@ -182,7 +186,7 @@ def _stop_on_sigterm():
 
 def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, device: torch.device,
               train_set: CropDataset, val_set: CropDataset, resume: bool, progress: bool,
-              aside: Path | None) -> TrainResult:
+              aside: Path | None, command: list[str] | None) -> TrainResult:
     t = run.train
     dist.barrier()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
@@ -211,6 +215,7 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
                              f"scvae train --out {out} --resume --steps N (N > {start})")
     if dist.is_main:
         save_run_config(run, out / CONFIG_FILE)
+        _record_start(out, start, command)
     ddp_model = dist.wrap(model)
     if t.compile:
         ddp_model = torch.compile(ddp_model, backend=t.compile_backend)
@@ -290,6 +295,26 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
         dist.close()
     seconds = (time.perf_counter() - t0) / max(1, timed)
     return TrainResult(out, completed, best, last_val, seconds, dist.rank)
+
+
+def _record_start(out: Path, step: int, command: list[str] | None) -> None:
+    """Append this start (command line, versions, date, starting step) to ``run_info.json``."""
+    import platform
+    import sys
+    from datetime import datetime, timezone
+
+    from .. import __version__
+
+    path = out / RUN_INFO_FILE
+    try:
+        starts = json.loads(path.read_text())["starts"] if path.is_file() else []
+    except (ValueError, KeyError, TypeError):
+        starts = []  # a damaged record is replaced, never a reason to stop training
+    starts.append({"command": command or [Path(sys.argv[0]).name, *sys.argv[1:]], "step": step,
+                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "versions": {"scvae": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                                "numpy": np.__version__}, "host": platform.node()})
+    path.write_text(json.dumps({"starts": starts}, indent=2) + "\n")
 
 
 def _train_values(output: Any, x: torch.Tensor, loss: torch.Tensor) -> dict[str, float]:
