@@ -160,3 +160,13 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded(tiny_run, tmp
     assert len(images) >= 7
     assert all(complete and width > 0 and height > 0 for _, complete, width, height in images), images
     assert errors == []
+
+
+def test_report_of_a_run_with_damaged_records(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "metrics.jsonl").unlink()
+    (run / "run_info.json").write_text("{damaged")
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--no-progress"]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "run_info.json is unreadable" in page and "No metrics.jsonl" in page

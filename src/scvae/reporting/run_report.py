@@ -69,15 +69,27 @@ def _overview(c: dict) -> str:
               "latent grid": f"{grid}^2 positions of {model.config['z_channels']} channels"}
     parts = [html.key_values(values),
              html.paragraph("Model config: " + json.dumps(model.config, sort_keys=True), "note")]
-    info = c["run_dir"] / RUN_INFO_FILE
-    if info.is_file():
-        starts = json.loads(info.read_text()).get("starts", [])
+    starts = _run_starts(c["run_dir"] / RUN_INFO_FILE)
+    if starts is None:
+        parts.append(html.paragraph(f"{RUN_INFO_FILE} is unreadable: how the run was made is not known.", "note"))
+    elif starts:
         rows = {f"{i + 1}. {s.get('date', '')}": {"from step": s.get("step"), "command": " ".join(s.get("command", [])),
                                                    "versions": ", ".join(f"{k} {v}" for k, v in s.get("versions", {}).items())}
                 for i, s in enumerate(starts)}
         parts += [html.paragraph("How the run was made (every start and resume):"),
                   html.table(rows, ["from step", "command", "versions"], corner="start (UTC)")]
     return html.section("Run", *parts)
+
+
+def _run_starts(path: Path) -> list[dict] | None:
+    """The recorded starts of a run ([] when the run predates the record, None when the file is damaged)."""
+    if not path.is_file():
+        return []
+    try:
+        starts = json.loads(path.read_text())["starts"]
+        return starts if isinstance(starts, list) and all(isinstance(s, dict) for s in starts) else None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
 
 
 def _metric_rows(run_dir: Path) -> list[dict]:
