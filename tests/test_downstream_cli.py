@@ -165,8 +165,11 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded(tiny_run, tmp
 def test_report_of_a_run_with_damaged_records(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").write_text('{"split": "train", "step": 1, "loss": 0.5}\n{"split": "tra')  # killed writer
     (run / "run_info.json").write_text("{damaged")
     assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--no-progress"]) == 0
     page = (tmp_path / "r.html").read_text()
-    assert "run_info.json is unreadable" in page and "No metrics.jsonl" in page
+    assert "run_info.json is unreadable" in page and "training loss and validation metrics" in page
+    (run / "metrics.jsonl").unlink()
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--overwrite", "--no-progress"]) == 0
+    assert "No metrics.jsonl" in (tmp_path / "r.html").read_text()

@@ -93,8 +93,17 @@ def _run_starts(path: Path) -> list[dict] | None:
 
 
 def _metric_rows(run_dir: Path) -> list[dict]:
+    """metrics.jsonl's rows; lines that do not parse (a killed writer's last line) are left out."""
     path = run_dir / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    rows = []
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
 
 
 def _training(c: dict) -> str:
