@@ -69,3 +69,15 @@ def test_a_non_utf8_path_is_named_in_one_line(tiny_run, tmp_path, capsys):
     assert main(["reconstruct", "--model", str(tiny_run), name, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "bad" in err and "no such image file" in err
+
+
+def test_train_help_lists_every_config_key(capsys):
+    import dataclasses
+
+    from scvae.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert all(f.name in out for f in dataclasses.fields(TrainConfig))
+    assert "grad_iterations" in out and "codebook_dim" in out and "levels" in out

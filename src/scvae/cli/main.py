@@ -16,6 +16,30 @@ class _Parser(argparse.ArgumentParser):
         raise ScvaeError(f"{self.prog}: {message}")
 
 
+class _TrainParser(_Parser):
+    """``scvae train --help`` ends with every KEY=VALUE key; listed at print time, so that building the
+    parser (and ``scvae --help``) stays free of torch."""
+
+    def format_help(self) -> str:
+        import dataclasses
+        import inspect
+        import textwrap
+
+        from ..config import TrainConfig
+        from ..models import MODEL_REGISTRY
+
+        def wrap(text: str) -> str:
+            return textwrap.fill(text, 100, initial_indent="  ", subsequent_indent="    ")
+
+        train_keys = ", ".join(f"{f.name}" for f in dataclasses.fields(TrainConfig))
+        lines = ["", "training keys (KEY=VALUE or train.KEY=VALUE; see README, Config):", wrap(train_keys), "",
+                 "model keys (model.KEY=VALUE), by --model-type:"]
+        for name, cls in MODEL_REGISTRY.items():
+            keys = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+            lines.append(wrap(f"{name}: {', '.join(keys)}"))
+        return super().format_help() + "\n".join(lines) + "\n"
+
+
 def _say(text: str) -> None:
     """One line on stderr, even for paths that are not valid UTF-8 (shown with backslash escapes)."""
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
@@ -43,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
+    sub._parser_class = _TrainParser  # add_parser takes no parser class before Python 3.14
     p = sub.add_parser("train", help="train a model (built-in photos when --data is not given)")
+    sub._parser_class = _Parser
     p.add_argument("--config", help="YAML run config (keys: model_type, preset, model, train)")
     p.add_argument("--preset", help="named preset (see `scvae presets`); default small-32")
     p.add_argument("--model-type", dest="model_type",
