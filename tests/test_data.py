@@ -1,6 +1,7 @@
 import warnings
 
 import numpy as np
+from PIL import Image
 
 import pytest
 import torch
