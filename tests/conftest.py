@@ -60,3 +60,22 @@ def tiny_run(tmp_path_factory) -> Path:
     assert main(["train", "--data", str(data), "--out", str(out), "--no-progress", "--steps", "3", *TINY,
                  "val_ratio=0.25"]) == 0
     return out
+
+
+def interrupted_then_resumed(monkeypatch, train, out: Path, step: int) -> None:
+    """``train(out)`` (a CLI training call returning its exit code) interrupted by Ctrl-C as it reaches
+    ``step``, then ``scvae train --out OUT --resume`` to the end; asserts both exit codes."""
+    from scvae.cli import main
+    from scvae.training import sampler
+
+    original = sampler.StepSampler.indices
+
+    def interrupt(self, at):
+        if at == step:
+            raise KeyboardInterrupt
+        return original(self, at)
+
+    monkeypatch.setattr(sampler.StepSampler, "indices", interrupt)
+    assert train(out) == 2
+    monkeypatch.setattr(sampler.StepSampler, "indices", original)
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0

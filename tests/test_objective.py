@@ -7,12 +7,11 @@ from safetensors.torch import load_file
 
 from scvae.cli import main
 from scvae.errors import ScvaeError
-from scvae.training import sampler as sampler_module
 from scvae.training.adversarial import adaptive_weight, hinge_d_loss
 from scvae.training.checkpoint import load_trainer_state
 from scvae.training.perceptual import LPIPS
 
-from .conftest import TINY
+from .conftest import TINY, interrupted_then_resumed
 
 VGG_CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
              (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512)]
@@ -103,17 +102,7 @@ def test_lpips_and_gan_training_updates_the_discriminator_and_resumes_exactly(im
     assert state["optimizer"]["state"]  # the discriminator's Adam has taken steps
     metrics = (tmp_path / "straight/metrics.jsonl").read_text()
     assert '"d_loss"' in metrics and '"lpips"' in metrics and '"d_weight"' in metrics
-    original = sampler_module.StepSampler.indices
-
-    def interrupt_at_3(self, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return original(self, step)
-
-    monkeypatch.setattr(sampler_module.StepSampler, "indices", interrupt_at_3)
-    assert _train(image_folder, tmp_path / "resumed", *objective) == 2
-    monkeypatch.setattr(sampler_module.StepSampler, "indices", original)
-    assert main(["train", "--out", str(tmp_path / "resumed"), "--resume", "--no-progress"]) == 0
+    interrupted_then_resumed(monkeypatch, lambda out: _train(image_folder, out, *objective), tmp_path / "resumed", 3)
     a = load_file(str(tmp_path / "straight/checkpoints/last/model.safetensors"))
     b = load_file(str(tmp_path / "resumed/checkpoints/last/model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -8,7 +8,7 @@ from scvae.cli import main
 from scvae.data import folder_datasets
 from scvae.data.streaming import LazyImages, estimated_bytes, use_memory_cache
 
-from .conftest import TINY
+from .conftest import TINY, interrupted_then_resumed
 
 
 def _weights(run):
@@ -114,7 +114,6 @@ def test_weight_ema_formula():
 
 
 def test_ema_weights_are_validated_saved_as_best_and_resumed(image_folder, tmp_path, monkeypatch):
-    from scvae.training import sampler as sampler_module
     from scvae.training.checkpoint import load_trainer_state
 
     assert _train(image_folder, tmp_path / "run", "steps=3", "ema_decay=0.9") == 0
@@ -122,17 +121,8 @@ def test_ema_weights_are_validated_saved_as_best_and_resumed(image_folder, tmp_p
     ema = load_trainer_state(tmp_path / "run/checkpoints/last")["ema"]
     assert all(torch.equal(best[k], ema[k]) for k in best)  # the last step was validated: best holds the EMA
     assert not _same(best, _weights(tmp_path / "run"))
-    original = sampler_module.StepSampler.indices
-
-    def interrupt_at_2(self, step):
-        if step == 2:
-            raise KeyboardInterrupt
-        return original(self, step)
-
-    monkeypatch.setattr(sampler_module.StepSampler, "indices", interrupt_at_2)
-    assert _train(image_folder, tmp_path / "resumed", "steps=3", "ema_decay=0.9") == 2
-    monkeypatch.setattr(sampler_module.StepSampler, "indices", original)
-    assert main(["train", "--out", str(tmp_path / "resumed"), "--resume", "--no-progress"]) == 0
+    interrupted_then_resumed(monkeypatch, lambda out: _train(image_folder, out, "steps=3", "ema_decay=0.9"),
+                             tmp_path / "resumed", 2)
     resumed = load_trainer_state(tmp_path / "resumed/checkpoints/last")["ema"]
     assert all(torch.equal(ema[k], resumed[k]) for k in ema)  # the average was restored, not restarted
 

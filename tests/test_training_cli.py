@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from scvae.cli import main
 from scvae.training import sampler as sampler_module
 
-from .conftest import TINY
+from .conftest import TINY, interrupted_then_resumed
 
 
 def _train(image_folder, out, *extra):
@@ -43,18 +43,8 @@ def test_existing_run_dir_is_never_overwritten(trained_run, image_folder, capsys
 
 def test_interrupted_then_resumed_run_is_bit_identical(image_folder, tmp_path, monkeypatch, capsys):
     assert _train(image_folder, tmp_path / "straight", "--steps", "6") == 0
-    original = sampler_module.StepSampler.indices
-
-    def interrupt_at_4(self, step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return original(self, step)
-
-    monkeypatch.setattr(sampler_module.StepSampler, "indices", interrupt_at_4)
-    assert _train(image_folder, tmp_path / "resumed", "--steps", "6") == 2
+    interrupted_then_resumed(monkeypatch, lambda out: _train(image_folder, out, "--steps", "6"), tmp_path / "resumed", 4)
     assert "interrupted at step 4" in capsys.readouterr().err
-    monkeypatch.setattr(sampler_module.StepSampler, "indices", original)
-    assert main(["train", "--out", str(tmp_path / "resumed"), "--resume", "--no-progress"]) == 0
     a = load_file(str(tmp_path / "straight/checkpoints/last/model.safetensors"))
     b = load_file(str(tmp_path / "resumed/checkpoints/last/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
