@@ -2,7 +2,7 @@
 
 Each round times ``--steps`` optimiser steps (forward, backward, Adam) of every model in turn on the same
 batch of real photo crops, so all models see the same machine state; the median over rounds is reported
-with its ratio to the reference model (default: the strong VQ-VAE). Run it with nothing else on the CPU.
+with the median of the per-round ratios to the reference model (default: the strong VQ-VAE) and their range. Run it with nothing else on the CPU.
 
     python bench/train_step_speed.py [--preset small-32] [--rounds 5] [--steps 10] [--json out.json]
 """
@@ -64,15 +64,22 @@ def main() -> None:
     for _ in range(args.rounds):
         for name in names:
             times[name].append(run(name, args.steps))
-    ref = statistics.median(times[args.reference]) if args.reference in times else None
-    rows = {n: {"sec_per_step": statistics.median(t), "ratio_to_reference": statistics.median(t) / ref if ref else None,
+    ref = times.get(args.reference)
+
+    def ratios(name: str) -> list[float]:  # per round: both timed minutes apart at most, so drift cancels
+        return [a / b for a, b in zip(times[name], ref)] if ref else []
+
+    rows = {n: {"sec_per_step": statistics.median(t),
+                "ratio_to_reference": statistics.median(ratios(n)) if ref else None,
+                "ratio_range": [min(ratios(n)), max(ratios(n))] if ref else None,
                 "parameters": sum(p.numel() for p in models[n].parameters())} for n, t in times.items()}
-    print(f"preset {args.preset}, batch {batch_size}, {torch.get_num_threads()} threads, median of {args.rounds} "
-          f"rounds of {args.steps} steps; ratios to {args.reference}")
-    print("| model | s/step | ratio | parameters |\n|---|---|---|---|")
+    print(f"preset {args.preset}, batch {batch_size}, {torch.get_num_threads()} threads, {args.rounds} rounds of "
+          f"{args.steps} steps; ratio to {args.reference}: median over rounds of the per-round ratio [range]")
+    print("| model | s/step | ratio | ratio range | parameters |\n|---|---|---|---|---|")
     for n, r in rows.items():
         ratio = f"{r['ratio_to_reference']:.3f}" if r["ratio_to_reference"] else ""
-        print(f"| {n} | {r['sec_per_step']:.4f} | {ratio} | {r['parameters']:,} |")
+        spread = f"{r['ratio_range'][0]:.3f}-{r['ratio_range'][1]:.3f}" if r["ratio_range"] else ""
+        print(f"| {n} | {r['sec_per_step']:.4f} | {ratio} | {spread} | {r['parameters']:,} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"preset": args.preset, "batch_size": batch_size, "threads": torch.get_num_threads(),
