@@ -65,6 +65,27 @@ def test_reconstruct_and_encode(trained_run, image_folder, tmp_path, capsys):
     assert "active atoms per code" in capsys.readouterr().out
 
 
+def test_encode_whole_images_on_their_own_grids(trained_run, image_folder, tmp_path):
+    """--size full: each image's codes on a ceil(H/f) x ceil(W/f) grid, decoding back to the image's
+    reconstruction at any size."""
+    import json
+
+    from safetensors import safe_open
+
+    from scvae.training import load_model
+
+    images = sorted(str(p) for p in image_folder.rglob("*.jpg"))[:2]  # 40 x 48: resized to 21 x 25, odd sizes
+    out = tmp_path / "codes.safetensors"
+    assert main(["encode", "--model", str(trained_run), *images, "--out", str(out), "--size", "21"]) == 0
+    with safe_open(str(out), "pt") as f:
+        sizes = json.loads(f.metadata()["pixel_sizes"])
+        codes = [f.get_tensor(f"codes.{i}") for i in range(len(images))]
+    model = load_model(trained_run)
+    for (h, w), c in zip(sizes, codes):
+        assert min(h, w) == 21 and c.shape == (1, 36, -(-h // 2), -(-w // 2))
+        assert torch.isfinite(model.decode(c)).all()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--steps", "0"], "steps must be a positive integer"),
     (["train", "lr=0"], "lr must be a positive number"),

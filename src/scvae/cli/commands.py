@@ -66,8 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data import image_batch, load_image, save_grid, save_image
-    from ..data.images import resize_shorter, to_tensor
+    from ..data import image_batch, save_grid, save_image
     from ..training import load_model
 
     paths = check_images(args.images)
@@ -82,15 +81,23 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     for i, path in enumerate(paths):
         if size is None:  # the model's own crop: shorter side to its resolution, centre crop
             x = image_batch([path], model.resolution, model.in_channels)
-        else:  # the whole image, at its own size or with its shorter side resized to --size
-            arr = load_image(path, model.in_channels)
-            x = to_tensor(arr if size == "full" else resize_shorter(arr, size))[None]
+        else:
+            x = _whole_image(path, size, model)
         y = model.reconstruct_any_size(x)
         save_image(y[0], targets[i])
         if args.side_by_side:
             save_grid(torch.cat([x, y]), targets[len(paths) + i], nrow=2)
     print(f"wrote {len(paths)} reconstruction(s) to {out}")
     return 0
+
+
+def _whole_image(path: Path, size: int | str, model):
+    """(1, C, H, W): the whole image at its own size ('full') or with its shorter side resized to ``size``."""
+    from ..data import load_image
+    from ..data.images import resize_shorter, to_tensor
+
+    arr = load_image(path, model.in_channels)
+    return to_tensor(arr if size == "full" else resize_shorter(arr, size))[None]
 
 
 def _size_argument(text: str | None) -> int | str | None:
@@ -121,12 +128,20 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if out.suffix != ".safetensors":
         raise ScvaeError(f"{out}: --out must end in .safetensors")
     claim_outputs([out], paths, overwrite=args.overwrite)
+    size = _size_argument(args.size)
     model = load_model(args.model)
-    with torch.no_grad():
-        codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)) for p in paths])
     meta = {"model_type": model.model_type, "files": json.dumps([str(p) for p in paths])}
-    save_file({"codes": codes.contiguous()}, str(out), metadata=meta)
-    line = f"codes {tuple(codes.shape)} -> {out}"
+    if size is None:  # the model's centre crop of every image: one (N, K, h, w) tensor
+        codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)) for p in paths])
+        save_file({"codes": codes.contiguous()}, str(out), metadata=meta)
+    else:  # whole images, each on its own grid: one tensor per image, "codes.<i>" in the order of the files
+        images = [_whole_image(p, size, model) for p in paths]
+        tensors = {f"codes.{i}": model.encode_any_size(x).contiguous() for i, x in enumerate(images)}
+        meta["pixel_sizes"] = json.dumps([list(x.shape[-2:]) for x in images])
+        save_file(tensors, str(out), metadata=meta)
+        codes = torch.cat([t.flatten(2) for t in tensors.values()], dim=2)[..., None]  # (1, K, P, 1) for the stats
+    shapes = f"{tuple(codes.shape)}" if size is None else f"{len(paths)} tensors (1, K, h_i, w_i)"
+    line = f"codes {shapes} -> {out}"
     if model.model_type == "scvae":
         stats = DIAGNOSTICS["scvae"]()
         stats.update(SimpleNamespace(codes=codes))

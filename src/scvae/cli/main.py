@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="run directory or saved model directory")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--size", help="'full': whole images at their own size; N: shorter side resized to N; each "
+                                  "image's codes are then stored as codes.<i> on its own grid (default: the "
+                                  "model's centre crop, one (N, K, h, w) tensor)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=commands.cmd_encode)
 

@@ -149,17 +149,26 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
             raise ScvaeError("call from_preset on a model class, e.g. SCVAE.from_preset('small-32')")
         return cls(**{**model_settings(name, cls.model_type), **overrides})
 
-    @torch.no_grad()
-    def reconstruct_any_size(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W) of any H, W -> its reconstruction at the same size: padded (reflected) to a
-        multiple of the downsampling factor, reconstructed (the model is fully convolutional), cropped back."""
+    def pad_to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) of any H, W, padded (reflected) on the right and bottom to multiples of the
+        downsampling factor f: the model is fully convolutional, so it then encodes at any size."""
         f = self.downsampling_factor
         h, w = x.shape[-2:]
         pad = (0, -w % f, 0, -h % f)
-        if any(pad):
-            mode = "reflect" if pad[1] < w and pad[3] < h else "replicate"
-            x = torch.nn.functional.pad(x, pad, mode=mode)
-        return self.reconstruct(x)[..., :h, :w]
+        if not any(pad):
+            return x
+        return torch.nn.functional.pad(x, pad, mode="reflect" if pad[1] < w and pad[3] < h else "replicate")
+
+    def encode_any_size(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) of any H, W -> codes on a ceil(H/f) x ceil(W/f) grid (see :meth:`pad_to_grid`)."""
+        return self.encode(self.pad_to_grid(x))
+
+    @torch.no_grad()
+    def reconstruct_any_size(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) of any H, W -> its reconstruction at the same size: padded to the grid,
+        reconstructed, cropped back."""
+        h, w = x.shape[-2:]
+        return self.reconstruct(self.pad_to_grid(x))[..., :h, :w]
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
