@@ -81,3 +81,25 @@ def test_train_help_lists_every_config_key(capsys):
     out = capsys.readouterr().out
     assert all(f.name in out for f in dataclasses.fields(TrainConfig))
     assert "grad_iterations" in out and "codebook_dim" in out and "levels" in out
+
+
+def test_training_progress_goes_through_logging(tmp_path, capsys):
+    """The library logs to the "scvae" logger (silent unless configured); the CLI shows it on stderr."""
+    import logging
+
+    from .conftest import TINY
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    keep = Keep()
+    logging.getLogger("scvae").addHandler(keep)
+    try:
+        assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *TINY, "steps=2", "val_every=1"]) == 0
+    finally:
+        logging.getLogger("scvae").removeHandler(keep)
+    assert any(m.startswith("training scvae") for m in records) and any("held-out PSNR" in m for m in records)
+    assert "scvae: step 2/2: held-out PSNR" in capsys.readouterr().err

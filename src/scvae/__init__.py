@@ -5,11 +5,15 @@ The names below are imported on first use (PEP 562), so ``scvae --help`` does no
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from .errors import ScvaeError
 
 __version__ = "0.1.0"
+# The library logs (training progress, validation results) to the "scvae" logger and never prints; it is
+# silent until the application configures logging. The CLI shows INFO lines on stderr.
+logging.getLogger("scvae").addHandler(logging.NullHandler())
 _EXPORTS = {
     ".config": ["RunConfig", "TrainConfig", "build_model", "resolve_config"],
     ".models": ["MODEL_REGISTRY", "SCVAE", "AutoencoderModel", "SCVAEOutput"],

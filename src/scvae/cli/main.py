@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from typing import Callable, Sequence
@@ -138,8 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrLog(logging.Handler):
+    """Library log records as ``scvae: message`` lines on whatever sys.stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(f"scvae: {record.getMessage()}")
+
+
+def _show_library_log() -> None:
+    """The library's INFO lines (training progress) on stderr, once per process."""
+    logger = logging.getLogger("scvae")
+    if not any(isinstance(h, _StderrLog) for h in logger.handlers):
+        logger.addHandler(_StderrLog())
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
+    _show_library_log()
     try:
         args = build_parser().parse_args(argv)
         args.command_line = ["scvae", *(sys.argv[1:] if argv is None else argv)]  # recorded in run_info.json

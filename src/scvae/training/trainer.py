@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -33,6 +34,7 @@ from .ema import WeightEMA
 from .objective import Objective
 from .sampler import StepSampler, seed_for
 
+log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 RUN_INFO_FILE = "run_info.json"  # every start of the run: command line, versions, date
@@ -234,6 +236,10 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
             state["ema"] = ema.state_dict()
         save_checkpoint(out / "checkpoints" / name, evaluated if name == "best" else model, state)
 
+    if dist.is_main:
+        log.info("training %s (%s preset) in %s: steps %d to %d, %d training / %d held-out images, %s%s", run.model_type,
+                 run.preset, out, start, t.steps, len(train_set), len(val_set), device,
+                 f", {dist.world_size} processes" if dist.enabled else "")
     bar = tqdm(total=t.steps, initial=start, desc=f"train {run.model_type}", unit="step",
                disable=not (progress and dist.is_main), dynamic_ncols=True)
     completed, t0, timed = start, time.perf_counter(), 0  # completed: steps whose update is in the weights
@@ -279,6 +285,8 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
                 report = evaluate_reconstruction(evaluated, val_set, 64, t.val_images, device)
                 last_val = report.summary()
                 logger.log("val", done, last_val)
+                log.info("step %d/%d: held-out PSNR %.2f dB, SSIM %.3f", done, t.steps, report.psnr,
+                         last_val.get("ssim", float("nan")))
                 _save_val_grid(evaluated, val_set, out / GRID_FILE, device)
                 if report.psnr > best:
                     best = report.psnr
