@@ -110,7 +110,7 @@ def test_resume_under_torchrun_equals_resume_in_one_process(small_images, tmp_pa
 
 
 def test_python_m_scvae_runs_without_a_runpy_warning():
-    for module in ("scvae", "scvae.cli.main"):
+    for module in ("scvae", "scvae.cli", "scvae.cli.main"):
         result = subprocess.run([sys.executable, "-W", "error", "-m", module, "presets"], capture_output=True,
                                 text=True, timeout=120)
         assert result.returncode == 0 and "small-32" in result.stdout, result.stderr
