@@ -103,3 +103,13 @@ def test_training_progress_goes_through_logging(tmp_path, capsys):
         logging.getLogger("scvae").removeHandler(keep)
     assert any(m.startswith("training scvae") for m in records) and any("held-out PSNR" in m for m in records)
     assert "scvae: step 2/2: held-out PSNR" in capsys.readouterr().err
+
+
+def test_output_piped_into_a_reader_that_leaves_is_quiet():
+    """`scvae presets | head -1`: no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(f"'{sys.executable}' -m scvae presets | head -1", shell=True, capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.startswith("small-32") and "Traceback" not in result.stderr and result.stderr == ""

@@ -175,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # before training started, or in a command without its own handling
         _say("scvae: error: interrupted")
         return 2
+    except BrokenPipeError:  # `scvae presets | head -1`: the reader left; stop quietly, like other Unix tools
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
