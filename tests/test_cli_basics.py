@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import re
+
 import pytest
 import yaml
 
@@ -79,8 +81,8 @@ def test_train_help_lists_every_config_key(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert all(f.name in out for f in dataclasses.fields(TrainConfig))
-    assert "grad_iterations" in out and "codebook_dim" in out and "levels" in out
+    assert all(f"  {f.name} " in out for f in dataclasses.fields(TrainConfig))
+    assert re.search(r"  lr +float, default 0.002", out) and "grad_iterations=None" in out and "codebook_dim=8" in out
 
 
 def test_training_progress_goes_through_logging(tmp_path, capsys):
@@ -113,3 +115,14 @@ def test_output_piped_into_a_reader_that_leaves_is_quiet():
     result = subprocess.run(f"'{sys.executable}' -m scvae presets | head -1", shell=True, capture_output=True,
                             text=True, timeout=120)
     assert result.stdout.startswith("small-32") and "Traceback" not in result.stderr and result.stderr == ""
+
+
+def test_overrides_may_be_mixed_with_flags(tmp_path, capsys):
+    from .conftest import TINY
+
+    out = tmp_path / "run"
+    assert main(["train", "lr=1e-3", "--out", str(out), *TINY, "--print-config", "model.lam=0.4", "steps=7"]) == 0
+    printed = capsys.readouterr().out
+    assert "lr: 0.001" in printed and "lam: 0.4" in printed and "steps: 7" in printed
+    assert main(["train", "lr=1e-3", "--out", str(out), "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

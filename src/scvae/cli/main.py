@@ -32,12 +32,19 @@ class _TrainParser(_Parser):
         def wrap(text: str) -> str:
             return textwrap.fill(text, 100, initial_indent="  ", subsequent_indent="    ")
 
-        train_keys = ", ".join(f"{f.name}" for f in dataclasses.fields(TrainConfig))
-        lines = ["", "training keys (KEY=VALUE or train.KEY=VALUE; see README, Config):", wrap(train_keys), "",
-                 "model keys (model.KEY=VALUE), by --model-type:"]
+        def default(f: dataclasses.Field) -> object:
+            return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+        fields = dataclasses.fields(TrainConfig)
+        width = max(len(f.name) for f in fields)
+        lines = ["", "training keys (KEY=VALUE or train.KEY=VALUE; see README, Config); the preset may set other "
+                 "defaults:"]
+        lines += [f"  {f.name:<{width}}  {getattr(f.type, '__name__', f.type)}, default {default(f)!r}" for f in fields]
+        lines += ["",
+                 "model keys (model.KEY=VALUE), as name=default, by --model-type (the preset sets most):"]
         for name, cls in MODEL_REGISTRY.items():
-            keys = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
-            lines.append(wrap(f"{name}: {', '.join(keys)}"))
+            params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+            lines.append(wrap(f"{name}: {', '.join(f'{p.name}={p.default!r}' for p in params)}"))
         return super().format_help() + "\n".join(lines) + "\n"
 
 
@@ -154,11 +161,22 @@ def _show_library_log() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse, letting KEY=VALUE overrides sit anywhere among the flags (``train lr=1e-3 --steps 10
+    model.lam=0.4``): argparse takes one run of positionals, so later ones arrive as extras."""
+    args, extras = parser.parse_known_args(argv)
+    if extras and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extras):
+        args.overrides = [*(args.overrides or []), *extras]
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     _show_library_log()
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(), sys.argv[1:] if argv is None else list(argv))
         args.command_line = ["scvae", *(sys.argv[1:] if argv is None else argv)]  # recorded in run_info.json
         if args.version:
             from .. import __version__
