@@ -1,8 +1,7 @@
 """First contact with the CLI: help without torch, the resolved config, the renamed model-type flag."""
+import re
 import subprocess
 import sys
-
-import re
 
 import pytest
 import yaml

@@ -39,6 +39,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast; LISTA itself always runs in fp32)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 10
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # + wandb, mlflow (metrics.jsonl always)
     val_every: int = 250
     val_images: int = 1000  # cap on validation images per evaluation
     save_every: int = 250
@@ -89,6 +90,8 @@ class TrainConfig:
         need(self.builtin_scale >= 1, "builtin_scale", "an integer >= 1")
         need(self.data_scale >= 1 and math.isfinite(self.data_scale), "data_scale", ">= 1")
         need(self.data_cache in ("auto", "memory", "stream"), "data_cache", "auto, memory or stream")
+        need(isinstance(self.loggers, list) and all(isinstance(n, str) for n in self.loggers), "loggers",
+             "a list such as [tensorboard, wandb, mlflow]")
         need(self.num_workers >= -1, "num_workers", "-1 (auto) or a non-negative integer")
         need(self.num_threads >= 0, "num_threads", "0 (torch's default) or a positive integer")
         need(self.grad_accum >= 1, "grad_accum", "a positive integer")

@@ -31,12 +31,12 @@ from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
 from .checkpoint import load_trainer_state, recover_checkpoint, save_checkpoint
 from .distributed import setup_distributed
 from .ema import WeightEMA
+from .loggers import METRICS_FILE, MetricsLogger, check_trackers
 from .objective import Objective
 from .sampler import StepSampler, seed_for
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
 RUN_INFO_FILE = "run_info.json"  # every start of the run: command line, versions, date
 GRID_FILE = "reconstructions.png"
 
@@ -115,37 +115,6 @@ def settle_replaced_run(out: Path, aside: Path | None, started: bool) -> None:
         aside.rename(out)
 
 
-class _Logger:
-    """Appends JSON lines and mirrors scalars to TensorBoard when it is installed. On resume, rows logged
-    after the checkpoint's step (by the run that was interrupted) are dropped, so no step appears twice."""
-
-    def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None):
-        self.enabled, self.path, self.tb = enabled, run_dir / METRICS_FILE, None
-        if enabled and resumed_at is not None and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resumed_at]
-            self.path.write_text("".join(line + "\n" for line in kept))
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:
-                self.tb = None
-
-    def log(self, split: str, step: int, values: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps({"split": split, "step": step, **values}) + "\n")
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{split}/{k}", v, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True, datasets: tuple[CropDataset, CropDataset] | None = None,
           command: list[str] | None = None) -> TrainResult:
@@ -162,6 +131,7 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     model = model.to(device)
     train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
     objective = Objective(t, model.in_channels, model.resolution, device)  # reads LPIPS weights, if any
+    check_trackers(t.loggers)
     aside = prepare_run_dir(out, resume, overwrite) if dist.is_main else None
     previous = _stop_on_sigterm()
     try:
@@ -225,7 +195,7 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
     workers = t.num_workers if t.num_workers >= 0 else default_workers(isinstance(train_set.images, LazyImages))
     # micro-step u = step * grad_accum + m draws micro-batch m of step ``step``; batches arrive in order
     batches = iter(step_loader(train_set, sampler, start * t.grad_accum, t.steps * t.grad_accum, workers))
-    logger = _Logger(out, dist.is_main, start if resume else None)
+    logger = MetricsLogger(out, dist.is_main, start if resume else None, run)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     last_val: dict[str, float] = {}
 
