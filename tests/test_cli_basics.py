@@ -10,7 +10,7 @@ from scvae.cli import main
 
 
 def test_the_cli_imports_no_torch_until_a_command_runs():
-    code = "import sys, scvae.cli.main; print('torch' in sys.modules)"
+    code = "import sys, scvae.cli.app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

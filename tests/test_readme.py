@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from scvae.cli.main import build_parser
+from scvae.cli.app import build_parser
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
