@@ -98,6 +98,7 @@ def test_report_is_self_contained(tiny_run, tmp_path):
     assert '<nav class="toc">' in page and 'href="#generation"' in page
     assert "How the run was made" in page and "train --data" in page and "torch " in page
     assert "the defaults of `scvae generate`" in page
+    assert "of the files held out file by file" in page  # which held-out number this is
 
 
 def test_report_shows_the_runs_saved_segment_eval(tiny_run, masked_set, tmp_path):

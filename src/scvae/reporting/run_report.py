@@ -123,7 +123,13 @@ def _reconstruction(c: dict) -> str:
     save_grid([x, model.reconstruct(x)], files / "reconstructions.png", nrow=len(x), upscale=max(1, 96 // x.shape[-1]))
     usage_histogram({"model_type": model.model_type, "usage_counts": report.usage_counts,
                      "diagnostics": report.diagnostics, "data": {"n_images": report.n_images}}, files / "usage.png")
-    parts = [html.paragraph(f"{report.n_images} held-out images (central crops):"), html.key_values(report.summary()),
+    t = c["run"].train
+    split = (f"the separate folder {t.val_data}" if t.val_data else "the built-in photos' held-out bottom band"
+             if t.data is None else f"{t.val_ratio:.0%} of the files held out " +
+             ("file by file: with video frames or near-duplicates this is an in-distribution score, not "
+              "generalisation" if t.split_group == "none" else f"by whole {t.split_group} groups"))
+    parts = [html.paragraph(f"{report.n_images} held-out images (central crops) from {split}:"),
+             html.key_values(report.summary()),
              html.image(files / "reconstructions.png", "held-out images (top) over their reconstructions (bottom)"),
              html.image(files / "usage.png", "atom / code usage over the held-out images (KL per channel for a VAE)")]
     whole = c["run_dir"] / "eval" / "eval.json"
