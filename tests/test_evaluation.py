@@ -152,3 +152,17 @@ def test_rd_draws_every_family_from_one_sweep(image_folder, tmp_path, monkeypatc
 def test_unknown_model_type_is_a_one_line_error(capsys):
     assert main(["compare", "--models", "scvae,gan"]) == 2
     assert "unknown model 'gan'" in capsys.readouterr().err
+
+
+def test_eval_at_a_larger_crop_size(tiny_run, image_folder, tmp_path, capsys):
+    """--size: the fully convolutional model scored on larger centre crops; MS-SSIM joins at >= 161 px."""
+    from scvae.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(tiny_run), "--data", str(image_folder), "--size", "40", "--out", str(out)]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["data"]["crop_size"] == 40 and result["data"]["resolution"] == 16
+    assert result["metrics"]["bits_per_image"] > 0 and "40 px crops" in capsys.readouterr().out
+    assert main(["eval", "--model", str(tiny_run), "--data", str(image_folder), "--size", "41",
+                 "--out", str(tmp_path / "odd")]) == 2
+    assert "multiple of 2" in capsys.readouterr().err and not (tmp_path / "odd" / "eval.json").exists()

@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUN_DIR/eval)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--size", type=int, help="evaluate N x N centre crops after resizing the shorter side to N "
+                                            "(a multiple of f; default: the model's resolution)")
     p.add_argument("--lpips-weights", help="local LPIPS backbone weights (or SCVAE_LPIPS_WEIGHTS)")
     p.add_argument("--inception-weights", help="local Inception weights for rFID (or SCVAE_INCEPTION_WEIGHTS)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -161,15 +161,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ScvaeError(f"--batch-size must be a positive integer, got {args.batch_size}")
     if args.limit is not None and args.limit < 1:
         raise ScvaeError(f"--limit must be a positive integer, got {args.limit}")
+    if args.size is not None and args.size < 1:
+        raise ScvaeError(f"--size must be a positive integer, got {args.size}")
     out = Path(args.out) if args.out else Path(args.model) / "eval"
     claim_outputs([out / name for name in EVAL_FILES], overwrite=args.overwrite)
     model = load_model(args.model)
-    result = evaluate_source(model, args.data, args.batch_size, args.limit, args.lpips_weights, args.inception_weights)
+    result = evaluate_source(model, args.data, args.batch_size, args.limit, args.lpips_weights, args.inception_weights,
+                             size=args.size)
     for line in result["skipped"]:
         print(line)
     paths = write_eval(result, out)
     m = result["metrics"]
-    print(f"{result['data']['n_images']} images: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
+    print(f"{result['data']['n_images']} images ({result['data']['crop_size']} px crops): PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
           f"{m['bits_per_image']:.0f} bits per image ({m['bits_per_pixel']:.3f} bits per pixel); "
           f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
     return 0

@@ -11,6 +11,7 @@ import torch
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 from ..data import CropDataset, open_images
+from ..errors import ScvaeError
 from ..models import AutoencoderModel
 from .metrics import to_unit
 from .perceptual import make_scorers
@@ -27,7 +28,8 @@ CONVENTIONS = {
     "ms_ssim": "torchmetrics multiscale SSIM (5 scales, window 11), when images are >= 161 px",
     "rate": "bits per image: entropy of code indices (VQ, FSQ); per-channel entropy of codes quantised with "
             "the largest step costing <= 0.1 dB PSNR (SC-VAE, AE); KL in bits (VAE); see scvae.evaluation.rate",
-    "resize": "shorter side resized to the model resolution (bicubic, antialiased), then centre crop",
+    "resize": "shorter side resized to the crop size (the model resolution, or --size), bicubic, antialiased, "
+              "then a centre crop of that size",
 }
 
 
@@ -44,10 +46,17 @@ def package_versions() -> dict[str, str]:
 @torch.no_grad()
 def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_size: int = 64,
                     limit: int | None = None, lpips_weights: str | None = None,
-                    inception_weights: str | None = None, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Evaluate ``model`` on every image of ``source``; returns the JSON-ready result."""
-    images, names = open_images(source, model.resolution, model.in_channels)
-    dataset = CropDataset(images, model.resolution, names, random_crop=False)
+                    inception_weights: str | None = None, device: str | torch.device = "cpu",
+                    size: int | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` on every image of ``source`` at ``size`` x ``size`` centre crops (default: the
+    model's resolution; any multiple of the downsampling factor, since the model is fully convolutional);
+    returns the JSON-ready result."""
+    size = size or model.resolution
+    if size % model.downsampling_factor:
+        raise ScvaeError(f"--size must be a multiple of {model.downsampling_factor} (the downsampling factor), "
+                         f"got {size}")
+    images, names = open_images(source, size, model.in_channels)
+    dataset = CropDataset(images, size, names, random_crop=False)
     report = evaluate_reconstruction(model, dataset, batch_size, limit, device)
     rate = estimate_rate(model, dataset, batch_size, limit, device=device)
     metrics: dict[str, Any] = {"psnr": report.psnr, "ssim": report.ssim, "bits_per_image": rate.bits_per_image,
@@ -55,10 +64,10 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
     skipped: list[str] = []
     scorers, skipped_scorers = make_scorers(lpips_weights, inception_weights)
     skipped += skipped_scorers
-    use_ms_ssim = model.resolution >= MS_SSIM_MIN_SIDE
+    use_ms_ssim = size >= MS_SSIM_MIN_SIDE
     if not use_ms_ssim:
-        skipped.append(f"MS-SSIM skipped: needs images of at least {MS_SSIM_MIN_SIDE} px (model works at "
-                       f"{model.resolution} px)")
+        skipped.append(f"MS-SSIM skipped: needs crops of at least {MS_SSIM_MIN_SIDE} px (evaluated at {size} px; "
+                       f"see --size)")
     if scorers or use_ms_ssim:
         model.eval()
         ms = []
@@ -75,7 +84,8 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
         for scorer in scorers:
             metrics[scorer.name] = scorer.result()
     return {"model_type": model.model_type, "parameters": sum(p.numel() for p in model.parameters()),
-            "data": {"source": str(source), "n_images": report.n_images, "resolution": model.resolution},
+            "data": {"source": str(source), "n_images": report.n_images, "resolution": model.resolution,
+                     "crop_size": size},
             "metrics": metrics, "rate": rate.to_dict(), "diagnostics": report.diagnostics, "usage_counts": report.usage_counts,
             "skipped": skipped, "conventions": CONVENTIONS, "versions": package_versions()}
 
