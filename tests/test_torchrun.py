@@ -24,6 +24,16 @@ pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchr
 COMMON = [o for o in TINY if not o.startswith("model.n_atoms")] + ["flip=false", "val_ratio=0.25", "adam_eps=1e-6", "val_every=2", "save_every=2"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The in-process reference runs with one thread like each rank, so that both sum floats alike and a
+    near-tie in a top-k selection cannot flip between them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def small_images(tmp_path_factory):
     import skimage.data
@@ -46,12 +56,12 @@ def _weights(run):
     return load_file(str(run / "checkpoints/last/model.safetensors"))
 
 
-def _close(a, b):
+def _close(a, b, atol=1e-4):
     """Within float tolerance (a wrong global batch moves weights by ~1e-2). Usage averages count selections:
     a near-tie in the top-k can flip with the order of floating-point sums, and one flip moves an atom's
     average by 1 - decay = 0.01, so they get a few flips' worth."""
     return a.keys() == b.keys() and all(
-        torch.allclose(a[k].float(), b[k].float(), atol=0.05 if k.endswith("usage_ema") else 1e-4, rtol=2e-3)
+        torch.allclose(a[k].float(), b[k].float(), atol=0.05 if k.endswith("usage_ema") else atol, rtol=2e-3)
         for k in a)
 
 
@@ -72,7 +82,9 @@ def test_two_ranks_equal_one_rank_with_the_same_global_batch(small_images, tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("done:") == 1 and "nan" not in result.stdout  # rank 0 alone reports
     assert "RuntimeWarning" not in result.stderr and "Traceback" not in result.stderr
-    assert _close(_weights(one), _weights(two))
+    # restarting every atom at every step re-ranks rows by residual norm, and near-equal norms can swap
+    # between the two float summation orders: 1e-3 there (a wrong global batch is 1e-2 away)
+    assert _close(_weights(one), _weights(two), atol=1e-3 if "model.dead_atom_threshold=100" in options else 1e-4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # nothing written beside the runs
 
 
