@@ -58,6 +58,14 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     _say(f"scvae: warning: {message}")
 
 
+def _image_arguments(p: argparse.ArgumentParser, out_help: str, size_help: str) -> None:
+    """The arguments of the commands that take a model and image files (reconstruct, encode)."""
+    p.add_argument("--model", required=True, help="run directory, saved model directory or Hub repo id")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--size", help=size_help)
+
+
 def _sweep_arguments(p: argparse.ArgumentParser, list_flag: str, default: str, out: str) -> None:
     """The arguments of the commands that train several runs on one split (compare, rd)."""
     p.add_argument("--data", help="training data (default: built-in photos); val_ratio is held out")
@@ -95,22 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_train)
 
     p = sub.add_parser("reconstruct", help="reconstruct images; one PNG per input named after its stem")
-    p.add_argument("--model", required=True, help="run directory or saved model directory")
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--size", help="'full': the whole image at its own size; N: the whole image with its shorter "
-                                  "side resized to N; default: the model's centre crop")
+    _image_arguments(p, "output folder", "'full': the whole image at its own size; N: the whole image with its "
+                                         "shorter side resized to N; default: the model's centre crop")
     p.add_argument("--side-by-side", action="store_true", help="also write <name>_side_by_side.png (input | output)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=commands.cmd_reconstruct)
 
     p = sub.add_parser("encode", help="encode images to sparse codes, saved as one (N, K, h, w) tensor")
-    p.add_argument("--model", required=True, help="run directory or saved model directory")
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--out", required=True, help="output .safetensors file")
-    p.add_argument("--size", help="'full': whole images at their own size; N: shorter side resized to N; each "
-                                  "image's codes are then stored as codes.<i> on its own grid (default: the "
-                                  "model's centre crop, one (N, K, h, w) tensor)")
+    _image_arguments(p, "output .safetensors file", "'full': whole images at their own size; N: shorter side "
+                     "resized to N; each image's codes are then stored as codes.<i> on its own grid (default: "
+                     "the model's centre crop, one (N, K, h, w) tensor)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=commands.cmd_encode)
 
