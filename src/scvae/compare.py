@@ -16,18 +16,15 @@ from .evaluation.report import CONVENTIONS, markdown_table, package_versions
 from .training import build_datasets, load_model, train
 from .errors import ScvaeError
 from .training.checkpoint import load_trainer_state
-from .training.trainer import CONFIG_FILE, METRICS_FILE
+from .training.loggers import read_metrics
+from .training.trainer import CONFIG_FILE
 
 COLUMNS = ["psnr", "ssim", "bits_per_image", "active_frac", "atoms_used_frac", "codebook_usage", "perplexity", "active_units_frac",
            "channels_collapsed", "sec_per_step", "parameters"]
 
 
-def _metrics(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
-
-
 def val_curve(run_dir: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["psnr"]) for r in _metrics(run_dir) if r["split"] == "val"]
+    return [(r["step"], r["psnr"]) for r in read_metrics(run_dir) if r["split"] == "val"]
 
 
 def finished_run(run: RunConfig, run_dir: Path) -> bool:
@@ -44,7 +41,7 @@ def train_or_reuse(run: RunConfig, run_dir: Path, datasets, overwrite: bool, pro
     after an interrupted comparison or when runs were trained in parallel); returns seconds per step."""
     if not finished_run(run, run_dir):
         return train(run, run_dir, overwrite=overwrite, progress=progress, datasets=datasets).seconds_per_step
-    timed = [r["sec_per_step"] for r in _metrics(run_dir) if r["split"] == "train" and "sec_per_step" in r]
+    timed = [r["sec_per_step"] for r in read_metrics(run_dir) if r["split"] == "train" and "sec_per_step" in r]
     return timed[-1] if timed else float("nan")
 
 

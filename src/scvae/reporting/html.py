@@ -31,10 +31,12 @@ MIN_WIDTH, MAX_WIDTH = 480, 960  # small PNGs are drawn larger (pixelated), none
 def image(path: str | os.PathLike, caption: str = "") -> str:
     """An <img> with the PNG at ``path`` embedded as base64, in a captioned figure; images narrower than
     MIN_WIDTH px are scaled up by a whole factor so that 32 px crops stay readable."""
+    import io
+
     from PIL import Image
 
     raw = Path(path).read_bytes()
-    with Image.open(Path(path)) as im:
+    with Image.open(io.BytesIO(raw)) as im:  # the width from the bytes already read
         width = im.width
     shown = min(MAX_WIDTH, width * max(1, -(-MIN_WIDTH // width))) if width < MIN_WIDTH else width
     data = base64.b64encode(raw).decode("ascii")

@@ -25,7 +25,8 @@ from ..presets import GENERATION_DEFAULTS
 from ..evaluation import evaluate_reconstruction
 from ..evaluation.plots import usage_histogram
 from ..training import build_datasets, load_model
-from ..training.trainer import CONFIG_FILE, METRICS_FILE, RUN_INFO_FILE
+from ..training.loggers import read_metrics
+from ..training.trainer import CONFIG_FILE, RUN_INFO_FILE
 from . import html
 from .figures import dictionary_image, overlay, panel_figure, training_curves
 
@@ -59,7 +60,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, data: str |
 
 def _overview(c: dict) -> str:
     run, model = c["run"], c["model"]
-    rows = _metric_rows(c["run_dir"])
+    rows = read_metrics(c["run_dir"])
     last_step = max((r["step"] for r in rows), default=0)
     grid = model.resolution // model.downsampling_factor
     values = {"model type": run.model_type, "preset": run.preset,
@@ -92,22 +93,8 @@ def _run_starts(path: Path) -> list[dict] | None:
         return None
 
 
-def _metric_rows(run_dir: Path) -> list[dict]:
-    """metrics.jsonl's rows; lines that do not parse (a killed writer's last line) are left out."""
-    path = run_dir / METRICS_FILE
-    rows = []
-    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-            rows.append(row)
-    return rows
-
-
 def _training(c: dict) -> str:
-    rows = _metric_rows(c["run_dir"])
+    rows = read_metrics(c["run_dir"])
     if not rows:
         return html.section("Training", html.paragraph("No metrics.jsonl in this run.", "note"))
     path = c["files"] / "training_curves.png"

@@ -68,7 +68,7 @@ class Adversary:
     def generator_loss(self, nll: torch.Tensor, reconstruction: torch.Tensor, last_layer: torch.Tensor
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         g_loss = -self.net(reconstruction).mean()
-        lam = adaptive_weight(nll, g_loss, last_layer) if torch.is_grad_enabled() else torch.zeros(())
+        lam = adaptive_weight(nll, g_loss, last_layer)
         return self.weight * lam * g_loss, {"g_loss": g_loss.detach(), "d_weight": lam}
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:

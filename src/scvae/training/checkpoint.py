@@ -96,6 +96,6 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """Load any model of the family from a run directory, a ``save_pretrained`` directory or a Hub repo id."""
     from ..models.hub import looks_like_repo_id
 
-    if looks_like_repo_id(str(path)) and not Path(path).exists():
+    if looks_like_repo_id(str(path)):  # owner/name that is no local path
         return AutoencoderModel.from_pretrained(str(path), map_location=map_location)
     return AutoencoderModel.from_pretrained(resolve_model_dir(path), map_location=map_location)

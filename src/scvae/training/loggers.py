@@ -14,7 +14,21 @@ from typing import Any, Protocol
 from ..errors import ScvaeError
 
 METRICS_FILE = "metrics.jsonl"
-TRACKERS = ("tensorboard", "wandb", "mlflow")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of ``run_dir``'s metrics.jsonl ([] without one); lines that do not parse (a killed writer's
+    torn last line) are left out."""
+    path = Path(run_dir) / METRICS_FILE
+    rows = []
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
 
 
 class Tracker(Protocol):
@@ -76,23 +90,22 @@ class MLflowTracker:
         self.mlflow.end_run()
 
 
-_CLASSES = {"tensorboard": TensorBoardTracker, "wandb": WandbTracker, "mlflow": MLflowTracker}
-_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+TRACKERS = {"tensorboard": TensorBoardTracker, "wandb": WandbTracker, "mlflow": MLflowTracker}  # name = package
 
 
 def check_trackers(names: list[str]) -> None:
     """Refuse unknown or uninstalled trackers before anything is written."""
     for name in names:
-        if name not in _CLASSES:
+        if name not in TRACKERS:
             raise ScvaeError(f"loggers: unknown tracker {name!r}; choose from {', '.join(TRACKERS)}")
         if not _installed(name) and name != "tensorboard":
-            raise ScvaeError(f"loggers: {name} is not installed (pip install {_PACKAGES[name]})")
+            raise ScvaeError(f"loggers: {name} is not installed (pip install {name})")
 
 
 def _installed(name: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec(_PACKAGES[name]) is not None
+    return importlib.util.find_spec(name) is not None
 
 
 class MetricsLogger:
@@ -102,17 +115,11 @@ class MetricsLogger:
     def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None, run=None):
         self.enabled, self.path, self.trackers = enabled, run_dir / METRICS_FILE, []
         if enabled and resumed_at is not None and self.path.is_file():
-            kept = []
-            for line in self.path.read_text().splitlines():
-                try:
-                    if json.loads(line).get("step", 0) <= resumed_at:
-                        kept.append(line)
-                except ValueError:  # a killed writer's torn last line
-                    continue
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [row for row in read_metrics(run_dir) if row["step"] <= resumed_at]
+            self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
         if enabled and run is not None:
             config = run.to_dict()
-            self.trackers = [_CLASSES[name](run_dir, config) for name in run.train.loggers if _installed(name)]
+            self.trackers = [TRACKERS[name](run_dir, config) for name in run.train.loggers if _installed(name)]
 
     def log(self, split: str, step: int, values: dict[str, float]) -> None:
         if not self.enabled:

@@ -32,10 +32,6 @@ class Objective:
             self.adversary = Adversary(in_channels, t.disc_layers, t.disc_weight, t.disc_start, t.disc_lr or t.lr,
                                        tuple(t.betas), device)
 
-    @property
-    def enabled(self) -> bool:
-        return self.lpips is not None or self.adversary is not None
-
     def loss(self, step: int, x: torch.Tensor, output: Any, model: torch.nn.Module
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss to backpropagate for images x and the model's output, and extra values to log."""

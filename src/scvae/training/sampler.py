@@ -9,16 +9,12 @@ from __future__ import annotations
 import torch
 
 
-def _mix(*values: int) -> int:
+def seed_for(*values: int) -> int:
+    """A 63-bit seed mixed from integers (e.g. seed, step, rank)."""
     h = 0x9E3779B97F4A7C15
     for v in values:
         h = (h ^ (v + 0x632BE59BD9B4E019 + (h << 6) + (h >> 2))) & 0xFFFFFFFFFFFFFFFF
     return h & 0x7FFFFFFFFFFFFFFF
-
-
-def seed_for(*values: int) -> int:
-    """A 63-bit seed mixed from integers (e.g. seed, step, rank)."""
-    return _mix(*values)
 
 
 class StepSampler:
@@ -29,7 +25,7 @@ class StepSampler:
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._perm_epoch:
-            g = torch.Generator().manual_seed(_mix(self.seed, epoch))
+            g = torch.Generator().manual_seed(seed_for(self.seed, epoch))
             self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), epoch
         return self._perm
 
@@ -42,4 +38,4 @@ class StepSampler:
         return out
 
     def generator(self, step: int) -> torch.Generator:
-        return torch.Generator().manual_seed(_mix(self.seed, step, self.rank, 1))
+        return torch.Generator().manual_seed(seed_for(self.seed, step, self.rank, 1))

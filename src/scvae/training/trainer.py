@@ -281,7 +281,7 @@ def _record_start(out: Path, step: int, command: list[str] | None) -> None:
     import sys
     from datetime import datetime, timezone
 
-    from .. import __version__
+    from ..evaluation.report import package_versions
 
     path = out / RUN_INFO_FILE
     try:
@@ -290,8 +290,7 @@ def _record_start(out: Path, step: int, command: list[str] | None) -> None:
         starts = []  # a damaged record is replaced, never a reason to stop training
     starts.append({"command": command or [Path(sys.argv[0]).name, *sys.argv[1:]], "step": step,
                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "versions": {"scvae": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                                "numpy": np.__version__}, "host": platform.node()})
+                   "versions": package_versions(), "host": platform.node()})
     path.write_text(json.dumps({"starts": starts}, indent=2) + "\n")
 
 
