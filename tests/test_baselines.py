@@ -107,6 +107,26 @@ def test_every_model_has_a_rate(model_type):
         assert rate.bits_per_image <= rate.bound_bits_per_image + 1e-9
 
 
+def test_a_large_fsq_codebook_is_rated_by_its_dimensions():
+    """With more implicit codes than positions, the plug-in entropy of indices is capped at log2(positions)
+    bits; the rate is then the sum of per-dimension entropies, each at most log2(levels[i])."""
+    torch.manual_seed(0)
+    model = FSQVAE(**SMALL, levels=[7, 5, 5, 5, 5])  # 21,875 codes against 6 x 64 positions
+    levels = model.level_indices(torch.tensor([[[0, 1, 7, 21874]]]))
+    assert levels[0, :, 0, :].T.tolist() == [[0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [6, 4, 4, 4, 4]]
+    import skimage.data
+
+    dataset = CropDataset([skimage.data.astronaut()[i * 40:i * 40 + 40, :40] for i in range(6)], 16, random_crop=False)
+    rate = estimate_rate(model, dataset, batch_size=4)
+    assert rate.method.startswith("sum of the FSQ dimensions")
+    codes = torch.cat([model.encode(x) for _, x in dataset.eval_batches(4)])
+    per_dim = [entropy_bits(model.level_indices(codes)[:, i]) for i in range(5)]
+    assert rate.bits_per_image == pytest.approx(sum(per_dim) * 64)
+    assert entropy_bits(codes) * 64 <= rate.bits_per_image <= rate.bound_bits_per_image + 1e-9
+    with pytest.raises(ValueError, match="2\\*\\*24"):
+        FSQVAE(**SMALL, levels=[8] * 11)
+
+
 def test_sparse_rate_counts_support_and_coefficients():
     """Quantised sparse codes: the rate is at least the entropy of the support alone."""
     torch.manual_seed(0)

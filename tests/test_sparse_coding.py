@@ -140,3 +140,28 @@ def test_trained_lista_beats_ista_at_equal_iterations():
     assert objective["learned"] < objective["ista"], objective
     assert objective["learned"] - objective["exact"] < 0.5 * (objective["ista"] - objective["exact"]), objective
     assert F.mse_loss(learned, exact) < F.mse_loss(plain, exact)
+
+
+def test_refit_gives_the_least_squares_values_on_the_kept_support():
+    """The refit keeps LISTA's support and replaces the shrunk values by scikit-learn's (ridge 1e-4) fit."""
+    from sklearn.linear_model import Ridge
+
+    torch.manual_seed(0)
+    dictionary = dct_dictionary(16, 36)
+    z = torch.randn(40, 16)
+    plain = LISTA(dictionary, n_iter=8, lam=0.1, max_active=4)
+    refit = LISTA(dictionary, n_iter=8, lam=0.1, max_active=4, refit=True)
+    a, b = plain(z).detach(), refit(z)
+    assert torch.equal(a != 0, b != 0)  # the same support, chosen by the same iterations
+    for row in range(5):
+        support = (a[row] != 0).nonzero().flatten().numpy()
+        fit = Ridge(alpha=1e-4, fit_intercept=False).fit(dictionary[:, support].numpy(), z[row].numpy())
+        assert torch.allclose(b[row, support], torch.from_numpy(fit.coef_).float(), atol=1e-4)
+    error = lambda layer, codes: (z - layer.synthesize(codes)).square().mean()
+    assert error(refit, b) < 0.9 * error(plain, a)  # no shrinkage bias left
+    z.requires_grad_(True)
+    refit(z).sum().backward()
+    assert z.grad.abs().sum() > 0  # differentiable in the latent ...
+    assert not refit.threshold_raw.requires_grad and not refit.step_raw.requires_grad  # ... not in the support choice
+    with pytest.raises(ValueError, match="max_active"):
+        LISTA(dictionary, refit=True)

@@ -142,6 +142,9 @@ class FSQVAE(_QuantizedAutoencoder):
         self.config["levels"] = [int(v) for v in levels]
         if not self.config["levels"] or min(self.config["levels"]) < 2:
             raise ValueError(f"levels must be a non-empty list of integers >= 2, got {list(levels)}")
+        if math.prod(self.config["levels"]) > 2 ** 24:  # the library builds a table of every code
+            raise ValueError(f"levels {list(levels)} give {math.prod(levels):,} codes; vector-quantize-pytorch "
+                             f"stores every code, so at most 2**24 are supported")
         self._build_backbone()
         self.quantizer = FSQ(levels=self.config["levels"], dim=z_channels, channel_first=True)
 
@@ -155,3 +158,7 @@ class FSQVAE(_QuantizedAutoencoder):
 
     def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         return self.quantizer.indices_to_codes(indices)
+
+    def level_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Indices (B, h, w) -> each dimension's level (B, len(levels), h, w), integers in [0, levels[i])."""
+        return self.quantizer.indices_to_level_indices(indices.long()).permute(0, 3, 1, 2)

@@ -80,7 +80,7 @@ class SparseCodingBottleneck(nn.Module):
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  dead_atom_threshold: float = 0.0, usage_floor: float = 0.05, balance_step: float = 0.0,
-                 grad_iterations: int | None = None):
+                 grad_iterations: int | None = None, refit: bool = False):
         super().__init__()
         if latent_norm not in ("rms", "none"):
             raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
@@ -91,7 +91,8 @@ class SparseCodingBottleneck(nn.Module):
                            learn_step=learn_step, learn_threshold=learn_threshold,
                            threshold_per_atom=threshold_per_atom, per_iteration=per_iteration, untied=untied,
                            max_active=max_active, dead_atom_threshold=dead_atom_threshold,
-                           usage_floor=usage_floor, balance_step=balance_step, grad_iterations=grad_iterations)
+                           usage_floor=usage_floor, balance_step=balance_step, grad_iterations=grad_iterations,
+                           refit=refit)
 
     @property
     def n_atoms(self) -> int:

@@ -65,14 +65,23 @@ class LISTA(nn.Module):
             the codes without any loss term. ``balance_step`` 0 disables it.
         grad_iterations: backpropagate through only the last m of the T iterations (memory O(m) instead of
             O(T), see :func:`~scvae.sparse.unrolled_ista.unrolled_ista`); None: all of them. Tied LISTA only.
+        refit: after the ``max_active`` selection, replace the kept values by the least-squares fit of z on
+            the kept atoms (:func:`refit_on_support`, the last step of OMP). Soft thresholding shrinks
+            every kept value by its threshold; the refit removes that bias, so D a is the best
+            approximation of z that the chosen support allows. LISTA then only chooses the support, so its
+            step and thresholds get no gradient and stay fixed. Needs ``max_active``; tied LISTA only.
     """
 
     def __init__(self, dictionary: torch.Tensor, n_iter: int = 16, lam: float = 0.1, *,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = None, dead_atom_threshold: float = 0.0, usage_decay: float = 0.99,
-                 usage_floor: float = 0.05, balance_step: float = 0.0, grad_iterations: int | None = None):
+                 usage_floor: float = 0.05, balance_step: float = 0.0, grad_iterations: int | None = None,
+                 refit: bool = False):
         super().__init__()
+        if refit and (max_active is None or untied):
+            raise ValueError("refit fits the max_active kept atoms of tied LISTA: it needs max_active and untied=False")
+        self.refit = bool(refit)
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}")
         if not lam > 0:
@@ -110,8 +119,11 @@ class LISTA(nn.Module):
         n_sets = self.n_iter if per_iteration else 1
         n_thr = k if threshold_per_atom else 1
         # untied LISTA steps by its fixed c0: a learnable step would get no gradient (an error under DDP)
-        self.step_raw = nn.Parameter(torch.full((n_sets,), _INIT_RAW), requires_grad=learn_step and not untied)
-        self.threshold_raw = nn.Parameter(torch.full((n_sets, n_thr), _INIT_RAW), requires_grad=learn_threshold)
+        # ... and so would the step and thresholds of a refit, which only choose the support
+        self.step_raw = nn.Parameter(torch.full((n_sets,), _INIT_RAW),
+                                     requires_grad=learn_step and not untied and not refit)
+        self.threshold_raw = nn.Parameter(torch.full((n_sets, n_thr), _INIT_RAW),
+                                          requires_grad=learn_threshold and not refit)
         if self.untied:
             c0 = float(spectral_norm_sq(dictionary))
             self.W = nn.Parameter((dictionary.T / c0).repeat(self.n_iter, 1, 1))
@@ -173,6 +185,8 @@ class LISTA(nn.Module):
             if self.max_active is not None and self.max_active < a.shape[1]:
                 bias = self.selection_bias if self.balance_step > 0 else None
                 a = keep_largest(a, self.max_active, dim=1, bias=bias)
+            if self.refit:
+                a = refit_on_support(a, z, dictionary, self.max_active)
         return LISTAOutput(codes=a, preactivation=pre, threshold=thr[-1].expand(a.shape[1]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -231,6 +245,19 @@ def keep_largest(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | No
         score = torch.where(a != 0, score + bias.view(shape), torch.zeros_like(score))
     keep = score.topk(k, dim=dim).indices
     return a * torch.zeros_like(a).scatter_(dim, keep, 1.0)
+
+
+def refit_on_support(a: torch.Tensor, z: torch.Tensor, dictionary: torch.Tensor, k: int,
+                     ridge: float = 1e-4) -> torch.Tensor:
+    """Codes a (N, K) with at most ``k`` non-zeros per row -> the same support with the values of
+    argmin_c ||z - D_S c||^2 + ridge ||c||^2 for each row of z (N, d) (dictionary D (d, K)): one small
+    batched solve, differentiable in z and D (the support itself is a discrete choice)."""
+    keep = a.abs().topk(k, dim=1).indices  # (N, k): the support, padded with zeros where it is smaller
+    on = (a.gather(1, keep) != 0).to(z.dtype)
+    atoms = dictionary.T[keep] * on[..., None]  # (N, k, d); padding atoms are zero vectors
+    gram = atoms @ atoms.transpose(1, 2) + ridge * torch.eye(k, device=z.device, dtype=z.dtype)
+    values = torch.linalg.solve(gram, atoms @ z[..., None]).squeeze(-1) * on  # padding solves to 0
+    return torch.zeros_like(a).scatter(1, keep, values)
 
 
 def to_rows(x: torch.Tensor) -> torch.Tensor:
