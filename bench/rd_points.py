@@ -4,7 +4,8 @@
 leave the card mostly idle, so this script trains any list of points in parallel processes (one CPU
 thread each) and evaluates every one on the same held-out split: PSNR, SSIM, the rate (bits per image,
 ``scvae.evaluation.estimate_rate``) and the collapse diagnostics. A point is a family followed by
-``KEY=VALUE`` overrides, as on the ``scvae train`` command line.
+``KEY=VALUE`` overrides, as on the ``scvae train`` command line. A point's ``psnr`` is measured after the
+quantisation its rate assumes (as in ``scvae rd``; ``psnr_unquantised`` is the plain held-out PSNR).
 
     python bench/rd_points.py --data ../shared/data/cifar10_test --out runs/rd-points --jobs 8 \\
         --point "scvae" --point "scvae model.max_active=4" --point "fsq model.levels=[8,8,8,5,5,5]" \\
@@ -12,7 +13,9 @@ thread each) and evaluates every one on the same held-out split: PSNR, SSIM, the
 
 Writes ``points.json`` (every finished point, rewritten as each one lands, so a stopped sweep keeps what it
 finished), ``points.md`` and ``rd.png`` (``--merge`` adds the points of an earlier rd.json or points.json
-to the table and figure).
+to the table and figure; with ``--merge`` alone nothing is trained). The table lists every point; the
+figure draws each family's best operating points (its upper envelope: no point of the family has fewer
+bits and a higher PSNR) as a line, and every other point as a marker.
 """
 from __future__ import annotations
 
@@ -68,7 +71,7 @@ def run_point(spec: str, args: argparse.Namespace) -> dict:
 
 
 def write_outputs(out: Path, points: list[dict], merged: list[dict]) -> None:
-    from scvae.evaluation.plots import curves
+    from scvae.evaluation.plots import rate_distortion_figure
 
     (out / "points.json").write_text(json.dumps({"points": points, "merged": merged}, indent=2) + "\n")
     rows = ["| family | setting | bits per image | PSNR (dB) | SSIM | active | atoms used | codebook used | source |",
@@ -82,16 +85,12 @@ def write_outputs(out: Path, points: list[dict], merged: list[dict]) -> None:
                     f"{' | '.join(cells)} | {p.get('device', 'merged')} |")
     (out / "points.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows), flush=True)
-    families = sorted({p["family"] for p in merged + points})
-    series = {f: sorted((p["bits_per_image"], p["psnr"]) for p in merged + points if p["family"] == f)
-              for f in families}
-    curves(series, out / "rd.png", "held-out PSNR (dB)", "rate-distortion, held-out images",
-           xlabel="bits per image (log scale)", logx=True)
+    rate_distortion_figure(merged + points, out / "rd.png", "rate-distortion, held-out images")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--point", action="append", required=True, help="family then KEY=VALUE overrides")
+    parser.add_argument("--point", action="append", default=[], help="family then KEY=VALUE overrides")
     parser.add_argument("--data", default=None)
     parser.add_argument("--out", required=True)
     parser.add_argument("--preset", default="small-32")

@@ -136,7 +136,7 @@ def test_compare_writes_one_table_for_all_models(image_folder, tmp_path, capsys)
 def test_rd_draws_every_family_from_one_sweep(image_folder, tmp_path, monkeypatch, capsys):
     from scvae import rate_distortion as rd
 
-    monkeypatch.setitem(rd.SWEEPS, "scvae", [{"max_active": 2, "balance_step": 0.0}, {"max_active": 15}])
+    monkeypatch.setitem(rd.SWEEPS, "scvae", [{"max_active": 2, "balance_step": 0.0}, {"max_active": 33}])
     monkeypatch.setitem(rd.SWEEPS, "fsq", [{"levels": [3, 3]}, {}])
     out = tmp_path / "rd"
     overrides = [o for o in TINY if "n_atoms" not in o] + ["val_ratio=0.25"]

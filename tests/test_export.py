@@ -10,13 +10,14 @@ ort = pytest.importorskip("onnxruntime")
 SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae-strong", "fsq"])
+@pytest.mark.parametrize("model_type", ["scvae", "scvae-no-refit", "ae", "vqvae-strong", "fsq"])
 def test_onnx_encoder_and_decoder_match_pytorch_at_any_size(model_type, tmp_path):
     from scvae.export import export_onnx
 
     torch.manual_seed(0)
-    kwargs = dict(SMALL, n_atoms=36, max_active=6) if model_type == "scvae" else dict(SMALL)
-    model = MODEL_REGISTRY[model_type](**kwargs)
+    refit = model_type == "scvae"
+    kwargs = dict(SMALL, n_atoms=36, max_active=6, refit=refit) if model_type.startswith("scvae") else dict(SMALL)
+    model = MODEL_REGISTRY[model_type.removesuffix("-no-refit")](**kwargs)
     model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)  # trained state (k-means init, usage statistics)
     paths = export_onnx(model.eval(), tmp_path)
     assert not model.training
@@ -26,6 +27,11 @@ def test_onnx_encoder_and_decoder_match_pytorch_at_any_size(model_type, tmp_path
     assert codes.shape == tuple(reference.shape)
     if np.issubdtype(codes.dtype, np.integer):  # nearest-code indices: float near-ties may pick a neighbour
         assert (codes == reference.numpy()).mean() >= 0.99
+    elif refit:  # least squares on nearly dependent atoms amplifies float rounding in single coefficients ...
+        assert ((codes != 0) == (reference.numpy() != 0)).mean() >= 0.999
+        with torch.no_grad():  # ... but not in D a, what the decoder sees
+            latent_hat = model.synthesize(torch.from_numpy(codes)) - model.synthesize(reference)
+        assert latent_hat.abs().max() <= 1e-4
     else:
         assert np.abs(codes - reference.numpy()).max() <= 1e-4
     images = ort.InferenceSession(str(paths["decoder"])).run(None, {"codes": codes})[0]

@@ -165,3 +165,14 @@ def test_refit_gives_the_least_squares_values_on_the_kept_support():
     assert not refit.threshold_raw.requires_grad and not refit.step_raw.requires_grad  # ... not in the support choice
     with pytest.raises(ValueError, match="max_active"):
         LISTA(dictionary, refit=True)
+
+
+def test_the_exportable_solver_matches_torch_linalg_solve():
+    from scvae.sparse.lista import spd_solve_plain
+
+    torch.manual_seed(0)
+    atoms = torch.randn(20, 9, 16)
+    matrix = atoms @ atoms.transpose(1, 2) / 16 + 1e-4 * torch.eye(9)  # Gram matrices, as in the refit
+    rhs = torch.randn(20, 9)
+    expected = torch.linalg.solve(matrix, rhs[..., None]).squeeze(-1)
+    assert torch.allclose(spd_solve_plain(matrix, rhs), expected, atol=1e-4, rtol=1e-4)

@@ -67,7 +67,7 @@ def _close(a, b, atol=1e-4):
 
 @pytest.mark.parametrize("options", [
     ["--model-type", "scvae", "model.n_atoms=36"],
-    ["--model-type", "scvae", "model.n_atoms=36", "model.untied=true", "model.n_iter=3"],
+    ["--model-type", "scvae", "model.n_atoms=36", "model.untied=true", "model.refit=false", "model.n_iter=3"],
     ["--model-type", "scvae", "model.n_atoms=36", "model.learn_dictionary=true", "model.dead_atom_threshold=100"],
     ["--model-type", "vqvae", "model.ema=true", "model.dead_code_threshold=1.0", "model.l2_normalize=true"],
     ["--model-type", "vqvae-strong", "model.kmeans_init=false", "model.dead_code_threshold=0"],

@@ -1,8 +1,9 @@
 """``scvae rd``: a small sweep per model family, each point's rate (bits per image) and PSNR on the same
 held-out images, drawn as one rate-distortion figure with a Markdown + JSON table.
 
-Each family sweeps the knob that sets its rate (SC-VAE the active atoms per code, FSQ its levels); the
-strong VQ-VAE, the VAE and the AE are one point each here (the AE's rate is that of its quantised latent).
+Each family sweeps the knob that sets its rate (SC-VAE the active atoms per code, the strong VQ-VAE its
+codebook size, FSQ its levels); the VAE and the AE are one point each (the AE's rate is that of its
+quantised latent). On a GPU, ``bench/rd_points.py`` trains such points in parallel.
 Runs are trained with the same backbone, split, seed and step budget, and a finished run of the same
 config is reused (``scvae compare`` trains the same runs, so the two commands can share an output folder).
 """
@@ -19,17 +20,20 @@ from .compare import train_or_reuse
 from .config import resolve_config
 from .errors import ScvaeError
 from .evaluation import estimate_rate
-from .evaluation.plots import curves
+from .evaluation.plots import rate_distortion_figure
 from .evaluation.report import CONVENTIONS, package_versions
 from .training import build_datasets, load_model
 
-# Each family's points, as model overrides of the preset ({} is the preset itself). SC-VAE at k = 1 (one
-# atom and its coefficient per position) sits near a VQ token's rate; loss-free balancing is off there,
-# because with a single kept atom every biased pick replaces the best atom (see docs/design.md).
+# Each family's points, as model overrides of the preset ({} is the preset itself). SC-VAE's low-rate points
+# use 121 atoms and keep their shrunk LISTA values (no refit): at k = 2-8 a learned dictionary was the best
+# measured choice (docs/design.md, "Rate"); k = 2 needs a slower balancing. The quantizers go from 256
+# codes up to the largest codebook that still gains (FSQ saturates near 8^7 codes at this budget).
+_LOW_RATE_SC = dict(n_atoms=121, refit=False)
 SWEEPS: dict[str, list[dict[str, Any]]] = {
-    "scvae": [{"max_active": 1, "balance_step": 0.0}, {"max_active": 4}, {}],
-    "vqvae-strong": [{}],
-    "fsq": [{"levels": [8, 6, 5]}, {}],
+    "scvae": [dict(_LOW_RATE_SC, max_active=2, learn_dictionary=True, balance_step=1e-4),
+              dict(_LOW_RATE_SC, max_active=4, learn_dictionary=True), dict(_LOW_RATE_SC, max_active=8), {}],
+    "vqvae-strong": [{"codebook_size": 256}, {}, {"codebook_size": 4096}],
+    "fsq": [{"levels": [8, 6, 5]}, {}, {"levels": [8, 8, 8, 5, 5, 5]}, {"levels": [8] * 7}],
     "vae": [{}],
     "ae": [{}],
 }
@@ -74,10 +78,8 @@ def rate_distortion(out: str | os.PathLike, families: list[str], preset: str | N
     out.mkdir(parents=True, exist_ok=True)
     (out / "rd.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "rd.md").write_text(rd_markdown(summary))
-    series = {f: [(p["bits_per_image"], p["psnr"]) for p in points if p["family"] == f] for f in families}
-    curves(series, out / "rd.png", "held-out PSNR (dB)",
-           f"rate-distortion, {summary['n_val_images']} held-out images, {summary['steps']} steps each",
-           xlabel="bits per image (log scale)", logx=True)
+    rate_distortion_figure(points, out / "rd.png",
+                           f"rate-distortion, {summary['n_val_images']} held-out images, {summary['steps']} steps each")
     return summary
 
 

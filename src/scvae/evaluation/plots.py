@@ -36,13 +36,18 @@ def usage_histogram(result: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def curves(series: dict[str, list[tuple[float, float]]], path: str | os.PathLike, ylabel: str, title: str,
-           xlabel: str = "step", logx: bool = False) -> None:
-    """One line per named series of (x, y) points (sorted by x)."""
+           xlabel: str = "step", logx: bool = False,
+           markers: dict[str, list[tuple[float, float]]] | None = None) -> None:
+    """One line per named series of (x, y) points (sorted by x); ``markers`` adds unjoined points drawn in
+    the colour of the series of the same name."""
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     for name, points in series.items():
         if points:
             xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="o", ms=3, label=name)
+            line, = ax.plot(xs, ys, marker="o", ms=3, label=name)
+            if markers and markers.get(name):
+                mx, my = zip(*markers[name])
+                ax.plot(mx, my, ls="none", marker="x", ms=4, color=line.get_color(), alpha=0.6)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -53,6 +58,27 @@ def curves(series: dict[str, list[tuple[float, float]]], path: str | os.PathLike
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def upper_envelope(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(bits, psnr) pairs -> those that no other pair beats with as few bits, sorted by bits."""
+    best, front = float("-inf"), []
+    for bits, psnr in sorted(points, key=lambda p: (p[0], -p[1])):
+        if psnr > best:
+            front.append((bits, psnr))
+            best = psnr
+    return front
+
+
+def rate_distortion_figure(points: list[dict], path: str | os.PathLike, title: str) -> None:
+    """PSNR against bits per image (log scale) of points with ``family``, ``bits_per_image`` and ``psnr``:
+    a line through each family's best operating points (its upper envelope), a cross at every other point."""
+    every: dict[str, list[tuple[float, float]]] = {}
+    for p in points:
+        every.setdefault(p["family"], []).append((p["bits_per_image"], p["psnr"]))
+    curves({f: upper_envelope(pts) for f, pts in every.items()}, path, "held-out PSNR (dB)",
+           f"{title}\n(lines: each family's best points; x: its other points)",
+           xlabel="bits per image (log scale)", logx=True, markers=every)
 
 
 def labelled_rows(rows: list, labels: list[str], path: str | os.PathLike, title: str = "") -> None:

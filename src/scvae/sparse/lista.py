@@ -80,7 +80,8 @@ class LISTA(nn.Module):
                  refit: bool = False):
         super().__init__()
         if refit and (max_active is None or untied):
-            raise ValueError("refit fits the max_active kept atoms of tied LISTA: it needs max_active and untied=False")
+            raise ValueError("refit fits the max_active kept atoms of tied LISTA: it needs max_active and "
+                             "untied=False (or set refit=False)")
         self.refit = bool(refit)
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}")
@@ -181,12 +182,14 @@ class LISTA(nn.Module):
                 cs = self.step_constants(dictionary).float()
                 cs = cs[per_iter.clamp(max=cs.shape[0] - 1)]  # (T,)
                 thr = lams / cs[:, None]
-                a, pre = unrolled_ista(z @ dictionary, dictionary.T @ dictionary, 1.0 / cs, thr, self.grad_iterations)
+                drive, gram = z @ dictionary, dictionary.T @ dictionary
+                with torch.set_grad_enabled(torch.is_grad_enabled() and not self.refit):  # refit: support only
+                    a, pre = unrolled_ista(drive, gram, 1.0 / cs, thr, self.grad_iterations)
             if self.max_active is not None and self.max_active < a.shape[1]:
                 bias = self.selection_bias if self.balance_step > 0 else None
                 a = keep_largest(a, self.max_active, dim=1, bias=bias)
             if self.refit:
-                a = refit_on_support(a, z, dictionary, self.max_active)
+                a = refit_on_support(a, drive, gram, self.max_active)
         return LISTAOutput(codes=a, preactivation=pre, threshold=thr[-1].expand(a.shape[1]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -247,17 +250,47 @@ def keep_largest(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | No
     return a * torch.zeros_like(a).scatter_(dim, keep, 1.0)
 
 
-def refit_on_support(a: torch.Tensor, z: torch.Tensor, dictionary: torch.Tensor, k: int,
+def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, k: int,
                      ridge: float = 1e-4) -> torch.Tensor:
     """Codes a (N, K) with at most ``k`` non-zeros per row -> the same support with the values of
-    argmin_c ||z - D_S c||^2 + ridge ||c||^2 for each row of z (N, d) (dictionary D (d, K)): one small
-    batched solve, differentiable in z and D (the support itself is a discrete choice)."""
-    keep = a.abs().topk(k, dim=1).indices  # (N, k): the support, padded with zeros where it is smaller
-    on = (a.gather(1, keep) != 0).to(z.dtype)
-    atoms = dictionary.T[keep] * on[..., None]  # (N, k, d); padding atoms are zero vectors
-    gram = atoms @ atoms.transpose(1, 2) + ridge * torch.eye(k, device=z.device, dtype=z.dtype)
-    values = torch.linalg.solve(gram, atoms @ z[..., None]).squeeze(-1) * on  # padding solves to 0
-    return torch.zeros_like(a).scatter(1, keep, values)
+    argmin_c ||z - D_S c||^2 + ridge ||c||^2, from drive = z D (N, K) and gram = D^T D (K, K): one batched
+    k x k solve, differentiable in z and D; the support itself is a discrete choice. In float64: coherent
+    atoms make these systems ill-conditioned, and float32 solvers then disagree in the third digit."""
+    keep = a.abs().topk(k, dim=1).indices  # (N, k): the support, padded with zero entries where it is smaller
+    on = (a.gather(1, keep) != 0).double()
+    sub = gram.double()[keep[:, :, None], keep[:, None, :]] * (on[:, :, None] * on[:, None, :])
+    sub = sub + ridge * torch.eye(k, device=a.device, dtype=torch.float64)  # padding rows: ridge * c = 0
+    rhs = drive.double().gather(1, keep) * on
+    if torch.onnx.is_in_onnx_export():  # ONNX has no linear solver
+        values = spd_solve_plain(sub, rhs)
+    else:
+        values = torch.linalg.solve(sub, rhs[..., None]).squeeze(-1)
+    return torch.zeros_like(a).scatter(1, keep, values.to(a.dtype))
+
+
+def spd_solve_plain(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Solve matrix (N, k, k) @ x = rhs (N, k) for symmetric positive definite matrices with products, sums
+    and square roots only (Cholesky column by column, then the two triangular solves): the form that
+    exports to ONNX. k steps each, so meant for small k."""
+    k = rhs.shape[1]
+    columns: list[torch.Tensor] = []  # column j of the Cholesky factor L, zero above row j, each (N, k)
+    below = torch.tril(torch.ones(k, k, dtype=rhs.dtype, device=rhs.device))  # below[:, j]: rows >= j
+    for j in range(k):
+        v = matrix[:, :, j]
+        if columns:
+            done = torch.stack(columns, dim=2)  # (N, k, j)
+            v = v - (done * done[:, j:j + 1, :]).sum(-1)
+        columns.append(v * below[:, j] / torch.sqrt(v[:, j:j + 1]))
+    factor = torch.stack(columns, dim=2)  # (N, k, k), lower triangular
+    y: list[torch.Tensor] = []  # L y = rhs, top row first
+    for j in range(k):
+        partial = (factor[:, j, :j] * torch.stack(y, dim=1)).sum(-1) if y else 0
+        y.append((rhs[:, j] - partial) / factor[:, j, j])
+    x: list[torch.Tensor] = []  # L^T x = y, bottom row first
+    for j in reversed(range(k)):
+        partial = (factor[:, j + 1:, j] * torch.stack(x[::-1], dim=1)).sum(-1) if x else 0
+        x.append((y[j] - partial) / factor[:, j, j])
+    return torch.stack(x[::-1], dim=1)
 
 
 def to_rows(x: torch.Tensor) -> torch.Tensor:
