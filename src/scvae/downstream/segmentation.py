@@ -48,8 +48,8 @@ def _working_image(image: np.ndarray, size: int | None) -> np.ndarray:
 
 
 class CodeFeatures:
-    """A model's codes at every latent position, as the decoder's input they stand for, encoded at the image's own size (or with the
-    shorter side resized to ``size``).
+    """A model's codes at every latent position, as the decoder input they stand for, encoded at the image's
+    own size (or with the shorter side resized to ``size``).
 
     The image is reflect-padded by ``margin`` cells on every side (and up to a multiple of f) and the
     grid is cropped back to the cells that cover the image. Without the margin, the positions along the

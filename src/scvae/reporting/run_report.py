@@ -93,6 +93,18 @@ def _run_starts(path: Path) -> list[dict] | None:
         return None
 
 
+def _held_out(t) -> str:
+    """Which images the held-out numbers come from, in words (``t``: the run's TrainConfig)."""
+    if t.val_data:
+        return f"the separate folder {t.val_data}"
+    if t.data is None:
+        return "the built-in photos' held-out bottom band"
+    if t.split_group == "none":
+        return (f"{t.val_ratio:.0%} of the files held out file by file: with video frames or near-duplicates "
+                "this is an in-distribution score, not generalisation")
+    return f"{t.val_ratio:.0%} of the files held out by whole {t.split_group} groups"
+
+
 def _training(c: dict) -> str:
     rows = read_metrics(c["run_dir"])
     if not rows:
@@ -110,12 +122,7 @@ def _reconstruction(c: dict) -> str:
     save_grid([x, model.reconstruct(x)], files / "reconstructions.png", nrow=len(x), upscale=max(1, 96 // x.shape[-1]))
     usage_histogram({"model_type": model.model_type, "usage_counts": report.usage_counts,
                      "diagnostics": report.diagnostics, "data": {"n_images": report.n_images}}, files / "usage.png")
-    t = c["run"].train
-    split = (f"the separate folder {t.val_data}" if t.val_data else "the built-in photos' held-out bottom band"
-             if t.data is None else f"{t.val_ratio:.0%} of the files held out " +
-             ("file by file: with video frames or near-duplicates this is an in-distribution score, not "
-              "generalisation" if t.split_group == "none" else f"by whole {t.split_group} groups"))
-    parts = [html.paragraph(f"{report.n_images} held-out images (central crops) from {split}:"),
+    parts = [html.paragraph(f"{report.n_images} held-out images (central crops) from {_held_out(c['run'].train)}:"),
              html.key_values(report.summary()),
              html.image(files / "reconstructions.png", "held-out images (top) over their reconstructions (bottom)"),
              html.image(files / "usage.png", "atom / code usage over the held-out images (KL per channel for a VAE)")]

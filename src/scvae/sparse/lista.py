@@ -187,9 +187,12 @@ class LISTA(nn.Module):
                     a, pre = unrolled_ista(drive, gram, 1.0 / cs, thr, self.grad_iterations)
             if self.max_active is not None and self.max_active < a.shape[1]:
                 bias = self.selection_bias if self.balance_step > 0 else None
-                a = keep_largest(a, self.max_active, dim=1, bias=bias)
+                keep = largest_indices(a, self.max_active, dim=1, bias=bias)
+                a = a * torch.zeros_like(a).scatter_(1, keep, 1.0)
+            else:
+                keep = torch.arange(a.shape[1], device=a.device).expand(a.shape[0], -1)
             if self.refit:
-                a = refit_on_support(a, drive, gram, self.max_active)
+                a = refit_on_support(a, drive, gram, keep)
         return LISTAOutput(codes=a, preactivation=pre, threshold=thr[-1].expand(a.shape[1]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -237,26 +240,32 @@ class LISTA(nn.Module):
                 f"learn_dictionary={self.learn_dictionary}, untied={self.untied}, max_active={self.max_active}")
 
 
-def keep_largest(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Zero all but the ``k`` largest-magnitude entries of ``a`` along ``dim`` (gradients flow through
-    the kept ones): the projection onto codes with at most ``k`` non-zeros. ``bias`` (one value per entry
+def largest_indices(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices of the ``k`` largest-magnitude entries of ``a`` along ``dim``; ``bias`` (one value per entry
     along ``dim``), when given, is added to the magnitudes of the non-zero entries for the choice only."""
     score = a.abs()
     if bias is not None:
         shape = [1] * a.dim()
         shape[dim] = -1
         score = torch.where(a != 0, score + bias.view(shape), torch.zeros_like(score))
-    keep = score.topk(k, dim=dim).indices
-    return a * torch.zeros_like(a).scatter_(dim, keep, 1.0)
+    return score.topk(k, dim=dim).indices
 
 
-def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, k: int,
+def keep_largest(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero all but the ``k`` largest-magnitude entries of ``a`` along ``dim`` (gradients flow through
+    the kept ones): the projection onto codes with at most ``k`` non-zeros (``bias``: see
+    :func:`largest_indices`)."""
+    return a * torch.zeros_like(a).scatter_(dim, largest_indices(a, k, dim, bias), 1.0)
+
+
+def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, keep: torch.Tensor,
                      ridge: float = 1e-4) -> torch.Tensor:
-    """Codes a (N, K) with at most ``k`` non-zeros per row -> the same support with the values of
-    argmin_c ||z - D_S c||^2 + ridge ||c||^2, from drive = z D (N, K) and gram = D^T D (K, K): one batched
-    k x k solve, differentiable in z and D; the support itself is a discrete choice. In float64: coherent
-    atoms make these systems ill-conditioned, and float32 solvers then disagree in the third digit."""
-    keep = a.abs().topk(k, dim=1).indices  # (N, k): the support, padded with zero entries where it is smaller
+    """Codes a (N, K), zero outside the columns ``keep`` (N, k) of each row -> the same support with the
+    values of argmin_c ||z - D_S c||^2 + ridge ||c||^2, from drive = z D (N, K) and gram = D^T D (K, K): one
+    batched k x k solve, differentiable in z and D; the support itself is a discrete choice. In float64:
+    coherent atoms make these systems ill-conditioned, and float32 solvers then disagree in the third digit.
+    Kept entries that are zero (a row with fewer non-zeros than k) stay zero."""
+    k = keep.shape[1]
     on = (a.gather(1, keep) != 0).double()
     sub = gram.double()[keep[:, :, None], keep[:, None, :]] * (on[:, :, None] * on[:, None, :])
     sub = sub + ridge * torch.eye(k, device=a.device, dtype=torch.float64)  # padding rows: ridge * c = 0
