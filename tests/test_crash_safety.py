@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import torch
 from safetensors.torch import load_file
 
@@ -54,3 +56,21 @@ def test_kill_9_loop_then_resume_is_bit_identical(image_folder, tmp_path):
     a, b = load_file(str(straight / "checkpoints/last/model.safetensors")), load_file(
         str(killed / "checkpoints/last/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_write_killed_before_its_rename_leaves_the_old_config(tmp_path, monkeypatch):
+    """The CI failure this pins: a kill while ``config.yaml`` was rewritten on resume left it empty, and the
+    next resume refused the run. Now the file is replaced by a rename, so it is the old or the new one."""
+    from scvae.config import load_run_config, resolve_config, save_run_config
+
+    path = tmp_path / "config.yaml"
+    save_run_config(resolve_config("small-32", "scvae", overrides=["train.steps=40"]), path)
+
+    def killed(*args):
+        raise KeyboardInterrupt  # stands in for the SIGKILL: nothing after this point runs
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_run_config(resolve_config("small-32", "scvae", overrides=["train.steps=80"]), path)
+    assert load_run_config(path).train.steps == 40
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temp file left behind

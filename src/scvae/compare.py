@@ -15,6 +15,7 @@ from .evaluation.plots import curves, labelled_rows, usage_histogram
 from .evaluation.report import CONVENTIONS, markdown_table, package_versions
 from .training import build_datasets, load_model, train
 from .errors import ScvaeError
+from .files import write_text_atomic
 from .training.checkpoint import load_trainer_state
 from .training.loggers import read_metrics
 from .training.trainer import CONFIG_FILE
@@ -72,9 +73,9 @@ def compare(out: str | os.PathLike, models: list[str], preset: str | None = None
     summary = {"preset": first.preset, "steps": first.train.steps, "seed": first.train.seed,
                "data": first.train.data or "built-in scikit-image photos", "n_val_images": len(datasets[1]),
                "models": results, "conventions": CONVENTIONS, "versions": package_versions()}
-    (out / "compare.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic((out / "compare.json"), json.dumps(summary, indent=2) + "\n")
     table = markdown_table({m: r for m, r in results.items()}, COLUMNS)
-    (out / "compare.md").write_text(
+    write_text_atomic((out / "compare.md"), 
         f"# SC-VAE vs baselines: preset {first.preset}, {first.train.steps} steps, seed {first.train.seed}, "
         f"{len(datasets[1])} held-out images\n\n{table}\nEvaluated on the last checkpoint of each run. "
         f"Empty cells do not apply to that model.\n")

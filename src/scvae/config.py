@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import ScvaeError
+from .files import write_text_atomic
 from .models import MODEL_REGISTRY
 from .presets import get_preset, model_settings
 
@@ -266,7 +267,7 @@ def build_model(run: RunConfig):
 
 
 def save_run_config(run: RunConfig, path: str | os.PathLike) -> None:
-    Path(path).write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(run.to_dict(), sort_keys=False))
 
 
 def load_run_config(path: str | os.PathLike) -> RunConfig:

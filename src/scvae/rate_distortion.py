@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .compare import train_or_reuse
 from .config import resolve_config
 from .errors import ScvaeError
+from .files import write_text_atomic
 from .evaluation import estimate_rate
 from .evaluation.plots import rate_distortion_figure
 from .evaluation.report import CONVENTIONS, package_versions
@@ -76,8 +77,8 @@ def rate_distortion(out: str | os.PathLike, families: list[str], preset: str | N
                "data": first.train.data or "built-in scikit-image photos", "points": points,
                "conventions": CONVENTIONS, "versions": package_versions()}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "rd.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "rd.md").write_text(rd_markdown(summary))
+    write_text_atomic((out / "rd.json"), json.dumps(summary, indent=2) + "\n")
+    write_text_atomic((out / "rd.md"), rd_markdown(summary))
     rate_distortion_figure(points, out / "rd.png",
                            f"rate-distortion, {summary['n_val_images']} held-out images, {summary['steps']} steps each")
     return summary

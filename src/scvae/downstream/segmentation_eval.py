@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..data.masks import load_mask, load_pair
 from ..errors import ScvaeError
+from ..files import write_text_atomic
 from ..reporting.figures import colorize, overlay, panel_figure
 from .segmentation import CodeFeatures, FeatureFn, PixelFeatures, SegmentOptions, segment
 from .segmentation_metrics import SegmentationScorer, class_of_cluster, paired_miou_difference
@@ -138,9 +139,9 @@ def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, titl
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / name for kind, name in zip(("json", "md", "png"), SEGMENT_EVAL_FILES)}
-    paths["json"].write_text(json.dumps({"title": title, **result_json(result)}, indent=2) + "\n")
+    write_text_atomic(paths["json"], json.dumps({"title": title, **result_json(result)}, indent=2) + "\n")
     ignore = f", ignoring label(s) {', '.join(map(str, result['ignore']))}" if result["ignore"] else ""
-    paths["md"].write_text(
+    write_text_atomic(paths["md"], 
         f"# Unsupervised segmentation{': ' + title if title else ''}\n\n"
         f"{result['n_images']} images, k = {result['k']}, position weight {result['position_weight']}, "
         f"whitened components {result['whiten'] or 'off'}, refinement {result['refine']}{ignore}. "

@@ -12,6 +12,7 @@ from torchmetrics.functional.image import multiscale_structural_similarity_index
 
 from ..data import CropDataset, open_images
 from ..errors import ScvaeError
+from ..files import write_text_atomic
 from ..models import AutoencoderModel
 from .metrics import to_unit
 from .perceptual import make_scorers
@@ -113,12 +114,12 @@ def write_eval(result: dict[str, Any], out: str | os.PathLike) -> dict[str, Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / name for kind, name in zip(("json", "md", "png"), EVAL_FILES)}
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(paths["json"], json.dumps(result, indent=2) + "\n")
     scalars = {**result["metrics"], **{k: v for k, v in result["diagnostics"].items() if isinstance(v, (int, float))}}
     md = [f"# Evaluation of a {result['model_type']} model on {result['data']['n_images']} images",
           "", markdown_table({"value": scalars}, list(scalars)), ""]
     md += [f"- {line}" for line in result["skipped"]]
     md += ["", "Conventions: " + "; ".join(f"{k}: {v}" for k, v in result["conventions"].items())]
-    paths["md"].write_text("\n".join(md) + "\n")
+    write_text_atomic(paths["md"], "\n".join(md) + "\n")
     usage_histogram(result, paths["png"])
     return paths

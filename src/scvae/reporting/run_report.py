@@ -21,6 +21,7 @@ from ..downstream import (CodeFeatures, SegmentOptions, collect_code_vectors, fi
                           segment)
 from ..downstream.segmentation_eval import PAIRED_COLUMNS, PAIRED_NOTE, paired_rows
 from ..errors import ScvaeError
+from ..files import write_text_atomic
 from ..presets import GENERATION_DEFAULTS
 from ..evaluation import evaluate_reconstruction
 from ..evaluation.plots import usage_histogram
@@ -54,7 +55,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, data: str |
     for stage in tqdm(stages, desc="report", unit="section", disable=not progress):
         sections.append(stage(context))
     title = f"scvae report: {run.model_type} run {run_dir.resolve().name}"
-    out.write_text(html.page(title, [s for s in sections if s]))
+    write_text_atomic(out, html.page(title, [s for s in sections if s]))
     return out
 
 

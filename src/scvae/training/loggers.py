@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ScvaeError
+from ..files import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -116,7 +117,7 @@ class MetricsLogger:
         self.enabled, self.path, self.trackers = enabled, run_dir / METRICS_FILE, []
         if enabled and resumed_at is not None and self.path.is_file():
             kept = [row for row in read_metrics(run_dir) if row["step"] <= resumed_at]
-            self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            write_text_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         if enabled and run is not None:
             config = run.to_dict()
             self.trackers = [TRACKERS[name](run_dir, config) for name in run.train.loggers if _installed(name)]

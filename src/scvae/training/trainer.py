@@ -27,6 +27,7 @@ from ..config import RunConfig, build_model, save_run_config
 from ..data import CropDataset, builtin_datasets, folder_datasets, save_grid
 from ..data.streaming import LazyImages, default_workers, step_loader
 from ..errors import ScvaeError
+from ..files import write_text_atomic
 from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
 from .checkpoint import load_trainer_state, recover_checkpoint, save_checkpoint
 from .distributed import setup_distributed
@@ -291,7 +292,7 @@ def _record_start(out: Path, step: int, command: list[str] | None) -> None:
     starts.append({"command": command or [Path(sys.argv[0]).name, *sys.argv[1:]], "step": step,
                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "versions": package_versions(), "host": platform.node()})
-    path.write_text(json.dumps({"starts": starts}, indent=2) + "\n")
+    write_text_atomic(path, json.dumps({"starts": starts}, indent=2) + "\n")
 
 
 def _train_values(output: Any, x: torch.Tensor, loss: torch.Tensor) -> dict[str, float]:
