@@ -5,6 +5,7 @@ batch of real photo crops, so all models see the same machine state; the median 
 with the median of the per-round ratios to the reference model (default: the strong VQ-VAE) and their range. Run it with nothing else on the CPU.
 
     python bench/train_step_speed.py [--preset small-32] [--rounds 5] [--steps 10] [--json out.json]
+        [--variant scvae-t4=scvae:n_iter=4 ...]   (a preset model with some settings changed, timed alongside)
 """
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ def real_batch(resolution: int, batch_size: int) -> torch.Tensor:
     return data.batch(list(range(batch_size)))
 
 
+def parse_variant(spec: str) -> tuple[str, str, dict]:
+    """'scvae-t4=scvae:n_iter=4,refit=false' -> ('scvae-t4', 'scvae', {'n_iter': 4, 'refit': False})."""
+    import yaml
+
+    name, _, rest = spec.partition("=")
+    family, _, pairs = rest.partition(":")
+    if not name or family not in MODEL_REGISTRY:
+        raise SystemExit(f"--variant {spec!r}: expected NAME=FAMILY:KEY=VALUE,... with FAMILY one of "
+                         f"{', '.join(MODEL_REGISTRY)}")
+    settings = {}
+    for pair in filter(None, pairs.split(",")):
+        key, _, value = pair.partition("=")
+        settings[key] = yaml.safe_load(value)
+    return name, family, settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small-32")
@@ -39,12 +56,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=FAMILY:KEY=VALUE,...",
+                        help="also time FAMILY's preset model with these model settings (values read as YAML)")
     args = parser.parse_args()
     torch.manual_seed(0)
     names = args.models.split(",")
     batch_size = args.batch_size or get_preset(args.preset)["train"].get("batch_size", 32)
     x = real_batch(model_settings(args.preset, names[0])["resolution"], batch_size)
     models = {n: MODEL_REGISTRY[n](**model_settings(args.preset, n)).train() for n in names}
+    for spec in args.variant:
+        name, family, settings = parse_variant(spec)
+        models[name] = MODEL_REGISTRY[family](**{**model_settings(args.preset, family), **settings}).train()
+        names.append(name)
     optimizers = {n: torch.optim.Adam(m.parameters(), lr=1e-4) for n, m in models.items()}
 
     def run(name: str, steps: int) -> float:

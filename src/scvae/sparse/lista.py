@@ -14,6 +14,7 @@ from torch import nn
 
 from ..collective import all_gather_rows, all_reduce_sum, broadcast_from_main
 from .dictionary import spectral_norm_sq
+from .refit import refit_on_support
 from .solvers import soft_threshold
 from .unrolled_ista import unrolled_ista
 
@@ -117,6 +118,7 @@ class LISTA(nn.Module):
         # EMA of each atom's activations per batch; starts at the threshold's scale so no atom is dead at once
         self.register_buffer("usage_ema", torch.full((k,), max(1.0, 2 * self.dead_atom_threshold)))
         self.register_buffer("selection_bias", torch.zeros(k))
+        self._fixed_lipschitz: float | None = None
         n_sets = self.n_iter if per_iteration else 1
         n_thr = k if threshold_per_atom else 1
         # untied LISTA steps by its fixed c0: a learnable step would get no gradient (an error under DDP)
@@ -135,6 +137,7 @@ class LISTA(nn.Module):
         # checkpoints written before the usage statistics existed load with fresh ones
         for name in ("usage_ema", "selection_bias"):
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        self._fixed_lipschitz = None  # the loaded dictionary may differ
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -158,10 +161,14 @@ class LISTA(nn.Module):
 
     def step_constants(self, dictionary: torch.Tensor) -> torch.Tensor:
         """(n_sets,) c_t >= ||D||_2^2; the ISTA step is 1 / c_t."""
-        if torch.onnx.is_in_onnx_export():  # ONNX has no spectral norm; the exported weights are fixed anyway
-            lipschitz = torch.tensor(float(spectral_norm_sq(dictionary.detach())), dtype=dictionary.dtype)
-        else:
+        if self.learn_dictionary and not torch.onnx.is_in_onnx_export():
             lipschitz = spectral_norm_sq(dictionary).detach()
+        else:  # a constant: ONNX has no spectral norm, and a fixed dictionary needs one SVD, not one per pass
+            value = self._fixed_lipschitz
+            if value is None:
+                value = float(spectral_norm_sq(dictionary.detach()))
+                self._fixed_lipschitz = None if self.learn_dictionary else value
+            lipschitz = torch.tensor(value, dtype=dictionary.dtype, device=dictionary.device)
         return lipschitz * (1.0 + F.softplus(self.step_raw))
 
     def iterate(self, z: torch.Tensor) -> LISTAOutput:
@@ -188,7 +195,8 @@ class LISTA(nn.Module):
             if self.max_active is not None and self.max_active < a.shape[1]:
                 bias = self.selection_bias if self.balance_step > 0 else None
                 keep = largest_indices(a, self.max_active, dim=1, bias=bias)
-                a = a * torch.zeros_like(a).scatter_(1, keep, 1.0)
+                if not self.refit:  # the refit writes only the kept entries anyway
+                    a = a * torch.zeros_like(a).scatter_(1, keep, 1.0)
             else:
                 keep = torch.arange(a.shape[1], device=a.device).expand(a.shape[0], -1)
             if self.refit:
@@ -256,50 +264,6 @@ def keep_largest(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | No
     the kept ones): the projection onto codes with at most ``k`` non-zeros (``bias``: see
     :func:`largest_indices`)."""
     return a * torch.zeros_like(a).scatter_(dim, largest_indices(a, k, dim, bias), 1.0)
-
-
-def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, keep: torch.Tensor,
-                     ridge: float = 1e-4) -> torch.Tensor:
-    """Codes a (N, K), zero outside the columns ``keep`` (N, k) of each row -> the same support with the
-    values of argmin_c ||z - D_S c||^2 + ridge ||c||^2, from drive = z D (N, K) and gram = D^T D (K, K): one
-    batched k x k solve, differentiable in z and D; the support itself is a discrete choice. In float64:
-    coherent atoms make these systems ill-conditioned, and float32 solvers then disagree in the third digit.
-    Kept entries that are zero (a row with fewer non-zeros than k) stay zero."""
-    k = keep.shape[1]
-    on = (a.gather(1, keep) != 0).double()
-    sub = gram.double()[keep[:, :, None], keep[:, None, :]] * (on[:, :, None] * on[:, None, :])
-    sub = sub + ridge * torch.eye(k, device=a.device, dtype=torch.float64)  # padding rows: ridge * c = 0
-    rhs = drive.double().gather(1, keep) * on
-    if torch.onnx.is_in_onnx_export():  # ONNX has no linear solver
-        values = spd_solve_plain(sub, rhs)
-    else:
-        values = torch.linalg.solve(sub, rhs[..., None]).squeeze(-1)
-    return torch.zeros_like(a).scatter(1, keep, values.to(a.dtype))
-
-
-def spd_solve_plain(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-    """Solve matrix (N, k, k) @ x = rhs (N, k) for symmetric positive definite matrices with products, sums
-    and square roots only (Cholesky column by column, then the two triangular solves): the form that
-    exports to ONNX. k steps each, so meant for small k."""
-    k = rhs.shape[1]
-    columns: list[torch.Tensor] = []  # column j of the Cholesky factor L, zero above row j, each (N, k)
-    below = torch.tril(torch.ones(k, k, dtype=rhs.dtype, device=rhs.device))  # below[:, j]: rows >= j
-    for j in range(k):
-        v = matrix[:, :, j]
-        if columns:
-            done = torch.stack(columns, dim=2)  # (N, k, j)
-            v = v - (done * done[:, j:j + 1, :]).sum(-1)
-        columns.append(v * below[:, j] / torch.sqrt(v[:, j:j + 1]))
-    factor = torch.stack(columns, dim=2)  # (N, k, k), lower triangular
-    y: list[torch.Tensor] = []  # L y = rhs, top row first
-    for j in range(k):
-        partial = (factor[:, j, :j] * torch.stack(y, dim=1)).sum(-1) if y else 0
-        y.append((rhs[:, j] - partial) / factor[:, j, j])
-    x: list[torch.Tensor] = []  # L^T x = y, bottom row first
-    for j in reversed(range(k)):
-        partial = (factor[:, j + 1:, j] * torch.stack(x[::-1], dim=1)).sum(-1) if x else 0
-        x.append((y[j] - partial) / factor[:, j, j])
-    return torch.stack(x[::-1], dim=1)
 
 
 def to_rows(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,86 @@
+"""The least-squares refit on a chosen support (the last step of OMP), as one batched k x k solve.
+
+After LISTA picks at most k atoms per row, the kept values are replaced by
+argmin_c ||z - D_S c||^2 + ridge ||c||^2, i.e. c = (D_S^T D_S + ridge I)^{-1} D_S^T z.
+
+Precision: the systems are solved in float32 by Cholesky. The sub-Gram of unit-norm atoms is positive
+semi-definite with eigenvalues <= k, so the ridge 1e-4 keeps it positive definite with a margin larger
+than float32 rounding (about k * eps * k ~ 7e-5 for k = 33): the factorisation cannot fail. Coherent atoms
+make the systems ill-conditioned (condition number up to ~k / ridge), so single coefficients differ from a
+float64 solve in the third digit; a float64 solve of the float32 Gram differs from one of a float64 Gram by
+as much, so float64 bought no real accuracy, at twice the time.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, keep: torch.Tensor,
+                     ridge: float = 1e-4) -> torch.Tensor:
+    """Codes a (N, K), zero outside the columns ``keep`` (N, k) of each row -> the same support with the
+    least-squares values, from drive = z D (N, K) and gram = D^T D (K, K), solved in drive's dtype
+    (float32 in LISTA, see above). Differentiable in drive and gram; the support is a discrete choice.
+    Kept entries that are zero (a row with fewer than k non-zeros) stay zero: each such slot points at its
+    own padding "atom", orthogonal to everything, whose value solves to 0, so no (N, k, k) masks."""
+    n, n_atoms = a.shape
+    k = keep.shape[1]
+    on = a.gather(1, keep) != 0
+    slots = torch.where(on, keep, n_atoms + torch.arange(k, device=a.device))  # (N, k)
+    eye = torch.eye(n_atoms + k, dtype=drive.dtype, device=a.device)
+    padding = eye * (torch.arange(n_atoms + k, device=a.device) >= n_atoms)  # identity on the padding atoms
+    padded = F.pad(gram.to(drive.dtype), (0, k, 0, k)) + ridge * eye + padding  # (K + k, K + k); block_diag has no ONNX
+    sub = padded.flatten()[slots[:, :, None] * (n_atoms + k) + slots[:, None, :]]  # (N, k, k)
+    rhs = F.pad(drive, (0, k)).gather(1, slots)  # (N, k)
+    if torch.onnx.is_in_onnx_export():  # ONNX has no Cholesky
+        values = spd_solve_plain(sub, rhs)
+    else:
+        values = _CholeskySolve.apply(sub, rhs)
+    out = a.new_zeros(n, n_atoms + k).scatter(1, slots, values.to(a.dtype))
+    return out[:, :n_atoms]
+
+
+class _CholeskySolve(torch.autograd.Function):
+    """x = A^{-1} b for SPD A (N, k, k), b (N, k). The backward reuses the forward's factor: g_b = A^{-1} g_x
+    and g_A = -g_b x^T, one triangular solve pair instead of autograd's differentiation of the factor."""
+
+    @staticmethod
+    def forward(ctx, matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        factor = torch.linalg.cholesky(matrix)
+        x = torch.cholesky_solve(rhs[..., None], factor)
+        ctx.save_for_backward(factor, x)
+        return x.squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        factor, x = ctx.saved_tensors
+        grad_rhs = torch.cholesky_solve(grad[..., None], factor)
+        grad_matrix = None
+        if ctx.needs_input_grad[0]:
+            grad_matrix = -grad_rhs @ x.transpose(1, 2)
+        return grad_matrix, grad_rhs.squeeze(-1)
+
+
+def spd_solve_plain(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Solve matrix (N, k, k) @ x = rhs (N, k) for symmetric positive definite matrices with products, sums
+    and square roots only (Cholesky column by column, then the two triangular solves): the form that
+    exports to ONNX. k steps each, so meant for small k."""
+    k = rhs.shape[1]
+    columns: list[torch.Tensor] = []  # column j of the Cholesky factor L, zero above row j, each (N, k)
+    below = torch.tril(torch.ones(k, k, dtype=rhs.dtype, device=rhs.device))  # below[:, j]: rows >= j
+    for j in range(k):
+        v = matrix[:, :, j]
+        if columns:
+            done = torch.stack(columns, dim=2)  # (N, k, j)
+            v = v - (done * done[:, j:j + 1, :]).sum(-1)
+        columns.append(v * below[:, j] / torch.sqrt(v[:, j:j + 1]))
+    factor = torch.stack(columns, dim=2)  # (N, k, k), lower triangular
+    y: list[torch.Tensor] = []  # L y = rhs, top row first
+    for j in range(k):
+        partial = (factor[:, j, :j] * torch.stack(y, dim=1)).sum(-1) if y else 0
+        y.append((rhs[:, j] - partial) / factor[:, j, j])
+    x: list[torch.Tensor] = []  # L^T x = y, bottom row first
+    for j in reversed(range(k)):
+        partial = (factor[:, j + 1:, j] * torch.stack(x[::-1], dim=1)).sum(-1) if x else 0
+        x.append((y[j] - partial) / factor[:, j, j])
+    return torch.stack(x[::-1], dim=1)
