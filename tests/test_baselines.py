@@ -16,6 +16,26 @@ from scvae.sparse import LISTA, dct_dictionary
 SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
 
 
+@pytest.mark.parametrize("model_type", sorted(MODEL_REGISTRY))
+def test_encode_and_decode_return_output_dataclasses_or_tuples(model_type):
+    """diffusers' convention: EncoderOutput / DecoderOutput by default, a tuple with return_dict=False."""
+    from scvae.models import DecoderOutput, EncoderOutput
+
+    torch.manual_seed(0)
+    extra = dict(n_atoms=36, max_active=6) if model_type == "scvae" else {}
+    model = MODEL_REGISTRY[model_type](**SMALL, **extra).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    encoded = model.encode(x)
+    assert isinstance(encoded, EncoderOutput) and encoded[0] is encoded.codes
+    (codes,) = model.encode(x, return_dict=False)
+    assert torch.equal(codes, encoded.codes) and not codes.requires_grad  # eval mode: no graph kept
+    decoded = model.decode(codes)
+    assert isinstance(decoded, DecoderOutput) and decoded.sample.shape == x.shape
+    assert torch.equal(model.decode(codes, return_dict=False)[0], decoded.sample)
+    assert torch.equal(model.reconstruct(x), decoded.sample.clamp(-1, 1))
+    assert model.encode_any_size(x[..., :15, :13]).codes.shape[-2:] == (8, 7)  # ceil(H / f), ceil(W / f)
+
+
 def test_scvae_defaults_are_the_recommended_preset():
     preset = model_settings("small-32", "scvae")
     defaults = {k: p.default for k, p in inspect.signature(SCVAE.__init__).parameters.items() if k != "self"}
@@ -43,7 +63,7 @@ def test_fsq_rounds_each_dimension_to_its_levels_with_a_straight_through_gradien
     assert model.codebook_size == 120
     out = model(torch.rand(2, 3, 16, 16) * 2 - 1)
     assert out.indices.shape == (2, 8, 8) and int(out.indices.max()) < 120
-    assert torch.allclose(model.decode(model.encode(torch.zeros(1, 3, 16, 16))),
+    assert torch.allclose(model.decode(model.encode(torch.zeros(1, 3, 16, 16)).codes).sample,
                           model.decoder(model.quantize(model.encoder(torch.zeros(1, 3, 16, 16)))[0]), atol=1e-5)
 
 
@@ -119,7 +139,7 @@ def test_a_large_fsq_codebook_is_rated_by_its_dimensions():
     dataset = CropDataset([skimage.data.astronaut()[i * 40:i * 40 + 40, :40] for i in range(6)], 16, random_crop=False)
     rate = estimate_rate(model, dataset, batch_size=4)
     assert rate.method.startswith("sum of the FSQ dimensions")
-    codes = torch.cat([model.encode(x) for _, x in dataset.eval_batches(4)])
+    codes = torch.cat([model.encode(x).codes for _, x in dataset.eval_batches(4)])
     per_dim = [entropy_bits(model.level_indices(codes)[:, i]) for i in range(5)]
     assert rate.bits_per_image == pytest.approx(sum(per_dim) * 64)
     assert entropy_bits(codes) * 64 <= rate.bits_per_image <= rate.bound_bits_per_image + 1e-9
@@ -179,10 +199,10 @@ def test_inference_codes_carry_no_graph_but_training_codes_do(model_type):
     model = MODEL_REGISTRY[model_type](**kwargs)
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     model.eval()
-    codes = model.encode(x)
+    codes = model.encode(x).codes
     assert codes.grad_fn is None and model.code_vectors(codes).grad_fn is None
     if model_type in ("scvae", "ae", "vae"):  # continuous codes: differentiable while training
-        assert model.train().encode(x).requires_grad
+        assert model.train().encode(x).codes.requires_grad
 
 
 @pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"])
@@ -193,7 +213,7 @@ def test_decoding_the_codes_is_the_forward_reconstruction_on_any_grid(model_type
     model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)  # one training pass (k-means init of the strong VQ)
     model.eval()
     x = torch.rand(2, 3, 16, 24) * 2 - 1  # an 8 x 12 grid: no axis equal to another by chance
-    assert torch.allclose(model.decode(model.encode(x)), model(x).reconstruction, atol=1e-5)
+    assert torch.allclose(model.decode(model.encode(x).codes).sample, model(x).reconstruction, atol=1e-5)
 
 
 def test_strong_vq_lookup_agrees_with_the_library():

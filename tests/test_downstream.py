@@ -44,12 +44,12 @@ def test_code_space_frames_keep_the_model_sparsity_and_latent_space_equals_unpro
     torch.manual_seed(0)
     model = SCVAE(**SMALL, n_atoms=36, max_active=4).eval()
     a, b = photos
-    codes = model.encode(torch.stack([a, b]))
+    codes = model.encode(torch.stack([a, b])).codes
     midpoint = model.nearest_codes((codes[:1] + codes[1:]) / 2)
     assert int((midpoint != 0).sum(1).max()) <= 4
     assert int(((codes[:1] + codes[1:]) != 0).sum(1).max()) > 4  # the union support is larger: projection mattered
     latent = interpolate(model, a, b, steps=3, space="latent").images[1]
-    unprojected = model.decode((codes[:1] + codes[1:]) / 2)[0].clamp(-1, 1)
+    unprojected = model.decode((codes[:1] + codes[1:]) / 2).sample[0].clamp(-1, 1)
     assert torch.allclose(latent, unprojected, atol=1e-5)
 
 
@@ -58,7 +58,7 @@ def test_baselines_interpolate_and_round_trip_their_codes(cls, photos):
     torch.manual_seed(0)
     model = cls(**SMALL).eval()
     a, b = photos
-    codes = model.encode(a[None])
+    codes = model.encode(a[None]).codes
     assert torch.equal(model.nearest_codes(model.code_vectors(codes)), codes)
     assert interpolate(model, a, b, steps=4).images.shape == (4, 3, 16, 16)
 

@@ -28,8 +28,8 @@ def test_encode_decode_agree_with_forward():
     torch.manual_seed(0)
     model = SCVAE(**TINY).eval()
     x = torch.rand(2, 3, 16, 16) * 2 - 1
-    codes = model.encode(x)
-    assert torch.allclose(model.decode(codes), model(x).reconstruction, atol=1e-5)
+    codes = model.encode(x).codes
+    assert torch.allclose(model.decode(codes).sample, model(x).reconstruction, atol=1e-5)
     # the latent is scale-normalised: each position has unit RMS, so lam has a fixed meaning
     z = model.latent(x)
     assert torch.allclose(z.square().mean(1), torch.ones(2, 8, 8), atol=1e-4)
@@ -37,7 +37,7 @@ def test_encode_decode_agree_with_forward():
 
 def test_fully_convolutional_on_other_sizes():
     model = SCVAE(**TINY).eval()
-    codes = model.encode(torch.zeros(1, 3, 24, 40))
+    codes = model.encode(torch.zeros(1, 3, 24, 40)).codes
     assert codes.shape == (1, 36, 12, 20)
 
 
@@ -50,7 +50,7 @@ def test_save_and_load_round_trip_is_bit_identical(tmp_path):
     loaded = AutoencoderModel.from_pretrained(tmp_path / "m")
     assert isinstance(loaded, SCVAE)
     assert torch.equal(loaded(x).reconstruction, model(x).reconstruction)
-    assert torch.equal(SCVAE.from_pretrained(tmp_path / "m").encode(x), model.encode(x))
+    assert torch.equal(SCVAE.from_pretrained(tmp_path / "m").encode(x).codes, model.encode(x).codes)
 
 
 def test_loading_broken_checkpoints_gives_clear_errors(tmp_path):

@@ -144,7 +144,7 @@ def test_code_features_cover_any_image_size_and_upsample_back():
     image = np.random.default_rng(0).integers(0, 255, (37, 50, 3), dtype=np.uint8)
     grid = CodeFeatures(model)(image)
     assert grid.values.shape == (10, 13, 16) and grid.cell == 4 and grid.shape == (37, 50)  # D a: d channels
-    codes = model.encode(torch.zeros(1, 3, 16, 16))
+    codes = model.encode(torch.zeros(1, 3, 16, 16)).codes
     assert int((codes != 0).sum(1).max()) <= 6  # ... of codes with at most max_active atoms
     labels = segment(CodeFeatures(model), image, SegmentOptions(k=3))
     assert labels.shape == (37, 50) and set(np.unique(labels)) <= {0, 1, 2}

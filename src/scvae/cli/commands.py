@@ -132,11 +132,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     meta = {"model_type": model.model_type, "files": json.dumps([str(p) for p in paths])}
     if size is None:  # the model's centre crop of every image: one (N, K, h, w) tensor
-        codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)) for p in paths])
+        codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)).codes for p in paths])
         save_file({"codes": codes.contiguous()}, str(out), metadata=meta)
     else:  # whole images, each on its own grid: one tensor per image, "codes.<i>" in the order of the files
         images = [_whole_image(p, size, model) for p in paths]
-        tensors = {f"codes.{i}": model.encode_any_size(x).contiguous() for i, x in enumerate(images)}
+        tensors = {f"codes.{i}": model.encode_any_size(x).codes.contiguous() for i, x in enumerate(images)}
         meta["pixel_sizes"] = json.dumps([list(x.shape[-2:]) for x in images])
         save_file(tensors, str(out), metadata=meta)
         codes = torch.cat([t.flatten(2) for t in tensors.values()], dim=2)[..., None]  # (1, K, P, 1) for the stats

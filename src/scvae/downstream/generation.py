@@ -84,7 +84,7 @@ def collect_code_vectors(model: AutoencoderModel, dataset: CropDataset, n_images
     for start in tqdm(range(0, n_images, batch_size), desc="encoding training codes", unit="batch",
                       disable=not progress, leave=False):
         x = dataset.batch(order[start:start + batch_size], generator)
-        chunks.append(model.code_vectors(model.encode(x)).cpu())
+        chunks.append(model.code_vectors(model.encode(x).codes).cpu())
     return torch.cat(chunks)
 
 
@@ -116,5 +116,5 @@ def generate(model: AutoencoderModel, prior: CodePrior, n: int = 16, seed: int =
     model.eval()
     vectors, coordinates = prior.sample(n, seed)
     codes = model.nearest_codes(vectors)
-    images = model.decode(codes).float().clamp(-1, 1)
+    images = model.decode(codes).sample.float().clamp(-1, 1)
     return GenerationResult(images=images, codes=codes, novelty=prior.novelty(coordinates))

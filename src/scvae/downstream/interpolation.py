@@ -57,12 +57,12 @@ def interpolate(model: AutoencoderModel, image_a: torch.Tensor, image_b: torch.T
     if a.shape != b.shape:
         raise ScvaeError(f"both images must have the same shape, got {tuple(a.shape[1:])} and {tuple(b.shape[1:])}")
     model.eval()
-    codes = model.encode(torch.cat([a, b]))
+    codes = model.encode(torch.cat([a, b])).codes
     t = torch.linspace(0, 1, steps)
     if space == "codes":
         vectors = model.code_vectors(codes)
         path = torch.lerp(vectors[:1], vectors[1:], t.view(-1, 1, 1, 1).to(vectors))
-        frames = model.decode(model.nearest_codes(path))
+        frames = model.decode(model.nearest_codes(path)).sample
     else:
         latent = model.synthesize(codes).float()
         path = torch.lerp(latent[:1], latent[1:], t.view(-1, 1, 1, 1).to(latent))

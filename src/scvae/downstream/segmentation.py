@@ -72,7 +72,7 @@ class CodeFeatures:
         if any(pad):
             mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
             x = F.pad(x, pad, mode=mode)
-        vectors = self.model.synthesize(self.model.encode(x))[0].float()
+        vectors = self.model.synthesize(self.model.encode(x).codes)[0].float()
         m = self.margin
         grid = vectors[:, m:m - (-h // f), m:m - (-w // f)].permute(1, 2, 0).numpy()  # ceil(h / f) x ceil(w / f)
         return FeatureGrid(np.ascontiguousarray(grid, dtype=np.float32), f, (h, w))

@@ -85,14 +85,14 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
             codes.append(mean.cpu())
             kl_bits.append(kl_per_dim(mean, logvar).flatten(1).sum(1).double().cpu() / math.log(2))
         else:
-            codes.append(model.encode(x).cpu())
+            codes.append(model.encode(x).codes.cpu())
     x, c = torch.cat(images), torch.cat(codes)
     pixels = x.shape[-1] * x.shape[-2]
 
     def psnr_of(decoder_codes: torch.Tensor) -> float:
         scores = []
         for i in range(0, len(x), batch_size):
-            y = model.decode(decoder_codes[i:i + batch_size].to(device)).float().clamp(-1, 1).cpu()
+            y = model.decode(decoder_codes[i:i + batch_size].to(device)).sample.float().clamp(-1, 1).cpu()
             scores.append(psnr_per_image(to_unit(y), to_unit(x[i:i + batch_size])))
         return float(torch.cat(scores).mean())
 

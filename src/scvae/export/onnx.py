@@ -29,7 +29,7 @@ class _Method(nn.Module):
         self.model, self.method = model, method
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self.model, self.method)(x)
+        return getattr(self.model, self.method)(x, return_dict=False)[0]
 
 
 def export_onnx(model: AutoencoderModel, out: str | os.PathLike) -> dict[str, Path]:
@@ -44,7 +44,7 @@ def export_onnx(model: AutoencoderModel, out: str | os.PathLike) -> dict[str, Pa
     f = model.downsampling_factor
     images = torch.rand(2, model.in_channels, 2 * f * 4, 3 * f * 4) * 2 - 1
     with torch.no_grad():
-        codes = model.encode(images)
+        codes = model.encode(images).codes
     spatial = {0: "batch", 2: "height", 3: "width"}
     code_axes = {0: "batch", 1: "h", 2: "w"} if codes.dim() == 3 else {0: "batch", 2: "h", 3: "w"}
     paths = {"encoder": out / "encoder.onnx", "decoder": out / "decoder.onnx"}

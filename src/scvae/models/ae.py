@@ -27,7 +27,7 @@ class AE(ContinuousCodes, AutoencoderModel):
         self.encoder = Encoder(in_channels=in_channels, z_channels=z_channels, **self.backbone_config())
         self.decoder = Decoder(out_channels=in_channels, z_channels=z_channels, **self.backbone_config())
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> dense latent (B, d, H/f, W/f)."""
         return self.encoder(x)
 

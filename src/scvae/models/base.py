@@ -9,7 +9,6 @@ import functools
 import json
 import os
 from abc import ABCMeta, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +20,7 @@ from .. import __version__
 from ..errors import ScvaeError
 from ..files import write_text_atomic
 from .hub import ModelConfig, download, looks_like_repo_id
+from .outputs import AutoencoderOutput, DecoderOutput, EncoderOutput
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -32,20 +32,6 @@ def register_model(cls: type["AutoencoderModel"]) -> type["AutoencoderModel"]:
     """Class decorator: make ``cls`` loadable by its ``model_type`` name."""
     MODEL_REGISTRY[cls.model_type] = cls
     return cls
-
-
-@dataclass
-class AutoencoderOutput:
-    """Returned by every model's ``forward``.
-
-    reconstruction (B, C, H, W); latent (B, d, h, w): the encoder output the bottleneck sees;
-    loss: the scalar training loss; losses: its named terms (floats for logging, tensors detached).
-    """
-
-    reconstruction: torch.Tensor
-    latent: torch.Tensor
-    loss: torch.Tensor
-    losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _no_grad_in_eval_mode(method):
@@ -63,13 +49,15 @@ def _no_grad_in_eval_mode(method):
 class AutoencoderModel(nn.Module, metaclass=ABCMeta):
     """Base of every model: ``encode``, ``decode``, ``forward``, ``save_pretrained``, ``from_pretrained``.
 
-    ``encode`` and ``code_vectors`` of a model in eval mode run without autograd (no graph is kept)."""
+    ``encode`` and ``decode`` return :class:`EncoderOutput` / :class:`DecoderOutput`, or with
+    ``return_dict=False`` a tuple, as in diffusers. ``encode`` and ``code_vectors`` of a model in eval mode
+    run without autograd (no graph is kept)."""
 
     model_type: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for name in ("encode", "code_vectors"):
+        for name in ("_encode", "code_vectors"):
             if name in cls.__dict__ and not getattr(cls.__dict__[name], "__isabstractmethod__", False):
                 setattr(cls, name, _no_grad_in_eval_mode(cls.__dict__[name]))
 
@@ -92,8 +80,8 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
 
     # --- subclasses implement these -------------------------------------------------------------
     @abstractmethod
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) in [-1, 1] -> the model's codes."""
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [-1, 1] -> the model's codes (see :class:`EncoderOutput`)."""
 
     @abstractmethod
     def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
@@ -128,9 +116,15 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         """f: one latent position per f x f pixels (encode any H, W divisible by f)."""
         return 2 ** (len(self.config["ch_mult"]) - 1)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, return_dict: bool = True) -> EncoderOutput | tuple[torch.Tensor]:
+        """Images (B, C, H, W) in [-1, 1], H and W multiples of :attr:`downsampling_factor` -> the codes."""
+        codes = self._encode(x)
+        return EncoderOutput(codes=codes) if return_dict else (codes,)
+
+    def decode(self, codes: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple[torch.Tensor]:
         """Codes as returned by :meth:`encode` -> images (B, C, h*f, w*f) (unbounded; clamp for display)."""
-        return self.decode_latent(self.synthesize(codes))
+        sample = self.decode_latent(self.synthesize(codes))
+        return DecoderOutput(sample=sample) if return_dict else (sample,)
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """Decoder input (B, d, h, w) -> images (B, C, h*f, w*f)."""
@@ -139,7 +133,7 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) in [-1, 1] -> reconstruction clamped to [-1, 1]."""
-        return self.decode(self.encode(x)).clamp(-1, 1)
+        return self.decode(self.encode(x).codes).sample.clamp(-1, 1)
 
     @classmethod
     def from_preset(cls, name: str = "small-32", **overrides: Any) -> "AutoencoderModel":
@@ -160,9 +154,9 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
             return x
         return torch.nn.functional.pad(x, pad, mode="reflect" if pad[1] < w and pad[3] < h else "replicate")
 
-    def encode_any_size(self, x: torch.Tensor) -> torch.Tensor:
+    def encode_any_size(self, x: torch.Tensor, return_dict: bool = True) -> EncoderOutput | tuple[torch.Tensor]:
         """x (B, C, H, W) of any H, W -> codes on a ceil(H/f) x ceil(W/f) grid (see :meth:`pad_to_grid`)."""
-        return self.encode(self.pad_to_grid(x))
+        return self.encode(self.pad_to_grid(x), return_dict)
 
     @torch.no_grad()
     def reconstruct_any_size(self, x: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,7 @@ class _QuantizedAutoencoder(AutoencoderModel):
     def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, h, w) -> decoder inputs (B, d, h, w)."""
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> code indices (B, h, w)."""
         return self.nearest_codes(self.encoder(x))
 

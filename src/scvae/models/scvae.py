@@ -65,7 +65,7 @@ class SCVAE(AutoencoderModel):
         """Encoder output, scale-normalised when ``latent_norm == 'rms'``: (B, d, h, w)."""
         return self.bottleneck.normalize(self.encoder(x))
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> sparse codes (B, K, H/f, W/f)."""
         return self.bottleneck.encode(self.encoder(x))
 

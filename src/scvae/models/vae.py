@@ -47,7 +47,7 @@ class VAE(ContinuousCodes, AutoencoderModel):
         mean, logvar = self.encoder(x).float().chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> posterior means (B, d, h, w): the deterministic code."""
         return self.posterior(x)[0]
 
@@ -55,7 +55,7 @@ class VAE(ContinuousCodes, AutoencoderModel):
         cfg = self.config
         mean, logvar = self.posterior(x)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
-        x_hat = self.decode(z)
+        x_hat = self.decode_latent(z)
         kl = kl_per_dim(mean, logvar)
         kl_channel = kl.mean(dim=(0, 2, 3))  # (d,) per position
         if cfg["free_bits"] > 0:

@@ -105,7 +105,7 @@ class VQVAE(AutoencoderModel):
     def codebook_size(self) -> int:
         return int(self.config["codebook_size"])
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> code indices (B, h, w)."""
         return self.nearest_codes(self.encoder(x))
 

@@ -149,10 +149,10 @@ def _dictionary(c: dict) -> str:
     else:
         parts = [html.paragraph(f"Fixed dictionary: the {dictionary.shape[1]} atoms of the overcomplete 2-D DCT over "
                                 f"the {dictionary.shape[0]} latent channels. What each atom means in pixels:")]
-    codes = model.encode(c["val"].batch(list(range(min(16, len(c["val"]))))))
+    codes = model.encode(c["val"].batch(list(range(min(16, len(c["val"])))))).codes
     magnitude = float(codes[codes != 0].abs().median()) if (codes != 0).any() else 1.0
     k, side = model.n_atoms, model.resolution // model.downsampling_factor
-    decoded = model.decode(torch.eye(k).view(k, k, 1, 1).expand(k, k, side, side) * magnitude).clamp(-1, 1)
+    decoded = model.decode(torch.eye(k).view(k, k, 1, 1).expand(k, k, side, side) * magnitude).sample.clamp(-1, 1)
     save_grid(decoded, files / "decoded_atoms.png", nrow=int(np.ceil(np.sqrt(k))),
               upscale=max(1, 48 // model.resolution))
     parts.append(html.image(files / "decoded_atoms.png", f"each atom alone at every position (value {magnitude:.2f}, "
