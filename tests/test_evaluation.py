@@ -129,8 +129,11 @@ def test_compare_writes_one_table_for_all_models(image_folder, tmp_path, capsys)
     assert "| scvae |" in capsys.readouterr().out
     weights = (out / "ae/checkpoints/last/model.safetensors").stat().st_mtime_ns
     assert main(["compare", "--data", str(image_folder), "--steps", "2", "--out", str(out), "--no-progress",
-                 "--models", "ae", *overrides]) == 0  # a finished run with the same config is reused
-    assert (out / "ae/checkpoints/last/model.safetensors").stat().st_mtime_ns == weights
+                 "--models", "ae", *overrides, "val_every=1", "log_every=2"]) == 0  # a finished run with the same
+    assert (out / "ae/checkpoints/last/model.safetensors").stat().st_mtime_ns == weights  # training is reused
+    assert main(["compare", "--data", str(image_folder), "--steps", "2", "--out", str(out), "--no-progress",
+                 "--models", "ae", "--overwrite", *overrides, "lr=1e-3"]) == 0  # another training is not
+    assert (out / "ae/checkpoints/last/model.safetensors").stat().st_mtime_ns != weights
 
 
 def test_rd_draws_every_family_from_one_sweep(image_folder, tmp_path, monkeypatch, capsys):

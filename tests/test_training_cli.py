@@ -50,6 +50,21 @@ def test_interrupted_then_resumed_run_is_bit_identical(image_folder, tmp_path, m
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_validation_cadence_does_not_change_the_weights(trained_run, image_folder, tmp_path):
+    """What compare's run reuse relies on: validating (and logging, saving) at other steps trains the
+    same model. Also: val_every 0 validates about 20 times a run."""
+    from scvae.config import resolve_config
+
+    assert _train(image_folder, tmp_path / "often", "--steps", "3", "val_every=1", "save_every=1", "log_every=3") == 0
+    a = load_file(str(trained_run / "checkpoints/last/model.safetensors"))
+    b = load_file(str(tmp_path / "often/checkpoints/last/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    validated = [r["step"] for r in map(json.loads, (tmp_path / "often/metrics.jsonl").read_text().splitlines())
+                 if r["split"] == "val"]
+    assert validated == [1, 2, 3]
+    assert resolve_config("small-32", "scvae").train.validation_interval == 75
+
+
 def test_reconstruct_and_encode(trained_run, image_folder, tmp_path, capsys):
     images = sorted(str(p) for p in image_folder.rglob("*.jpg"))[:2]
     assert main(["reconstruct", "--model", str(trained_run), *images, "--out", str(tmp_path / "rec")]) == 0

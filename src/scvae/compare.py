@@ -29,9 +29,10 @@ def val_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def finished_run(run: RunConfig, run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a run of exactly ``run``'s config that reached its last step."""
+    """Whether ``run_dir`` holds a finished run of ``run``'s config (logging, validation and saving
+    cadence aside: they do not change the weights)."""
     try:
-        same = load_run_config(run_dir / CONFIG_FILE).to_dict() == run.to_dict()
+        same = load_run_config(run_dir / CONFIG_FILE).trained_weights_key() == run.trained_weights_key()
         return same and int(load_trainer_state(run_dir / "checkpoints" / "last")["step"]) == run.train.steps
     except (OSError, ScvaeError, KeyError, TypeError, ValueError):
         return False

@@ -41,7 +41,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 10
     loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # + wandb, mlflow (metrics.jsonl always)
-    val_every: int = 250
+    val_every: int = 0  # 0 = auto: about 20 validations per run (see validation_interval)
     val_images: int = 1000  # cap on validation images per evaluation
     save_every: int = 250
     data: str | None = None  # image folder; None = built-in scikit-image photos
@@ -66,14 +66,21 @@ class TrainConfig:
     disc_layers: int = 3  # PatchGAN depth (taming: 3); needs resolution >= 3 * 2**disc_layers
     disc_lr: float | None = None  # discriminator Adam lr; None = lr
 
+    @property
+    def validation_interval(self) -> int:
+        """Steps between validations: ``val_every``, or with 0 about 20 per run, so that the curves of a
+        short run have points too (1,500 steps: every 75)."""
+        return self.val_every or max(1, self.steps // 20)
+
     def validate(self) -> None:
         """Range-check every setting; the error names the key, the value and what is allowed."""
         def need(ok: bool, key: str, allowed: str) -> None:
             if not ok:
                 raise ScvaeError(f"{key} must be {allowed}, got {getattr(self, key)!r}")
 
-        for key in ("steps", "batch_size", "log_every", "val_every", "save_every", "val_images"):
+        for key in ("steps", "batch_size", "log_every", "save_every", "val_images"):
             need(getattr(self, key) >= 1, key, "a positive integer")
+        need(self.val_every >= 0, "val_every", "0 (auto) or a positive integer")
         need(self.lr > 0 and math.isfinite(self.lr), "lr", "a positive number")
         need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]")
         need(self.warmup_steps >= 0, "warmup_steps", "a non-negative integer")
@@ -119,6 +126,17 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"model_type": self.model_type, "preset": self.preset, "model": dict(self.model),
                 "train": dataclasses.asdict(self.train)}
+
+    def trained_weights_key(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the settings that only decide how often a run logs, validates and saves,
+        or where it reports: two runs with equal keys end with the same last checkpoint."""
+        key = self.to_dict()
+        for name in CADENCE_KEYS:
+            key["train"].pop(name)
+        return key
+
+
+CADENCE_KEYS = ("log_every", "val_every", "val_images", "save_every", "loggers", "num_workers")
 
 
 def model_class(model_type: str):

@@ -48,13 +48,13 @@ register_preset(
     "small-32", description="32 px -> 8x8 grid of 64-d latents, 256 atoms; trains on 2 CPU cores in minutes",
     backbone=dict(resolution=32, ch=32, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=64),
     scvae=dict(SMALL_SC), **_SMALL_BASELINES,
-    train=dict(steps=1500, batch_size=32, lr=2e-3, val_every=250),
+    train=dict(steps=1500, batch_size=32, lr=2e-3),
 )
 register_preset(
     "small-64", description="64 px -> 16x16 grid of 64-d latents, 256 atoms; CPU-sized",
     backbone=dict(resolution=64, ch=32, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=64),
     scvae=dict(SMALL_SC), **_SMALL_BASELINES,
-    train=dict(steps=1500, batch_size=16, lr=2e-3, val_every=250),
+    train=dict(steps=1500, batch_size=16, lr=2e-3),
 )
 register_preset(
     "tiny", description="16 px -> 4x4 grid of 16-d latents, 36 atoms; seconds per step anywhere (smoke tests)",
@@ -62,7 +62,7 @@ register_preset(
     scvae=dict(SMALL_SC, n_atoms=36, max_active=4), **{**_SMALL_BASELINES, "vqvae": dict(codebook_size=36),
                                                      "vqvae-strong": dict(codebook_size=64, codebook_dim=4),
                                                      "fsq": dict(levels=[4, 4, 4])},
-    train=dict(steps=100, batch_size=8, lr=2e-3, val_every=50),
+    train=dict(steps=100, batch_size=8, lr=2e-3),
 )
 # The small presets' recipe at the paper's size (not measured at 256 px on this project's machines), but
 # with the paper's shrunk LISTA values: the refit was only measured at 32 px.

@@ -252,7 +252,7 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
                           "sec_per_step": (time.perf_counter() - t0) / timed}
                 bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("loss", "psnr", "active")})
                 logger.log("train", done, {**values, "lr": lr_at(step, run, schedule)})
-            if dist.is_main and (done % t.val_every == 0 or done == t.steps):
+            if dist.is_main and (done % t.validation_interval == 0 or done == t.steps):
                 report = evaluate_reconstruction(evaluated, val_set, 64, t.val_images, device)
                 last_val = report.summary()
                 logger.log("val", done, last_val)
