@@ -27,6 +27,12 @@ DATASETS = {
     "camvid": ("camvid/test", "camvid/testannot", 11, (11,)),
     "isbi": ("isbi2012_em_membrane/image", "isbi2012_em_membrane/label", 2, ()),
 }
+CLASS_NAMES = {  # mask label i is named at position i (the CamVid order is SegNet's, see the data README)
+    "horse": ["background", "horse"],
+    "camvid": ["sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car", "pedestrian",
+               "bicyclist", "void"],
+    "isbi": ["membrane", "cell"],
+}
 
 
 def main() -> None:
@@ -53,7 +59,7 @@ def main() -> None:
         pairs = pair_images_with_masks(root / images, root / masks)[: args.limit]
         options = SegmentOptions(k=k, position_weight=args.position_weight, whiten=args.whiten, refine=args.refine)
         t0 = time.perf_counter()
-        result = evaluate_segmentation(methods, pairs, options, ignore, progress=True)
+        result = evaluate_segmentation(methods, pairs, options, ignore, progress=True, class_names=CLASS_NAMES[name])
         write_segmentation_eval(result, out / f"segmentation_{name}", title=name)
         summary["datasets"][name] = result_json(result)
         summary["datasets"][name]["seconds"] = time.perf_counter() - t0

@@ -72,7 +72,31 @@ def test_segment_eval_table_with_a_baseline(tiny_run, masked_set, tmp_path, caps
     assert (out / "overlays.png").is_file() and "| pixels + position |" in capsys.readouterr().out
 
 
+def test_segment_eval_overlays_name_the_classes(tiny_run, masked_set, tmp_path):
+    """--class-names (inline or a file) puts a legend of the class colours under overlays.png."""
+    from scvae.reporting.figures import palette
+
+    names = tmp_path / "classes.txt"
+    names.write_text("background\ncat\n")
+    out = tmp_path / "eval"
+    assert main(["segment-eval", "--model", str(tiny_run), "--images", str(masked_set / "rgb"), "--masks",
+                 str(masked_set / "masks"), "--class-names", str(names), "--limit", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert json.loads((out / "segment_eval.json").read_text())["class_names"] == ["background", "cat"]
+    picture = np.asarray(Image.open(out / "overlays.png").convert("RGB"))
+    key = picture[int(picture.shape[0] * 0.85):]  # the legend's strip under the grid
+    for colour in palette(2):
+        assert (key == colour).all(-1).sum() > 20  # each class's swatch
+    assert main(["segment-eval", "--model", str(tiny_run), "--images", str(masked_set / "rgb"), "--masks",
+                 str(masked_set / "masks"), "--class-names", "background , cat", "--limit", "2",
+                 "--out", str(tmp_path / "inline"), "--no-progress"]) == 0
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/masks", "--class-names", "sky", "--out", "e"],
+     "1 given, but the masks also use label(s) 1"),
+    (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/masks", "--class-names", "a,,b", "--out", "e"],
+     "expected names separated by commas"),
     (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/nowhere"], "no such data folder"),
     (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/masks", "--k", "1"], "k must be >= 2"),
     (["segment", "{data}/rgb/missing.jpg"], "no such image file"),
@@ -86,6 +110,7 @@ def test_downstream_errors_are_one_line(argv, message, tiny_run, masked_set, tmp
     assert main([argv[0], "--model", str(tiny_run), *argv[1:]]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("scvae: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "e").exists()  # refused before anything was written
 
 
 def test_report_is_self_contained(tiny_run, tmp_path):

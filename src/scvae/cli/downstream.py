@@ -114,20 +114,41 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _class_names(value: str | None) -> list[str] | None:
+    """--class-names: 'Sky,Building,...' or a text file with one name per line (label 0 first)."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_file():
+        try:
+            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScvaeError(f"--class-names {value}: cannot read it ({exc})") from None
+    else:
+        names = [name.strip() for name in value.split(",")]
+    if not names or not all(names):
+        raise ScvaeError(f"--class-names {value!r}: expected names separated by commas, or a file with one per line")
+    return names
+
+
 def cmd_segment_eval(args: argparse.Namespace) -> int:
     from ..data.masks import pair_images_with_masks
     from ..downstream import comparison_methods, evaluate_segmentation, write_segmentation_eval
-    from ..downstream.segmentation_eval import SEGMENT_EVAL_FILES, count_classes, segmentation_table
+    from ..downstream.segmentation_eval import (SEGMENT_EVAL_FILES, check_class_names, mask_labels,
+                                                segmentation_table)
 
     _positive("limit", args.limit)
     out = Path(args.out) if args.out else Path(args.model) / "segment_eval"
-    claim_outputs([out / name for name in SEGMENT_EVAL_FILES], overwrite=args.overwrite)
     pairs = pair_images_with_masks(args.images, args.masks, args.mask_suffix)[: args.limit]
-    k = args.k or count_classes(pairs, args.ignore, args.mask_mode, args.threshold)
-    options = _segment_options(args, k)
+    names = _class_names(args.class_names)
+    labels = mask_labels(pairs, args.ignore, args.mask_mode, args.threshold) if names or not args.k else set()
+    if names:
+        check_class_names(names, labels)
+    claim_outputs([out / name for name in SEGMENT_EVAL_FILES], overwrite=args.overwrite)
+    options = _segment_options(args, args.k or len(labels))
     methods = comparison_methods(args.model, args.baseline, args.size, args.position_weight)
     result = evaluate_segmentation(methods, pairs, options, args.ignore, args.mask_mode, args.threshold,
-                                   args.overlays, progress=not args.no_progress)
+                                   args.overlays, progress=not args.no_progress, class_names=names)
     paths = write_segmentation_eval(result, out, title=f"{args.images} vs {args.masks}")
     print(segmentation_table(result) + f"\nwrote {paths['json']}, {paths['md']}, {paths['png']}")
     return 0
@@ -199,6 +220,8 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     clustering(p, None)
     p.add_argument("--baseline", action="append", default=[], help="another model (VAE / VQ-VAE run) to compare")
     p.add_argument("--ignore", type=int, action="append", default=[], help="mask label to ignore (repeatable)")
+    p.add_argument("--class-names", help="names of mask labels 0, 1, ...: 'sky,building,...' or a file with one "
+                                         "per line; adds a colour legend to overlays.png")
     p.add_argument("--mask-mode", default="auto", choices=["auto", "binary", "index", "colour"])
     p.add_argument("--threshold", type=int, default=128, help="binary masks: value >= threshold is foreground")
     p.add_argument("--mask-suffix", default="", help="suffix of mask file stems (e.g. _mask)")

@@ -20,18 +20,28 @@ from .segmentation_metrics import SegmentationScorer, class_of_cluster, paired_m
 SCORE_COLUMNS = ["miou", "pixel_accuracy", "ari", "nmi", "sec_per_image"]
 
 
-def count_classes(pairs: Sequence[tuple[Path, Path]], ignore: Sequence[int], mode: str, threshold: int) -> int:
-    """The number of distinct ground-truth classes over all masks, ``ignore`` left out."""
+def mask_labels(pairs: Sequence[tuple[Path, Path]], ignore: Sequence[int], mode: str, threshold: int) -> set[int]:
+    """The distinct ground-truth labels over all masks, ``ignore`` left out."""
     seen: set[int] = set()
     for _, mask_path in pairs:
         seen.update(np.unique(load_mask(mask_path, mode, threshold)).tolist())
-    return len(seen - set(ignore))
+    return seen - set(ignore)
+
+
+def check_class_names(names: Sequence[str], labels: set[int]) -> None:
+    """``names[i]`` names label i: refuse a list that misses a label the masks use."""
+    missing = sorted(label for label in labels if not 0 <= label < len(names))
+    if missing:
+        raise ScvaeError(f"class names: {len(names)} given, but the masks also use label(s) "
+                         f"{', '.join(map(str, missing[:5]))} (name label i at position i, from 0)")
 
 
 def evaluate_segmentation(methods: Sequence[FeatureFn], pairs: Sequence[tuple[Path, Path]], options: SegmentOptions,
                           ignore: Sequence[int] = (), mask_mode: str = "auto", threshold: int = 128,
-                          n_overlays: int = 4, progress: bool = True) -> dict[str, Any]:
+                          n_overlays: int = 4, progress: bool = True,
+                          class_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Segment every paired image with every method (same options) and score it; see segmentation_metrics.
+    ``class_names[i]`` names mask label i (the overlays' legend).
 
     Returns a JSON-ready dict (``methods``: name -> scores) plus ``overlay_rows`` (pictures, not JSON)."""
     options.validate()
@@ -62,6 +72,7 @@ def evaluate_segmentation(methods: Sequence[FeatureFn], pairs: Sequence[tuple[Pa
     paired = {other: paired_miou_difference(first, scorers[other], seed=options.seed) for other in names[1:]}
     return {"k": options.k, "position_weight": options.position_weight, "whiten": options.whiten,
             "refine": options.refine, "seed": options.seed, "ignore": list(ignore), "n_images": len(pairs),
+            "class_names": list(class_names) if class_names else None,
             "methods": results, "paired_miou_difference": {"of": names[0], "minus": paired},
             "overlay_rows": rows, "overlay_names": row_names, "overlay_titles": ["image", "ground truth", *names]}
 
@@ -92,6 +103,14 @@ def _recoloured_to_classes(labels: np.ndarray, mask: np.ndarray, ignore: Sequenc
     unmatched = lookup < 0
     lookup[unmatched] = int(mask.max()) + 1 + np.arange(int(unmatched.sum()))
     return lookup[labels]
+
+
+def _legend(result: dict[str, Any]) -> dict[int, str] | None:
+    """Class id -> name for the overlays: the named classes that are scored (ignored labels are drawn black)."""
+    names = result.get("class_names")
+    if not names:
+        return None
+    return {i: name for i, name in enumerate(names) if i not in result["ignore"]}
 
 
 def _ground_truth_picture(mask: np.ndarray, ignore: Sequence[int]) -> np.ndarray:
@@ -149,5 +168,6 @@ def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, titl
         "ARI/NMI averaged over images.\n\n"
         + segmentation_table(result))
     if result["overlay_rows"]:
-        panel_figure(result["overlay_rows"], result["overlay_titles"], paths["png"], result["overlay_names"])
+        panel_figure(result["overlay_rows"], result["overlay_titles"], paths["png"], result["overlay_names"],
+                     legend=_legend(result))
     return paths

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -58,11 +58,15 @@ def save_rgb(array: np.ndarray, path: str | os.PathLike) -> None:
 
 
 def panel_figure(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path: str | os.PathLike,
-                 row_labels: Sequence[str] | None = None, height: float = 1.9) -> None:
-    """A grid of uint8 images (one row per image, one titled column per view) saved as PNG."""
+                 row_labels: Sequence[str] | None = None, height: float = 1.9,
+                 legend: Mapping[int, str] | None = None) -> None:
+    """A grid of uint8 images (one row per image, one titled column per view) saved as PNG. ``legend``
+    (label id -> name) adds a key of the ids' :func:`colorize` colours under the grid."""
     n_rows, n_cols = len(rows), len(titles)
     aspect = max(r[0].shape[1] / r[0].shape[0] for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * height * aspect, n_rows * height + 0.4),
+    per_line = max(1, min(len(legend or ()), 2 * n_cols))
+    key_height = 0.25 * -(-len(legend or ()) // per_line)  # inches: one line of names per per_line entries
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * height * aspect, n_rows * height + 0.4 + key_height),
                              dpi=110, squeeze=False)
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
@@ -74,7 +78,13 @@ def panel_figure(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], pa
                 ax.set_title(titles[j], fontsize=9)
             if j == 0 and row_labels:
                 ax.set_ylabel(row_labels[i], fontsize=7)
-    fig.tight_layout()
+    if legend:
+        from matplotlib.patches import Patch
+
+        colours = palette(max(legend) + 1) / 255
+        fig.legend(handles=[Patch(facecolor=colours[i], edgecolor="0.4", label=name) for i, name in legend.items()],
+                   loc="lower center", ncol=per_line, fontsize=7, frameon=False, handlelength=1.2, columnspacing=1.0)
+    fig.tight_layout(rect=(0, key_height / fig.get_figheight(), 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
