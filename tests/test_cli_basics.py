@@ -82,6 +82,7 @@ def test_train_help_lists_every_config_key(capsys):
     out = capsys.readouterr().out
     assert all(f"  {f.name} " in out for f in dataclasses.fields(TrainConfig))
     assert re.search(r"  lr +float, default 0.002", out) and "grad_iterations=None" in out and "codebook_dim=8" in out
+    assert re.search(r"  val_every +int, default 0  \(0 = auto: steps // 20", out)  # the field's comment explains it
 
 
 def test_training_progress_goes_through_logging(tmp_path, capsys):

@@ -41,7 +41,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 10
     loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # + wandb, mlflow (metrics.jsonl always)
-    val_every: int = 0  # 0 = auto: about 20 validations per run (see validation_interval)
+    val_every: int = 0  # 0 = auto: steps // 20, about 20 validations per run
     val_images: int = 1000  # cap on validation images per evaluation
     save_every: int = 250
     data: str | None = None  # image folder; None = built-in scikit-image photos

@@ -39,7 +39,9 @@ class _TrainParser(_Parser):
         width = max(len(f.name) for f in fields)
         lines = ["", "training keys (KEY=VALUE or train.KEY=VALUE; see README, Config); the preset may set other "
                  "defaults:"]
-        lines += [f"  {f.name:<{width}}  {getattr(f.type, '__name__', f.type)}, default {default(f)!r}" for f in fields]
+        notes = _field_comments(TrainConfig)
+        lines += [f"  {f.name:<{width}}  {getattr(f.type, '__name__', f.type)}, default {default(f)!r}"
+                  + (f"  ({notes[f.name]})" if f.name in notes else "") for f in fields]
         lines += ["",
                  "model keys (model.KEY=VALUE), as name=default, by --model-type (the preset sets most):"]
         for name, cls in MODEL_REGISTRY.items():
@@ -206,3 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The ``# comment`` after each field of a dataclass's source: the help's one-line explanations."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # no source (a frozen build): the help just has no notes
+        return {}
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#(.*)$", source, re.M)}
