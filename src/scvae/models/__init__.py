@@ -8,6 +8,6 @@ from .scvae import SCVAE, SCVAEOutput
 from .vae import VAE, VAEOutput
 from .vqvae import VQVAE, VectorQuantizer, VQVAEOutput
 
-__all__ = ["Encoder", "Decoder", "AutoencoderModel", "AutoencoderOutput", "EncoderOutput", "DecoderOutput", "MODEL_REGISTRY",
-           "register_model", "SCVAE", "SCVAEOutput", "VAE", "VAEOutput", "VQVAE", "VQVAEOutput",
+__all__ = ["Encoder", "Decoder", "AutoencoderModel", "AutoencoderOutput", "EncoderOutput", "DecoderOutput",
+           "MODEL_REGISTRY", "register_model", "SCVAE", "SCVAEOutput", "VAE", "VAEOutput", "VQVAE", "VQVAEOutput",
            "VectorQuantizer", "AE", "StrongVQVAE", "FSQVAE", "QuantizedOutput"]

@@ -66,8 +66,8 @@ def panel_figure(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], pa
     aspect = max(r[0].shape[1] / r[0].shape[0] for r in rows)
     per_line = max(1, min(len(legend or ()), 2 * n_cols))
     key_height = 0.25 * -(-len(legend or ()) // per_line)  # inches: one line of names per per_line entries
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * height * aspect, n_rows * height + 0.4 + key_height),
-                             dpi=110, squeeze=False)
+    size = (n_cols * height * aspect, n_rows * height + 0.4 + key_height)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=size, dpi=110, squeeze=False)
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
             ax = axes[i, j]

@@ -7,8 +7,8 @@ Precision: the systems are solved in float32 by Cholesky. The sub-Gram of unit-n
 semi-definite with eigenvalues <= k, so the ridge 1e-4 keeps it positive definite with a margin larger
 than float32 rounding (about k * eps * k ~ 7e-5 for k = 33): the factorisation cannot fail. Coherent atoms
 make the systems ill-conditioned (condition number up to ~k / ridge), so single coefficients differ from a
-float64 solve in the third digit; a float64 solve of the float32 Gram differs from one of a float64 Gram by
-as much, so float64 bought no real accuracy, at twice the time.
+float64 solve by up to ~1e-3 of the largest one; but a float64 solve of a Gram computed in float32 differs
+from one of a float64 Gram by more (2.6e-3), so float64 bought no real accuracy, at about twice the time.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, k
     slots = torch.where(on, keep, n_atoms + torch.arange(k, device=a.device))  # (N, k)
     eye = torch.eye(n_atoms + k, dtype=drive.dtype, device=a.device)
     padding = eye * (torch.arange(n_atoms + k, device=a.device) >= n_atoms)  # identity on the padding atoms
-    padded = F.pad(gram.to(drive.dtype), (0, k, 0, k)) + ridge * eye + padding  # (K + k, K + k); block_diag has no ONNX
+    padded = F.pad(gram.to(drive.dtype), (0, k, 0, k)) + ridge * eye + padding  # (K+k, K+k); not block_diag: ONNX
     sub = padded.flatten()[slots[:, :, None] * (n_atoms + k) + slots[:, None, :]]  # (N, k, k)
     rhs = F.pad(drive, (0, k)).gather(1, slots)  # (N, k)
     if torch.onnx.is_in_onnx_export():  # ONNX has no Cholesky
