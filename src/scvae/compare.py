@@ -74,12 +74,12 @@ def compare(out: str | os.PathLike, models: list[str], preset: str | None = None
     summary = {"preset": first.preset, "steps": first.train.steps, "seed": first.train.seed,
                "data": first.train.data or "built-in scikit-image photos", "n_val_images": len(datasets[1]),
                "models": results, "conventions": CONVENTIONS, "versions": package_versions()}
-    write_text_atomic((out / "compare.json"), json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "compare.json", json.dumps(summary, indent=2) + "\n")
     table = markdown_table({m: r for m, r in results.items()}, COLUMNS)
-    write_text_atomic((out / "compare.md"), 
+    write_text_atomic(out / "compare.md", (
         f"# SC-VAE vs baselines: preset {first.preset}, {first.train.steps} steps, seed {first.train.seed}, "
         f"{len(datasets[1])} held-out images\n\n{table}\nEvaluated on the last checkpoint of each run. "
-        f"Empty cells do not apply to that model.\n")
+        f"Empty cells do not apply to that model.\n"))
     curves({m: val_curve(out / m) for m in models}, out / "psnr_vs_steps.png", "validation PSNR (dB)",
            "validation PSNR during training")
     _side_by_side(out, models, datasets[1])

@@ -77,8 +77,8 @@ def rate_distortion(out: str | os.PathLike, families: list[str], preset: str | N
                "data": first.train.data or "built-in scikit-image photos", "points": points,
                "conventions": CONVENTIONS, "versions": package_versions()}
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic((out / "rd.json"), json.dumps(summary, indent=2) + "\n")
-    write_text_atomic((out / "rd.md"), rd_markdown(summary))
+    write_text_atomic(out / "rd.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "rd.md", rd_markdown(summary))
     rate_distortion_figure(points, out / "rd.png",
                            f"rate-distortion, {summary['n_val_images']} held-out images, {summary['steps']} steps each")
     return summary

@@ -160,13 +160,13 @@ def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, titl
     paths = {kind: out / name for kind, name in zip(("json", "md", "png"), SEGMENT_EVAL_FILES)}
     write_text_atomic(paths["json"], json.dumps({"title": title, **result_json(result)}, indent=2) + "\n")
     ignore = f", ignoring label(s) {', '.join(map(str, result['ignore']))}" if result["ignore"] else ""
-    write_text_atomic(paths["md"], 
+    write_text_atomic(paths["md"], (
         f"# Unsupervised segmentation{': ' + title if title else ''}\n\n"
         f"{result['n_images']} images, k = {result['k']}, position weight {result['position_weight']}, "
         f"whitened components {result['whiten'] or 'off'}, refinement {result['refine']}{ignore}. "
         "Clusters matched to classes per image (Hungarian); mIoU over classes with IoU from set-wide sums; "
         "ARI/NMI averaged over images.\n\n"
-        + segmentation_table(result))
+        + segmentation_table(result)))
     if result["overlay_rows"]:
         panel_figure(result["overlay_rows"], result["overlay_titles"], paths["png"], result["overlay_names"],
                      legend=_legend(result))

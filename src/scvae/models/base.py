@@ -170,7 +170,7 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"model_type": self.model_type, **self.config, "scvae_version": __version__}
-        write_text_atomic((directory / CONFIG_NAME), json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(directory / CONFIG_NAME, json.dumps(payload, indent=2, sort_keys=True) + "\n")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"model_type": self.model_type})
         return directory
