@@ -31,20 +31,18 @@ def real_batch(resolution: int, batch_size: int) -> torch.Tensor:
     return data.batch(list(range(batch_size)))
 
 
-def parse_variant(spec: str) -> tuple[str, str, dict]:
-    """'scvae-t4=scvae:n_iter=4,refit=false' -> ('scvae-t4', 'scvae', {'n_iter': 4, 'refit': False})."""
-    import yaml
+def variant_model(spec: str, preset: str) -> tuple[str, torch.nn.Module]:
+    """'scvae-t4=scvae:n_iter=4,refit=false' -> ('scvae-t4', the preset's scvae with model.n_iter=4 and
+    model.refit=false), the settings parsed and checked as ``scvae train`` overrides are."""
+    from scvae.config import build_model, resolve_config
 
     name, _, rest = spec.partition("=")
     family, _, pairs = rest.partition(":")
     if not name or family not in MODEL_REGISTRY:
         raise SystemExit(f"--variant {spec!r}: expected NAME=FAMILY:KEY=VALUE,... with FAMILY one of "
                          f"{', '.join(MODEL_REGISTRY)}")
-    settings = {}
-    for pair in filter(None, pairs.split(",")):
-        key, _, value = pair.partition("=")
-        settings[key] = yaml.safe_load(value)
-    return name, family, settings
+    overrides = [f"model.{pair}" for pair in pairs.split(",") if pair]
+    return name, build_model(resolve_config(preset, family, overrides=overrides)).train()
 
 
 def main() -> None:
@@ -65,8 +63,7 @@ def main() -> None:
     x = real_batch(model_settings(args.preset, names[0])["resolution"], batch_size)
     models = {n: MODEL_REGISTRY[n](**model_settings(args.preset, n)).train() for n in names}
     for spec in args.variant:
-        name, family, settings = parse_variant(spec)
-        models[name] = MODEL_REGISTRY[family](**{**model_settings(args.preset, family), **settings}).train()
+        name, models[name] = variant_model(spec, args.preset)
         names.append(name)
     optimizers = {n: torch.optim.Adam(m.parameters(), lr=1e-4) for n, m in models.items()}
 

@@ -18,9 +18,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)  # the rename itself survives a power cut
+    return path
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a directory's entries (renames, new files) to disk."""
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(fd)  # the rename itself survives a power cut
+        os.fsync(fd)
     finally:
         os.close(fd)
-    return path

@@ -178,6 +178,18 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     return args
 
 
+def _field_comments(cls: type) -> dict[str, str]:
+    """The ``# comment`` after each field of a dataclass's source: the help's one-line explanations."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # no source (a frozen build): the help just has no notes
+        return {}
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#(.*)$", source, re.M)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     _show_library_log()
@@ -208,15 +220,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-
-def _field_comments(cls: type) -> dict[str, str]:
-    """The ``# comment`` after each field of a dataclass's source: the help's one-line explanations."""
-    import inspect
-    import re
-
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):  # no source (a frozen build): the help just has no notes
-        return {}
-    return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#(.*)$", source, re.M)}

@@ -161,14 +161,14 @@ class LISTA(nn.Module):
 
     def step_constants(self, dictionary: torch.Tensor) -> torch.Tensor:
         """(n_sets,) c_t >= ||D||_2^2; the ISTA step is 1 / c_t."""
-        if self.learn_dictionary and not torch.onnx.is_in_onnx_export():
+        if not self.learn_dictionary:  # a fixed dictionary needs one SVD, not one per forward pass
+            if self._fixed_lipschitz is None:
+                self._fixed_lipschitz = float(spectral_norm_sq(dictionary.detach()))
+            lipschitz = torch.tensor(self._fixed_lipschitz, dtype=dictionary.dtype, device=dictionary.device)
+        elif torch.onnx.is_in_onnx_export():  # ONNX has no spectral norm: today's value as a constant
+            lipschitz = torch.tensor(float(spectral_norm_sq(dictionary.detach())), dtype=dictionary.dtype)
+        else:
             lipschitz = spectral_norm_sq(dictionary).detach()
-        else:  # a constant: ONNX has no spectral norm, and a fixed dictionary needs one SVD, not one per pass
-            value = self._fixed_lipschitz
-            if value is None:
-                value = float(spectral_norm_sq(dictionary.detach()))
-                self._fixed_lipschitz = None if self.learn_dictionary else value
-            lipschitz = torch.tensor(value, dtype=dictionary.dtype, device=dictionary.device)
         return lipschitz * (1.0 + F.softplus(self.step_raw))
 
     def iterate(self, z: torch.Tensor) -> LISTAOutput:
@@ -196,7 +196,7 @@ class LISTA(nn.Module):
                 bias = self.selection_bias if self.balance_step > 0 else None
                 keep = largest_indices(a, self.max_active, dim=1, bias=bias)
                 if not self.refit:  # the refit writes only the kept entries anyway
-                    a = a * torch.zeros_like(a).scatter_(1, keep, 1.0)
+                    a = keep_only(a, keep, dim=1)
             else:
                 keep = torch.arange(a.shape[1], device=a.device).expand(a.shape[0], -1)
             if self.refit:
@@ -263,7 +263,12 @@ def keep_largest(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | No
     """Zero all but the ``k`` largest-magnitude entries of ``a`` along ``dim`` (gradients flow through
     the kept ones): the projection onto codes with at most ``k`` non-zeros (``bias``: see
     :func:`largest_indices`)."""
-    return a * torch.zeros_like(a).scatter_(dim, largest_indices(a, k, dim, bias), 1.0)
+    return keep_only(a, largest_indices(a, k, dim, bias), dim)
+
+
+def keep_only(a: torch.Tensor, indices: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``a`` with every entry zeroed except those at ``indices`` along ``dim`` (gradients flow through them)."""
+    return a * torch.zeros_like(a).scatter_(dim, indices, 1.0)
 
 
 def to_rows(x: torch.Tensor) -> torch.Tensor:

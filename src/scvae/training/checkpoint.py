@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import ScvaeError
+from ..files import fsync_dir
 from ..models import AutoencoderModel
 
 STATE_NAME = "trainer_state.pt"
@@ -34,7 +35,7 @@ def save_checkpoint(directory: str | os.PathLike, model: AutoencoderModel, state
     if directory.exists():
         directory.rename(old)
     tmp.rename(directory)
-    _fsync_dir(directory.parent)
+    fsync_dir(directory.parent)
     for leftover in directory.parent.glob(f".{directory.name}.*-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     return directory
@@ -60,15 +61,7 @@ def _fsync_tree(folder: Path) -> None:
     for path in folder.iterdir():
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
 
 
 def load_trainer_state(directory: str | os.PathLike) -> dict[str, Any]:
