@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..data import CropDataset
+from ..sparse.quantize import quantize_codes
 from .metrics import psnr_per_image, to_unit
 
 STEP_GRID = tuple(2.0 * 2 ** (-i / 2) for i in range(29))  # 2.0 down to ~1.2e-4, factor sqrt(2)
@@ -56,16 +57,6 @@ def entropy_bits(symbols: torch.Tensor) -> float:
 def channel_entropy_bits(codes: torch.Tensor) -> torch.Tensor:
     """(N, C, h, w) integer codes -> (C,) entropy in bits of each channel's values over N, h and w."""
     return torch.tensor([entropy_bits(codes[:, c]) for c in range(codes.shape[1])], dtype=torch.float64)
-
-
-def quantise(codes: torch.Tensor, step: float, keep_support: bool = False) -> torch.Tensor:
-    """Uniform mid-tread quantiser: round(codes / step) * step (zeros stay exactly zero). With
-    ``keep_support`` a non-zero entry never rounds to zero (it keeps at least one step, with its sign),
-    so a sparse code's support is transmitted exactly."""
-    q = torch.round(codes / step)
-    if keep_support:
-        q = torch.where(codes != 0, torch.sign(codes) * q.abs().clamp_min(1), q)
-    return q * step
 
 
 @torch.no_grad()
@@ -118,13 +109,13 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
 def _quantised_rate(c: torch.Tensor, psnr_of, base: float, max_psnr_loss: float, pixels: int,
                     sparse: bool) -> RateReport:
     """Largest grid step within ``max_psnr_loss`` dB, and the per-channel entropy of the codes at it."""
-    step, psnr = STEP_GRID[-1], psnr_of(quantise(c, STEP_GRID[-1], sparse))
+    step, psnr = STEP_GRID[-1], psnr_of(quantize_codes(c, STEP_GRID[-1], sparse))
     for candidate in STEP_GRID:  # coarse to fine: the first that passes is the largest
-        score = psnr_of(quantise(c, candidate, sparse))
+        score = psnr_of(quantize_codes(c, candidate, sparse))
         if score >= base - max_psnr_loss:
             step, psnr = candidate, score
             break
-    symbols = torch.round(quantise(c, step, sparse) / step).long()
+    symbols = torch.round(quantize_codes(c, step, sparse) / step).long()
     positions = c.shape[2] * c.shape[3]
     bits = float(channel_entropy_bits(symbols).sum()) * positions
     support = None

@@ -21,6 +21,7 @@ from torch import nn
 
 from .dictionary import dct_dictionary
 from .lista import LISTA, from_rows, to_rows
+from .quantize import quantize_codes
 
 
 @dataclass
@@ -68,6 +69,10 @@ class SparseCodingBottleneck(nn.Module):
         dim: d, the latent vectors' size (a perfect square for the 2-D DCT dictionary).
         n_atoms: K (default d: the complete orthonormal DCT); K > d gives the overcomplete DCT.
         latent_norm: 'rms' (scale each latent vector to unit RMS first) or 'none'.
+        quantize_step: if > 0, every non-zero code is rounded to a multiple of this step (never to zero),
+            in training (straight-through gradient) and at inference: the decoder learns to read coarse
+            values, which sets the rate of the values (``scvae.evaluation.estimate_rate``). 0 keeps
+            real-valued codes.
         latent_weight, sparsity_weight, usage_weight, usage_temperature: the weights of the latent loss
             ``mean((z - D a)^2)``, of the L1 term on the codes and of the soft usage-balance loss.
         The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing,
@@ -80,11 +85,13 @@ class SparseCodingBottleneck(nn.Module):
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  dead_atom_threshold: float = 0.0, usage_floor: float = 0.05, balance_step: float = 0.0,
-                 grad_iterations: int | None = None, refit: bool = False):
+                 grad_iterations: int | None = None, refit: bool = False, quantize_step: float = 0.0):
         super().__init__()
         if latent_norm not in ("rms", "none"):
             raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
-        self.latent_norm = latent_norm
+        if not quantize_step >= 0:
+            raise ValueError(f"quantize_step must be >= 0 (0 = real-valued codes), got {quantize_step}")
+        self.latent_norm, self.quantize_step = latent_norm, float(quantize_step)
         self.latent_weight, self.sparsity_weight = float(latent_weight), float(sparsity_weight)
         self.usage_weight, self.usage_temperature = float(usage_weight), float(usage_temperature)
         self.lista = LISTA(dct_dictionary(dim, n_atoms), n_iter, lam, learn_dictionary=learn_dictionary,
@@ -114,10 +121,14 @@ class SparseCodingBottleneck(nn.Module):
             return from_rows(rows, like.shape[0], like.shape[2], like.shape[3])
         return rows.reshape(like.shape[0], like.shape[1], -1)
 
+    def quantize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes rounded to the ``quantize_step`` grid (support kept, straight-through); unchanged if 0."""
+        return quantize_codes(codes, self.quantize_step) if self.quantize_step > 0 else codes
+
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (B, d, h, w) or (B, N, d) -> sparse codes (B, K, h, w) or (B, N, K)."""
         z = self.normalize(z)
-        return self._unrows(self.lista(self._rows(z)), z)
+        return self._unrows(self.quantize(self.lista(self._rows(z))), z)
 
     def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, K, h, w) or (B, N, K) -> D a of the same layout with d channels."""
@@ -127,6 +138,7 @@ class SparseCodingBottleneck(nn.Module):
         z = self.normalize(z)
         rows = self._rows(z)
         out = self.lista.iterate(rows)
+        out.codes = self.quantize(out.codes)
         rows_hat = self.lista.synthesize(out.codes)
         losses = {"latent": F.mse_loss(rows_hat, rows.float())}
         loss = self.latent_weight * losses["latent"]
