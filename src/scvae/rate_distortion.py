@@ -31,11 +31,12 @@ from .training import build_datasets, load_model
 # balancing, k = 4 and 6 none (docs/design.md, "Fourth round"). The quantizers go from 256 codes up to the
 # largest codebook that still gains (FSQ saturates near 8^7 codes at this budget).
 _LOW_RATE_SC = dict(n_atoms=121, refit=False, n_iter=16, learn_dictionary=True)
+_COARSE = dict(quantize_step=2 ** 0.5)  # about 2 bits per value (docs/design.md, "Fourth round")
 SWEEPS: dict[str, list[dict[str, Any]]] = {
     "scvae": [dict(_LOW_RATE_SC, max_active=2, balance_step=1e-4),
-              dict(_LOW_RATE_SC, max_active=4, balance_step=0.0, quantize_step=2 ** 0.5),
-              dict(_LOW_RATE_SC, max_active=6, balance_step=0.0, quantize_step=2 ** 0.5),
-              dict(_LOW_RATE_SC, max_active=8, quantize_step=2 ** 0.5), {}],
+              dict(_LOW_RATE_SC, max_active=4, balance_step=0.0, **_COARSE),
+              dict(_LOW_RATE_SC, max_active=6, balance_step=0.0, **_COARSE),
+              dict(_LOW_RATE_SC, max_active=8, **_COARSE), {}],
     "vqvae-strong": [{"codebook_size": 256}, {}, {"codebook_size": 4096}, {"codebook_size": 16384}],
     "fsq": [{"levels": [8, 6, 5]}, {}, {"levels": [8, 8, 8, 5, 5, 5]}, {"levels": [8, 8, 8, 8, 5, 5]},
             {"levels": [8] * 7}],

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..data import CropDataset
-from ..sparse.quantize import quantize_codes
+from ..sparse.quantize import quantization_indices
 from .metrics import psnr_per_image, to_unit
 
 STEP_GRID = tuple(2.0 * 2 ** (-i / 2) for i in range(29))  # 2.0 down to ~1.2e-4, factor sqrt(2)
@@ -109,13 +109,14 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
 def _quantised_rate(c: torch.Tensor, psnr_of, base: float, max_psnr_loss: float, pixels: int,
                     sparse: bool) -> RateReport:
     """Largest grid step within ``max_psnr_loss`` dB, and the per-channel entropy of the codes at it."""
-    step, psnr = STEP_GRID[-1], psnr_of(quantize_codes(c, STEP_GRID[-1], sparse))
+    step = STEP_GRID[-1]
     for candidate in STEP_GRID:  # coarse to fine: the first that passes is the largest
-        score = psnr_of(quantize_codes(c, candidate, sparse))
-        if score >= base - max_psnr_loss:
-            step, psnr = candidate, score
+        symbols = quantization_indices(c, candidate, sparse)
+        psnr = psnr_of(symbols * candidate)
+        if psnr >= base - max_psnr_loss:
+            step = candidate
             break
-    symbols = torch.round(quantize_codes(c, step, sparse) / step).long()
+    symbols = symbols.long()
     positions = c.shape[2] * c.shape[3]
     bits = float(channel_entropy_bits(symbols).sum()) * positions
     support = None

@@ -11,11 +11,17 @@ from __future__ import annotations
 import torch
 
 
-def quantize_codes(codes: torch.Tensor, step: float, keep_support: bool = True) -> torch.Tensor:
-    """Round ``codes`` (any shape) to multiples of ``step``. With ``keep_support`` a non-zero entry never
-    rounds to zero; zeros stay exactly zero. The result carries a straight-through gradient: d out / d codes
-    is the identity (zero where the code is zero only because the input was zero there)."""
+def quantization_indices(codes: torch.Tensor, step: float, keep_support: bool = True) -> torch.Tensor:
+    """The integers n with ``codes ~ n * step`` (same shape and dtype as ``codes``), rounded to nearest. With
+    ``keep_support`` a non-zero entry never becomes 0 (it keeps +-1); zeros stay 0."""
     q = torch.round(codes / step)
     if keep_support:
         q = torch.where(codes != 0, torch.sign(codes) * q.abs().clamp_min(1), q)
-    return codes + (q * step - codes).detach()
+    return q
+
+
+def quantize_codes(codes: torch.Tensor, step: float, keep_support: bool = True) -> torch.Tensor:
+    """Round ``codes`` (any shape) to multiples of ``step`` (see :func:`quantization_indices`). The values are
+    exactly ``n * step``; the gradient is straight-through: d out / d codes is the identity."""
+    grid = quantization_indices(codes, step, keep_support) * step
+    return grid + (codes - codes.detach())
