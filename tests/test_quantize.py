@@ -58,3 +58,15 @@ def test_a_quantization_aware_model_is_rated_at_least_at_its_own_step():
     model = SCVAE(**SMALL, n_atoms=36, max_active=4, quantize_step=step)
     rate = estimate_rate(model, dataset)
     assert rate.step >= step and rate.psnr >= rate.psnr_unquantised - 0.1
+
+
+def test_nearest_codes_of_a_quantization_aware_model_are_on_its_grid():
+    """Generation and interpolation project vectors with ``nearest_codes``: the decoder was trained on grid
+    values, so the projection puts the kept values there too."""
+    torch.manual_seed(0)
+    step = 0.5
+    model = SCVAE(**SMALL, n_atoms=36, max_active=4, quantize_step=step).eval()
+    codes = model.nearest_codes(torch.randn(2, 36, 3, 3))
+    assert (codes != 0).sum(1).max() == 4
+    nonzero = codes[codes != 0]
+    assert torch.equal(nonzero / step, torch.round(nonzero / step))
