@@ -69,6 +69,19 @@ def test_sparse_code_diagnostics_on_constructed_codes():
     assert r["atoms_used"] == 3 and r["atoms_never_active_frac"] == pytest.approx(0.7)
     assert r["active_mean"] == pytest.approx(4 / 4) and r["n_codes"] == 4
     assert d.usage_counts[1] == 2
+    assert r["perplexity"] == pytest.approx(2 ** 1.5)  # usage 1/2, 1/4, 1/4: entropy 1.5 bits
+
+
+def test_atom_perplexity_sees_a_collapse_that_atoms_used_does_not():
+    """Every atom fires somewhere, but 6 atoms take 99.9 % of the use: perplexity ~6, not ~K."""
+    rows = torch.zeros(10_000, 121)
+    rows[:, :6] = 1.0
+    rows[torch.arange(115), 6 + torch.arange(115)] = 1.0  # each other atom once
+    d = SparseCodeDiagnostics()
+    d.update(SimpleNamespace(codes=rows.T.reshape(1, 121, 100, 100)))
+    r = d.result()
+    assert r["atoms_used"] == 121
+    assert 6.0 < r["perplexity"] < 6.5
 
 
 def test_cifar_pickle_and_mnist_idx_readers(tmp_path):

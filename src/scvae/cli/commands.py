@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     line = f"done: {result.step} steps in {out}; val PSNR {v.get('psnr', float('nan')):.2f} dB, SSIM {v.get('ssim', float('nan')):.3f}"
     if "active_frac" in v:
         line += (f", active atoms {v['active_mean']:.1f}/{v['n_atoms']} ({100 * v['active_frac']:.1f}%), "
-                 f"atoms used {v['atoms_used']}/{v['n_atoms']}")
+                 f"atoms used {v['atoms_used']}/{v['n_atoms']} (perplexity {v.get('perplexity', float('nan')):.1f})")
     print(line)
     return 0
 
@@ -148,7 +148,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         r = stats.result()
         line += (f"; active atoms per code: mean {r['active_mean']:.2f} ({100 * r['active_frac']:.1f}% of "
                  f"{r['n_atoms']}), median {r['active_median']:.0f}, max {r['active_max']}; "
-                 f"atoms used: {r['atoms_used']}/{r['n_atoms']}")
+                 f"atoms used: {r['atoms_used']}/{r['n_atoms']} (perplexity {r['perplexity']:.1f})")
     print(line)
     return 0
 

@@ -1,7 +1,10 @@
 """Representation diagnostics accumulated over a whole dataset, one accumulator per model type.
 
 - SC-VAE: atom-use histogram, fraction of atoms never active, mean / median active atoms per code,
-  Hoyer sparsity per code (sqrt(K) - |a|_1 / |a|_2) / (sqrt(K) - 1), averaged over non-zero codes.
+  Hoyer sparsity per code (sqrt(K) - |a|_1 / |a|_2) / (sqrt(K) - 1), averaged over non-zero codes, and the
+  perplexity of atom use (as for a codebook: how many atoms are in effect used). "Atoms used" alone counts
+  an atom active at one position in a million; the perplexity does not, so a dictionary whose codes all sit
+  on 6 atoms shows perplexity ~6 even when every atom fires somewhere.
 - VQ-VAE: codebook usage (fraction of codes used at least once) and perplexity exp(H(usage)).
 - VAE: active units (Burda et al. 2016: Var_x E_q[z_u] > 0.01, u = channel x position) and KL per channel.
 """
@@ -46,6 +49,14 @@ class Diagnostics(ABC):
         return None
 
 
+def usage_perplexity(counts: torch.Tensor) -> float:
+    """exp of the entropy of the usage distribution ``counts / counts.sum()`` (K,): K when all units are
+    used equally, 1 when one unit takes everything."""
+    p = counts.double() / counts.sum().clamp_min(1)
+    p = p[p > 0]
+    return float((-(p * p.log()).sum()).exp())
+
+
 def hoyer(codes: torch.Tensor) -> torch.Tensor:
     """Hoyer sparsity of each row of (N, K); rows that are all zero are dropped."""
     k = codes.shape[1]
@@ -78,6 +89,7 @@ class SparseCodeDiagnostics(Diagnostics):
                 "active_median": float(active.median()), "active_max": int(active.max()), "active_frac": float(active.mean()) / k,
                 "atoms_used": int((counts > 0).sum()), "atoms_used_frac": float((counts > 0).double().mean()),
                 "atoms_never_active_frac": float((counts == 0).double().mean()),
+                "perplexity": usage_perplexity(counts),
                 "hoyer_mean": float(hoy.mean()) if hoy.numel() else float("nan")}
 
     @property
@@ -106,10 +118,9 @@ class CodebookDiagnostics(Diagnostics):
         self.counts = counts if self.counts is None else self.counts + counts
 
     def result(self) -> dict[str, Any]:
-        p = self.counts.double() / self.counts.sum()
-        entropy = -(p[p > 0] * p[p > 0].log()).sum()
         return {"codebook_size": self.counts.numel(), "codes_used": int((self.counts > 0).sum()),
-                "codebook_usage": float((self.counts > 0).double().mean()), "perplexity": float(entropy.exp())}
+                "codebook_usage": float((self.counts > 0).double().mean()),
+                "perplexity": usage_perplexity(self.counts)}
 
     @property
     def usage_counts(self) -> list[int] | None:
