@@ -51,3 +51,13 @@ def test_rd_points_trains_points_in_parallel_and_merges_earlier_ones(tmp_path):
     assert all(p["bits_per_image"] > 0 and p["val_curve"] for p in runs.values())
     assert data["merged"] == earlier["points"] and (tmp_path / "p" / "rd.png").stat().st_size > 1000
     assert "| vqvae-strong | preset | 40 |" in (tmp_path / "p" / "points.md").read_text()
+
+
+def test_atom_usage_reports_perplexity_and_rejects_a_folder_that_is_no_run(tiny_run, tmp_path):
+    out = run("atom_usage.py", str(tiny_run), "--threads", "1", "--json", str(tmp_path / "u.json"))
+    (row,) = json.loads((tmp_path / "u.json").read_text())["rows"]
+    assert row["units"] == 36 and 1 <= row["perplexity"] <= row["used"] <= 36 and "| perplexity |" in out
+    result = subprocess.run([sys.executable, str(BENCH / "atom_usage.py"), str(tmp_path)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2 and "not a run directory" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.json"]
