@@ -109,12 +109,10 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
 def _quantised_rate(c: torch.Tensor, psnr_of, base: float, max_psnr_loss: float, pixels: int,
                     sparse: bool) -> RateReport:
     """Largest grid step within ``max_psnr_loss`` dB, and the per-channel entropy of the codes at it."""
-    step = STEP_GRID[-1]
-    for candidate in STEP_GRID:  # coarse to fine: the first that passes is the largest
-        symbols = quantization_indices(c, candidate, sparse)
-        psnr = psnr_of(symbols * candidate)
+    for step in STEP_GRID:  # coarse to fine: the first that passes is the largest; else the finest
+        symbols = quantization_indices(c, step, sparse)
+        psnr = psnr_of(symbols * step)
         if psnr >= base - max_psnr_loss:
-            step = candidate
             break
     symbols = symbols.long()
     positions = c.shape[2] * c.shape[3]

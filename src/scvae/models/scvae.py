@@ -81,11 +81,11 @@ class SCVAE(AutoencoderModel):
         """(B, K, h, w) -> the same with only the ``max_active`` largest-magnitude entries kept per position
         (the model's own sparsity) and, with a ``quantize_step``, the kept values on its grid: codes of the
         kind the decoder was trained on."""
-        k = self.config["max_active"]
+        k, vectors = self.config["max_active"], vectors.float()
         if k is not None and k < vectors.shape[1]:
             bias = self.lista.selection_bias if self.lista.balance_step > 0 else None
-            vectors = keep_largest(vectors.float(), k, dim=1, bias=bias)
-        return self.bottleneck.quantize(vectors.float())
+            vectors = keep_largest(vectors, k, dim=1, bias=bias)
+        return self.bottleneck.quantize(vectors)
 
     def after_step(self, output: SCVAEOutput) -> dict[str, float]:
         """Dead-atom restarts of a learned dictionary, after the optimizer step."""
