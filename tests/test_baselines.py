@@ -9,7 +9,7 @@ import torch
 from scvae import SCVAE
 from scvae.data import CropDataset
 from scvae.evaluation import entropy_bits, estimate_rate
-from scvae.models import AE, FSQVAE, MODEL_REGISTRY, StrongVQVAE
+from scvae.models import AE, FSQVAE, MODEL_REGISTRY, ResidualVQVAE, StrongVQVAE
 from scvae.presets import model_settings
 from scvae.sparse import LISTA, dct_dictionary
 
@@ -109,7 +109,7 @@ def test_entropy_of_a_known_distribution():
     assert entropy_bits(torch.arange(256)) == pytest.approx(8.0)
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"])
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "rvq", "vae"])
 def test_every_model_has_a_rate(model_type):
     torch.manual_seed(0)
     import skimage.data
@@ -123,7 +123,7 @@ def test_every_model_has_a_rate(model_type):
     assert rate.bits_per_pixel == pytest.approx(rate.bits_per_image / 256)
     if model_type in ("scvae", "ae"):
         assert rate.psnr >= rate.psnr_unquantised - 0.1 and rate.step is not None
-    if model_type in ("vqvae", "vqvae-strong", "fsq"):
+    if model_type in ("vqvae", "vqvae-strong", "fsq", "rvq"):
         assert rate.bits_per_image <= rate.bound_bits_per_image + 1e-9
 
 
@@ -185,7 +185,7 @@ def test_selection_bias_brings_unused_atoms_into_the_codes_without_changing_valu
     assert int(kept.sum(1).max()) <= 4
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"])
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "rvq", "vae"])
 def test_loss_terms_are_detached_and_the_loss_is_not(model_type):
     kwargs = dict(SMALL, n_atoms=36, max_active=4) if model_type == "scvae" else dict(SMALL)
     out = MODEL_REGISTRY[model_type](**kwargs).train()(torch.rand(2, 3, 16, 16) * 2 - 1)
@@ -193,7 +193,7 @@ def test_loss_terms_are_detached_and_the_loss_is_not(model_type):
     assert out.losses and not any(v.requires_grad for v in out.losses.values())
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"])
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "rvq", "vae"])
 def test_inference_codes_carry_no_graph_but_training_codes_do(model_type):
     kwargs = dict(SMALL, n_atoms=36, max_active=4) if model_type == "scvae" else dict(SMALL)
     model = MODEL_REGISTRY[model_type](**kwargs)
@@ -205,7 +205,7 @@ def test_inference_codes_carry_no_graph_but_training_codes_do(model_type):
         assert model.train().encode(x).codes.requires_grad
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "vae"])
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "vqvae-strong", "fsq", "rvq", "vae"])
 def test_decoding_the_codes_is_the_forward_reconstruction_on_any_grid(model_type):
     torch.manual_seed(0)
     kwargs = dict(SMALL, n_atoms=36, max_active=4) if model_type == "scvae" else dict(SMALL)
@@ -223,3 +223,43 @@ def test_strong_vq_lookup_agrees_with_the_library():
     model.eval()
     z = model.encoder(torch.rand(4, 3, 16, 24) * 2 - 1)
     assert torch.equal(model.nearest_codes(z), model.quantize(z)[1])
+
+
+def test_residual_vq_decodes_the_sum_of_its_stages_as_the_library_does():
+    torch.manual_seed(0)
+    model = ResidualVQVAE(**SMALL, codebook_size=32, num_quantizers=3)
+    model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)  # k-means init of every stage
+    model.eval()
+    z = model.encoder(torch.rand(2, 3, 16, 24) * 2 - 1)  # an 8 x 12 grid
+    quantized, indices, _ = model.quantize(z)
+    assert indices.shape == (2, 3, 8, 12) and torch.equal(model.nearest_codes(z), indices)
+    library = model.quantizer.get_output_from_indices(indices.flatten(2).transpose(1, 2))  # (B, h*w, d)
+    assert torch.allclose(model.vectors_from_indices(indices), library.transpose(1, 2).reshape(2, 16, 8, 12), atol=1e-6)
+    assert torch.allclose(model.vectors_from_indices(indices), quantized, atol=1e-5)
+    # each stage quantises what the ones before left, so the error falls stage by stage
+    books = model.quantizer.codebooks
+    errors = [(z - sum(books[q][indices[:, q]] for q in range(n)).permute(0, 3, 1, 2)).square().mean()
+              for n in (1, 2, 3)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_residual_vq_rate_sums_its_stages_and_its_usage_counts_each_stage():
+    from scvae.evaluation.diagnostics import CodebookDiagnostics
+    from scvae.models.quantized import QuantizedOutput
+    import skimage.data
+
+    torch.manual_seed(0)
+    model = ResidualVQVAE(**SMALL, codebook_size=16, num_quantizers=2)
+    dataset = CropDataset([skimage.data.astronaut()[i * 40:i * 40 + 40, :40] for i in range(6)], 16, random_crop=False)
+    rate = estimate_rate(model, dataset, batch_size=4)
+    codes = torch.cat([model.encode(x).codes for _, x in dataset.eval_batches(4)])
+    assert rate.method.startswith("sum of the residual stages")
+    assert rate.bits_per_image == pytest.approx((entropy_bits(codes[:, 0]) + entropy_bits(codes[:, 1])) * 64)
+    assert rate.bound_bits_per_image == pytest.approx(2 * 4 * 64)
+    # stage 0 uses code 3 only, stage 1 codes 3 and 5: three of the 2 x 16 codes, not two
+    indices = torch.tensor([[[[3, 3]], [[3, 5]]]])  # (B 1, Q 2, h 1, w 2)
+    diagnostics = CodebookDiagnostics.for_model(model)
+    diagnostics.update(QuantizedOutput(reconstruction=None, latent=None, loss=None, losses={}, indices=indices))
+    result = diagnostics.result()
+    assert result["codebook_size"] == 32 and result["codes_used"] == 3
+    assert result["perplexity"] == pytest.approx(2 ** 1.5)  # shares 1/2, 1/4, 1/4

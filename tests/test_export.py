@@ -10,7 +10,7 @@ ort = pytest.importorskip("onnxruntime")
 SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "scvae-no-refit", "ae", "vqvae-strong", "fsq"])
+@pytest.mark.parametrize("model_type", ["scvae", "scvae-no-refit", "ae", "vqvae-strong", "fsq", "rvq"])
 def test_onnx_encoder_and_decoder_match_pytorch_at_any_size(model_type, tmp_path):
     from scvae.export import export_onnx
 

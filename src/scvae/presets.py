@@ -42,7 +42,8 @@ def get_preset(name: str) -> dict[str, Any]:
 SMALL_SC = dict(n_atoms=256, n_iter=4, lam=0.3, max_active=33, refit=True, latent_weight=0.01, usage_weight=0.0,
                 learn_dictionary=False, usage_floor=0.05, balance_step=1e-3)
 _SMALL_BASELINES = {"ae": {}, "vae": dict(kl_weight=1.0), "vqvae": dict(codebook_size=256, commitment_weight=0.25),
-                    "vqvae-strong": dict(codebook_size=1024, codebook_dim=8), "fsq": dict(levels=[8, 5, 5, 5])}
+                    "vqvae-strong": dict(codebook_size=1024, codebook_dim=8), "fsq": dict(levels=[8, 5, 5, 5]),
+                    "rvq": dict(codebook_size=1024, num_quantizers=8)}
 
 register_preset(
     "small-32", description="32 px -> 8x8 grid of 64-d latents, 256 atoms; trains on 2 CPU cores in minutes",
@@ -61,7 +62,8 @@ register_preset(
     backbone=dict(resolution=16, ch=8, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=16),
     scvae=dict(SMALL_SC, n_atoms=36, max_active=4), **{**_SMALL_BASELINES, "vqvae": dict(codebook_size=36),
                                                      "vqvae-strong": dict(codebook_size=64, codebook_dim=4),
-                                                     "fsq": dict(levels=[4, 4, 4])},
+                                                     "fsq": dict(levels=[4, 4, 4]),
+                                                     "rvq": dict(codebook_size=64, num_quantizers=4)},
     train=dict(steps=100, batch_size=8, lr=2e-3),
 )
 # The small presets' recipe at the paper's size (not measured at 256 px on this project's machines), but

@@ -2,7 +2,8 @@
 held-out images, drawn as one rate-distortion figure with a Markdown + JSON table.
 
 Each family sweeps the knob that sets its rate (SC-VAE the active atoms per code, the strong VQ-VAE its
-codebook size, FSQ its levels); the VAE and the AE are one point each (the AE's rate is that of its
+codebook size, FSQ its levels, the residual VQ its number of stages, which takes it to the rates of
+SC-VAE's denser codes); the VAE and the AE are one point each (the AE's rate is that of its
 quantised latent). On a GPU, ``bench/rd_points.py`` trains such points in parallel.
 Runs are trained with the same backbone, split, seed and step budget, and a finished run of the same
 config is reused (``scvae compare`` trains the same runs, so the two commands can share an output folder).
@@ -29,7 +30,8 @@ from .training import build_datasets, load_model
 # use 121 atoms, a learned dictionary and T = 16 LISTA values (no refit: its exact values cost more bits than
 # they gain), and quantisation-aware values (``quantize_step``) above k = 2; k = 2 needs a slower
 # balancing, k = 4 and 6 none (docs/design.md, "Fourth round"). The quantizers go from 256 codes up to the
-# largest codebook that still gains (FSQ saturates near 8^7 codes at this budget).
+# largest codebook that still gains (FSQ saturates near 8^7 codes at this budget); the residual VQ adds
+stages of 1024 codes, up to 10 bits each per position.
 _LOW_RATE_SC = dict(n_atoms=121, refit=False, n_iter=16, learn_dictionary=True)
 _COARSE = dict(quantize_step=2 ** 0.5)  # about 2 bits per value (docs/design.md, "Fourth round")
 SWEEPS: dict[str, list[dict[str, Any]]] = {
@@ -40,6 +42,7 @@ SWEEPS: dict[str, list[dict[str, Any]]] = {
     "vqvae-strong": [{"codebook_size": 256}, {}, {"codebook_size": 4096}, {"codebook_size": 16384}],
     "fsq": [{"levels": [8, 6, 5]}, {}, {"levels": [8, 8, 8, 5, 5, 5]}, {"levels": [8, 8, 8, 8, 5, 5]},
             {"levels": [8] * 7}],
+    "rvq": [{"num_quantizers": 2}, {"num_quantizers": 4}, {}, {"num_quantizers": 16}],
     "vae": [{}],
     "ae": [{}],
 }

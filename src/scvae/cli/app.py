@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML run config (keys: model_type, preset, model, train)")
     p.add_argument("--preset", help="named preset (see `scvae presets`); default small-32")
     p.add_argument("--model-type", dest="model_type",
-                   help="scvae (default), ae, vqvae, vqvae-strong, fsq or vae")
+                   help="scvae (default), ae, vqvae, vqvae-strong, fsq, rvq or vae")
     p.add_argument("--model", dest="model_type_deprecated", help=argparse.SUPPRESS)
     p.add_argument("--data", help="folder of images (recursive); default: built-in scikit-image photos")
     p.add_argument("--val-data", help="separate validation folder (default: hold out val_ratio of --data)")

@@ -97,18 +97,24 @@ class SparseCodeDiagnostics(Diagnostics):
         return self.atom_counts.tolist() if self.atom_counts is not None else None
 
 
-@_register("vqvae", "vqvae-strong", "fsq")
+@_register("vqvae", "vqvae-strong", "fsq", "rvq")
 class CodebookDiagnostics(Diagnostics):
+    """Code usage. A residual VQ's indices (B, Q, h, w) count per stage: its Q codebooks are Q * K codes."""
+
     def __init__(self, codebook_size: int | None = None):
         self.codebook_size = codebook_size
         self.counts: torch.Tensor | None = None
 
     @classmethod
     def for_model(cls, model: Any) -> "CodebookDiagnostics":
-        return cls(model.codebook_size)
+        return cls(model.codebook_size * getattr(model, "num_codebooks", 1))
 
     def update(self, output: Any) -> None:
-        idx = output.indices.detach().flatten().cpu()
+        idx = output.indices.detach().cpu()
+        if idx.dim() == 4:  # stage q's code i is code q * K + i of the stacked codebooks
+            stages = idx.shape[1]
+            idx = idx + torch.arange(stages).view(1, -1, 1, 1) * (self.codebook_size // stages)
+        idx = idx.flatten()
         size = self.codebook_size or int(idx.max()) + 1
         counts = torch.bincount(idx, minlength=size)
         if self.counts is not None and counts.numel() != self.counts.numel():

@@ -4,7 +4,8 @@
   times positions per image (the ``log2 K`` bound is reported beside it). A plug-in entropy cannot exceed
   log2 of the number of samples, so for an FSQ whose implicit codebook is larger than an eighth of the
   evaluated positions the rate is instead the sum of its dimensions' entropies (the per-channel model the
-  continuous codes below are measured with).
+  continuous codes below are measured with). A residual VQ's rate is the sum of its stages' index
+  entropies (a model of independent stages, so an upper bound on their joint entropy).
 - Continuous codes (SC-VAE's sparse codes, the AE's dense latent): every code entry is quantised with one
   uniform step (for sparse codes a non-zero never rounds to zero, so the support is kept exactly); the
   rate is the sum over channels (atoms) of the empirical entropy of that channel's quantised values,
@@ -93,8 +94,12 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
             bits = float(torch.cat(kl_bits).mean())
             return RateReport("KL of the posterior (bits)", bits, bits / pixels, base, base)
         if c.dtype in (torch.int32, torch.int64):
-            positions = c[0].numel()
-            bound = math.log2(model.codebook_size) * positions
+            positions = c.shape[-1] * c.shape[-2]
+            bound = math.log2(model.codebook_size) * (c[0].numel())
+            if c.dim() == 4:  # a residual VQ's stages (N, Q, h, w)
+                bits = float(channel_entropy_bits(c).sum()) * positions
+                return RateReport("sum of the residual stages' index entropies", bits, bits / pixels, base, base,
+                                  bound_bits_per_image=bound)
             if hasattr(model, "level_indices") and model.codebook_size > c.numel() / 8:
                 bits = float(channel_entropy_bits(model.level_indices(c.to(device)).cpu()).sum()) * positions
                 return RateReport("sum of the FSQ dimensions' entropies", bits, bits / pixels, base, base,

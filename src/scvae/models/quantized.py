@@ -6,8 +6,11 @@
 - ``fsq``: Finite Scalar Quantization (Mentzer et al. 2023): a projection to ``len(levels)`` bounded
   scalars, each rounded to one of ``levels[i]`` values; implicit codebook of prod(levels) codes, no
   codebook to collapse and no auxiliary loss.
+- ``rvq``: residual VQ (SoundStream, EnCodec): ``num_quantizers`` EMA codebooks in turn, each quantising
+  what the ones before left; the decoder gets the sum. It reaches the high rates a single codebook cannot.
 
-Codes are indices (B, h, w), as for :class:`~scvae.models.vqvae.VQVAE`.
+Codes are indices (B, h, w), as for :class:`~scvae.models.vqvae.VQVAE`; the residual VQ's are (B, Q, h, w),
+one index per stage.
 """
 from __future__ import annotations
 
@@ -162,3 +165,61 @@ class FSQVAE(_QuantizedAutoencoder):
     def level_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, h, w) -> each dimension's level (B, len(levels), h, w), integers in [0, levels[i])."""
         return self.quantizer.indices_to_level_indices(indices.long()).permute(0, 3, 1, 2)
+
+
+@register_model
+class ResidualVQVAE(_QuantizedAutoencoder):
+    """Residual VQ-VAE: ``num_quantizers`` stages of ``codebook_size`` Euclidean codes in the full latent
+    (cosine lookup would ignore the residuals' shrinking norms), each with EMA (``decay``), k-means init and
+    dead-code restart; up to ``num_quantizers * log2(codebook_size)`` bits per position."""
+
+    model_type = "rvq"
+
+    def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
+                 ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
+                 attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
+                 z_channels: int = 64, codebook_size: int = 1024, num_quantizers: int = 8, decay: float = 0.8,
+                 commitment_weight: float = 0.25, dead_code_threshold: float = 2.0, kmeans_init: bool = True,
+                 recon_loss: str = "mse"):
+        super().__init__(locals())
+        from vector_quantize_pytorch import ResidualVQ
+        if num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be at least 1, got {num_quantizers}")
+        self._build_backbone()
+        # The library's accept_image_fmap mishandles channel-first maps, so positions go in as a sequence.
+        self.quantizer = ResidualVQ(
+            dim=z_channels, num_quantizers=num_quantizers, codebook_size=codebook_size, decay=decay,
+            kmeans_init=kmeans_init, threshold_ema_dead_code=dead_code_threshold, commitment_weight=commitment_weight)
+
+    @property
+    def codebook_size(self) -> int:
+        """Codes per stage."""
+        return int(self.config["codebook_size"])
+
+    @property
+    def num_codebooks(self) -> int:
+        return int(self.config["num_quantizers"])
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z (B, d, h, w) -> (the sum of the stages' codes (B, d, h, w), indices (B, Q, h, w), loss)."""
+        b, d, h, w = z.shape
+        quantized, indices, losses = self.quantizer(z.flatten(2).transpose(1, 2))
+        return (quantized.transpose(1, 2).reshape(b, d, h, w), indices.transpose(1, 2).reshape(b, -1, h, w),
+                losses.sum())
+
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, d, h, w) -> indices (B, Q, h, w): stage by stage, the nearest code to what the stages before
+        left (the library's greedy lookup written out, so it also exports to ONNX; a test checks they agree)."""
+        residual = self.quantizer.project_in(vectors.float().permute(0, 2, 3, 1))
+        indices = []
+        for book in self.quantizer.codebooks:  # (K, d) each
+            index = torch.cdist(residual.flatten(0, 2), book).argmin(-1).reshape(residual.shape[:-1])
+            residual = residual - book[index]
+            indices.append(index)
+        return torch.stack(indices, dim=1)
+
+    def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Indices (B, Q, h, w) -> the sum of each stage's code (B, d, h, w)."""
+        books = self.quantizer.codebooks  # (Q, K, d)
+        summed = sum(books[q][indices[:, q]] for q in range(books.shape[0]))  # (B, h, w, d)
+        return self.quantizer.project_out(summed).permute(0, 3, 1, 2)
