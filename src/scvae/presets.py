@@ -38,7 +38,8 @@ def get_preset(name: str) -> dict[str, Any]:
 # docs/design.md for how the settings were chosen. Baselines:
 # the plain autoencoder (the ceiling), the plain ELBO VAE, the plain VQ-VAE with as many codes as SC-VAE has
 # atoms and no anti-collapse option (it shows codebook collapse), the strong VQ-VAE (cosine lookup in 8-d,
-# EMA, k-means init, dead-code restart) with 1024 codes, and FSQ with 8 x 5 x 5 x 5 = 1000 codes.
+# EMA, k-means init, dead-code restart) with 1024 codes, FSQ with 8 x 5 x 5 x 5 = 1000 codes, and the residual
+# VQ (8 stages of 1024 codes) that reaches SC-VAE's own rates.
 SMALL_SC = dict(n_atoms=256, n_iter=4, lam=0.3, max_active=33, refit=True, latent_weight=0.01, usage_weight=0.0,
                 learn_dictionary=False, usage_floor=0.05, balance_step=1e-3)
 _SMALL_BASELINES = {"ae": {}, "vae": dict(kl_weight=1.0), "vqvae": dict(codebook_size=256, commitment_weight=0.25),

@@ -31,7 +31,7 @@ from .training import build_datasets, load_model
 # they gain), and quantisation-aware values (``quantize_step``) above k = 2; k = 2 needs a slower
 # balancing, k = 4 and 6 none (docs/design.md, "Fourth round"). The quantizers go from 256 codes up to the
 # largest codebook that still gains (FSQ saturates near 8^7 codes at this budget); the residual VQ adds
-stages of 1024 codes, up to 10 bits each per position.
+# stages of 1024 codes, up to 10 bits each per position.
 _LOW_RATE_SC = dict(n_atoms=121, refit=False, n_iter=16, learn_dictionary=True)
 _COARSE = dict(quantize_step=2 ** 0.5)  # about 2 bits per value (docs/design.md, "Fourth round")
 SWEEPS: dict[str, list[dict[str, Any]]] = {
