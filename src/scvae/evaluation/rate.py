@@ -95,7 +95,7 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
             return RateReport("KL of the posterior (bits)", bits, bits / pixels, base, base)
         if c.dtype in (torch.int32, torch.int64):
             positions = c.shape[-1] * c.shape[-2]
-            bound = math.log2(model.codebook_size) * (c[0].numel())
+            bound = math.log2(model.codebook_size) * c[0].numel()  # every stage's index at every position
             if c.dim() == 4:  # a residual VQ's stages (N, Q, h, w)
                 bits = float(channel_entropy_bits(c).sum()) * positions
                 return RateReport("sum of the residual stages' index entropies", bits, bits / pixels, base, base,

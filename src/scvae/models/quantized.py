@@ -220,7 +220,8 @@ class ResidualVQVAE(_QuantizedAutoencoder):
         return torch.stack(indices, dim=1)
 
     def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """Indices (B, Q, h, w) -> the sum of each stage's code (B, d, h, w)."""
+        """Indices (B, Q, h, w) -> the sum of each stage's code (B, d, h, w) (the library's
+        ``get_output_from_indices`` written out, as :meth:`nearest_codes` is; a test checks they agree)."""
         books = self.quantizer.codebooks  # (Q, K, d)
         summed = sum(books[q][indices[:, q]] for q in range(books.shape[0]))  # (B, h, w, d)
         return self.quantizer.project_out(summed).permute(0, 3, 1, 2)
