@@ -61,3 +61,18 @@ def test_atom_usage_reports_perplexity_and_rejects_a_folder_that_is_no_run(tiny_
                             text=True, timeout=300)
     assert result.returncode == 2 and "not a run directory" in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["u.json"]
+
+
+def test_rd_margins_reads_points_files_and_names_a_missing_one(tmp_path):
+    rows = [{"family": f, "bits_per_image": b, "psnr": p, "setting": s} for f, b, p, s in [
+        ("rvq", 1000, 20.0, ["model.num_quantizers=2"]), ("rvq", 2000, 22.0, ["model.num_quantizers=4"]),
+        ("rvq", 1500, 23.0, ["model.num_quantizers=3", "model.decay=0.8"]),
+        ("scvae", 1500, 21.5, ["model.max_active=8"])]]
+    (tmp_path / "points.json").write_text(json.dumps({"points": rows[:2], "merged": rows[2:]}))
+    out = run("rd_margins.py", str(tmp_path / "points.json"), "--against", "rvq", "--exclude", "decay=0.8",
+              "--json", str(tmp_path / "m.json"))
+    margins = json.loads((tmp_path / "m.json").read_text())["rvq"]
+    assert [round(m["margin"], 6) for m in margins] == [0.5] and "| model.max_active=8 | 1 | 1500 | 21.50 | 21.00 |" in out
+    missing = subprocess.run([sys.executable, str(BENCH / "rd_margins.py"), str(tmp_path / "nope.json"),
+                              "--against", "rvq"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "nope.json" in missing.stderr and "Traceback" not in missing.stderr

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .equal_rate import upper_envelope  # noqa: E402
+
 
 def usage_histogram(result: dict[str, Any], path: str | os.PathLike) -> None:
     """Atom (SC-VAE) or code (VQ-VAE) usage, sorted; KL per channel for a VAE."""
@@ -58,16 +60,6 @@ def curves(series: dict[str, list[tuple[float, float]]], path: str | os.PathLike
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def upper_envelope(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """(bits, psnr) pairs -> those that no other pair beats with as few bits, sorted by bits."""
-    best, front = float("-inf"), []
-    for bits, psnr in sorted(points, key=lambda p: (p[0], -p[1])):
-        if psnr > best:
-            front.append((bits, psnr))
-            best = psnr
-    return front
 
 
 def rate_distortion_figure(points: list[dict], path: str | os.PathLike, title: str) -> None:

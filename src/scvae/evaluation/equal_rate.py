@@ -1,0 +1,70 @@
+"""Comparing two families at equal rate: one family's PSNR against the other's curve at the same bits.
+
+Rate-distortion points are dicts with ``family``, ``bits_per_image``, ``psnr`` and ``setting`` (a list of
+``KEY=VALUE`` overrides, as ``bench/rd_points.py`` writes, or a dict of them, as ``scvae rd`` writes). Runs
+of one setting that differ only by ``seed=`` are averaged (bits and PSNR) before anything is compared, so a
+lucky seed neither sets the baseline's curve nor the margin. The baseline's curve is its upper envelope
+(no setting has fewer bits and a higher PSNR), read off linearly in bits between its two neighbouring
+settings; outside its range of rates there is no margin.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def upper_envelope(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(bits, psnr) pairs -> those that no other pair beats with as few bits, sorted by bits."""
+    best, front = float("-inf"), []
+    for bits, psnr in sorted(points, key=lambda p: (p[0], -p[1])):
+        if psnr > best:
+            front.append((bits, psnr))
+            best = psnr
+    return front
+
+
+def setting_label(point: dict[str, Any]) -> str:
+    """The point's setting without its seed, as one string of sorted items (the order the overrides were
+    given in does not make two settings); ``"preset"`` if it has none."""
+    setting = point.get("setting") or []
+    items = [f"{k}={v}" for k, v in setting.items()] if isinstance(setting, dict) else list(setting)
+    return " ".join(sorted(i for i in items if not i.startswith("seed="))) or "preset"
+
+
+def seed_means(points: list[dict[str, Any]], family: str) -> list[dict[str, Any]]:
+    """``family``'s settings, each with its runs' mean ``bits``, mean ``psnr`` and their ``psnrs``, by bits."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for p in points:
+        if p["family"] == family:
+            groups.setdefault(setting_label(p), []).append(p)
+    means = [{"setting": label, "seeds": len(runs),
+              "bits": sum(r["bits_per_image"] for r in runs) / len(runs),
+              "psnr": sum(r["psnr"] for r in runs) / len(runs),
+              "psnrs": [r["psnr"] for r in runs]} for label, runs in groups.items()]
+    return sorted(means, key=lambda m: m["bits"])
+
+
+def envelope_at(front: list[tuple[float, float]], bits: float) -> float | None:
+    """PSNR of the envelope ``front`` (sorted (bits, psnr)) at ``bits``, linear between its neighbours; None
+    outside its range."""
+    for (b0, p0), (b1, p1) in zip(front, front[1:]):
+        if b0 <= bits <= b1:
+            return p0 + (p1 - p0) * (bits - b0) / (b1 - b0)
+    return front[0][1] if len(front) == 1 and bits == front[0][0] else None
+
+
+def equal_rate_margins(points: list[dict[str, Any]], family: str, against: str) -> list[dict[str, Any]]:
+    """For each seed-averaged setting of ``family``: ``against``'s envelope at its rate (``baseline``), and
+    ``margin`` = its mean PSNR minus that (dB; None outside ``against``'s range). ``margins`` gives each seed's
+    own difference from the baseline at that seed's rate, so the spread between seeds shows."""
+    front = upper_envelope([(m["bits"], m["psnr"]) for m in seed_means(points, against)])
+    if not front:
+        raise ValueError(f"no points of {against!r} to compare with")
+    rows = []
+    for m in seed_means(points, family):
+        baseline = envelope_at(front, m["bits"])
+        runs = [p for p in points if p["family"] == family and setting_label(p) == m["setting"]]
+        at_own_rate = [(r["psnr"], envelope_at(front, r["bits_per_image"])) for r in runs]
+        rows.append({**m, "baseline": baseline,
+                     "margin": None if baseline is None else m["psnr"] - baseline,
+                     "margins": [None if b is None else p - b for p, b in at_own_rate]})
+    return rows
