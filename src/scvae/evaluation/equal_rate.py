@@ -31,15 +31,14 @@ def setting_label(point: dict[str, Any]) -> str:
 
 
 def seed_means(points: list[dict[str, Any]], family: str) -> list[dict[str, Any]]:
-    """``family``'s settings, each with its runs' mean ``bits``, mean ``psnr`` and their ``psnrs``, by bits."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    """``family``'s settings, each with its runs' mean ``bits``, mean ``psnr`` and the ``runs`` themselves
+    ((bits, psnr) per seed), by bits."""
+    groups: dict[str, list[tuple[float, float]]] = {}
     for p in points:
         if p["family"] == family:
-            groups.setdefault(setting_label(p), []).append(p)
-    means = [{"setting": label, "seeds": len(runs),
-              "bits": sum(r["bits_per_image"] for r in runs) / len(runs),
-              "psnr": sum(r["psnr"] for r in runs) / len(runs),
-              "psnrs": [r["psnr"] for r in runs]} for label, runs in groups.items()]
+            groups.setdefault(setting_label(p), []).append((p["bits_per_image"], p["psnr"]))
+    means = [{"setting": label, "seeds": len(runs), "bits": sum(b for b, _ in runs) / len(runs),
+              "psnr": sum(q for _, q in runs) / len(runs), "runs": runs} for label, runs in groups.items()]
     return sorted(means, key=lambda m: m["bits"])
 
 
@@ -62,8 +61,7 @@ def equal_rate_margins(points: list[dict[str, Any]], family: str, against: str) 
     rows = []
     for m in seed_means(points, family):
         baseline = envelope_at(front, m["bits"])
-        runs = [p for p in points if p["family"] == family and setting_label(p) == m["setting"]]
-        at_own_rate = [(r["psnr"], envelope_at(front, r["bits_per_image"])) for r in runs]
+        at_own_rate = [(psnr, envelope_at(front, bits)) for bits, psnr in m["runs"]]
         rows.append({**m, "baseline": baseline,
                      "margin": None if baseline is None else m["psnr"] - baseline,
                      "margins": [None if b is None else p - b for p, b in at_own_rate]})
