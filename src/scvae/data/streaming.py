@@ -82,9 +82,14 @@ class StepBatches(torch.utils.data.Dataset):
 
 
 def step_loader(dataset, sampler, start: int, steps: int, num_workers: int) -> torch.utils.data.DataLoader:
-    """Batches of steps ``start``..``steps - 1`` in order, built by ``num_workers`` processes (0: inline)."""
+    """Batches of steps ``start``..``steps - 1`` in order, built by ``num_workers`` processes (0: inline).
+
+    The loader gets its own generator: creating its iterator draws a worker base seed, and drawn from the
+    global RNG that draw would happen again on every resume, after the RNG state was restored, and shift
+    every later random number of the run (a VAE's noise, a VQ's k-means and restarts)."""
     return torch.utils.data.DataLoader(StepBatches(dataset, sampler, start, steps), batch_size=None, shuffle=False,
-                                       num_workers=num_workers, prefetch_factor=2 if num_workers > 0 else None)
+                                       num_workers=num_workers, prefetch_factor=2 if num_workers > 0 else None,
+                                       generator=torch.Generator().manual_seed(sampler.seed))
 
 
 def default_workers(streaming: bool) -> int:
