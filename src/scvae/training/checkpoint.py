@@ -72,23 +72,3 @@ def load_trainer_state(directory: str | os.PathLike) -> dict[str, Any]:
         raise ScvaeError(f"{path}: missing; cannot resume") from None
     except Exception as exc:
         raise ScvaeError(f"{path}: unreadable or truncated ({type(exc).__name__})") from None
-
-
-def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """A run directory (its best, else last checkpoint) or a model directory itself."""
-    path = Path(path)
-    if not path.exists():
-        raise ScvaeError(f"{path}: no such run or model directory")
-    for candidate in (path, path / "checkpoints" / "best", path / "checkpoints" / "last"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise ScvaeError(f"{path}: holds no model (expected config.json, or checkpoints/best|last inside a run dir)")
-
-
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> AutoencoderModel:
-    """Load any model of the family from a run directory, a ``save_pretrained`` directory or a Hub repo id."""
-    from ..models.hub import looks_like_repo_id
-
-    if looks_like_repo_id(str(path)):  # owner/name that is no local path
-        return AutoencoderModel.from_pretrained(str(path), map_location=map_location)
-    return AutoencoderModel.from_pretrained(resolve_model_dir(path), map_location=map_location)

@@ -29,17 +29,15 @@ from ..data.streaming import LazyImages, default_workers, step_loader
 from ..errors import ScvaeError
 from ..files import write_text_atomic
 from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
-from .checkpoint import load_trainer_state, recover_checkpoint, save_checkpoint
+from .checkpoint import load_trainer_state, save_checkpoint
 from .distributed import setup_distributed
 from .ema import WeightEMA
 from .loggers import METRICS_FILE, MetricsLogger, check_trackers
 from .objective import Objective
+from .run_dir import CONFIG_FILE, GRID_FILE, RUN_INFO_FILE, is_unstarted, prepare_run_dir, settle_replaced_run
 from .sampler import StepSampler, seed_for
 
 log = logging.getLogger(__name__)
-CONFIG_FILE = "config.yaml"
-RUN_INFO_FILE = "run_info.json"  # every start of the run: command line, versions, date
-GRID_FILE = "reconstructions.png"
 
 
 @dataclass
@@ -81,41 +79,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> Path | None:
-    """Make ``out`` ready for a run. With ``overwrite``, a non-empty ``out`` is moved aside, not deleted:
-    the returned path holds it until :func:`settle_replaced_run` deletes or restores it."""
-    if out.exists() and not out.is_dir():
-        raise ScvaeError(f"{out}: is a file, not a run directory")
-    if resume:
-        if not recover_checkpoint(out / "checkpoints" / "last"):
-            raise ScvaeError(f"{out}: nothing to resume (no checkpoints/last)")
-        return None
-    aside = None
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ScvaeError(f"{out}: run directory exists and is not empty; pass --resume or --overwrite")
-        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        shutil.rmtree(aside, ignore_errors=True)
-        out.rename(aside)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        settle_replaced_run(out, aside, started=False)
-        raise ScvaeError(f"{out}: cannot create the run directory ({exc.strerror})") from None
-    return aside
-
-
-def settle_replaced_run(out: Path, aside: Path | None, started: bool) -> None:
-    """Delete the run that ``--overwrite`` moved aside once the new run has started; otherwise put it back."""
-    if aside is None or not aside.exists():
-        return
-    if started:
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        shutil.rmtree(out, ignore_errors=True)
-        aside.rename(out)
-
-
 def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True, datasets: tuple[CropDataset, CropDataset] | None = None,
           command: list[str] | None = None) -> TrainResult:
@@ -133,6 +96,9 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
     objective = Objective(t, model.in_channels, model.resolution, device)  # reads LPIPS weights, if any
     check_trackers(t.loggers)
+    if resume and is_unstarted(out):
+        log.warning("%s: no checkpoint was saved yet, so the run starts again from step 0", out)
+        resume = False
     aside = prepare_run_dir(out, resume, overwrite) if dist.is_main else None
     previous = _stop_on_sigterm()
     try:
@@ -201,11 +167,15 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
     last_val: dict[str, float] = {}
 
     def checkpoint(name: str, step: int) -> None:
+        nonlocal aside
         state = {"optimizer": optimizer.state_dict(), "step": step, "best_psnr": best, "rng": torch.get_rng_state(),
                  "schedule_steps": schedule, "objective": objective.state_dict()}
         if ema is not None:
             state["ema"] = ema.state_dict()
         save_checkpoint(out / "checkpoints" / name, evaluated if name == "best" else model, state)
+        if aside is not None:  # the new run can now be resumed: the run it replaced can go
+            settle_replaced_run(out, aside, started=True)
+            aside = None
 
     if dist.is_main:
         log.info("training %s (%s preset) in %s: steps %d to %d, %d training / %d held-out images, %s%s", run.model_type,
@@ -241,9 +211,6 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
             step_stats = {k: float(v) for k, v in
                           {**model.after_step(output), **extra, **objective.after_step(step, x, output)}.items()}
             completed = step + 1
-            if aside is not None:  # the new run has started: the replaced one can go
-                settle_replaced_run(out, aside, started=True)
-                aside = None
             timed += 1
             bar.update(1)
             done = step + 1
