@@ -230,9 +230,15 @@ def resolve_config(preset: str | None = None, model_type: str | None = None, con
     if config_file is not None:
         path = Path(config_file)
         try:
-            file_cfg = yaml.safe_load(path.read_text()) or {}
+            file_cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise ScvaeError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ScvaeError(f"{path}: is a folder, not a config file") from None
+        except UnicodeDecodeError as exc:
+            raise ScvaeError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected a YAML config") from None
+        except OSError as exc:
+            raise ScvaeError(f"{path}: cannot read the config file ({exc.strerror})") from None
         except yaml.YAMLError as exc:
             raise ScvaeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(file_cfg, dict):
@@ -276,8 +282,13 @@ def resolve_config(preset: str | None = None, model_type: str | None = None, con
 
 def build_model(run: RunConfig):
     """Instantiate the run's model; invalid model settings become one-line ScvaeErrors."""
+    from .models.base import parameter_bytes
+    from .resources import require_memory
+
+    cls = model_class(run.model_type)
     try:
-        return model_class(run.model_type)(**run.model)
+        require_memory(parameter_bytes(cls, run.model), f"the {run.model_type} model of this config")
+        return cls(**run.model)
     except ScvaeError:
         raise
     except (TypeError, ValueError) as exc:
@@ -293,9 +304,11 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     hand-edited file is one ScvaeError naming the file and the problem."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScvaeError(f"{path}: missing") from None
+    except OSError as exc:
+        raise ScvaeError(f"{path}: cannot be read ({exc.strerror})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ScvaeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or not {"model_type", "preset", "model", "train"} <= set(data):

@@ -92,11 +92,23 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _whole_image(path: Path, size: int | str, model):
-    """(1, C, H, W): the whole image at its own size ('full') or with its shorter side resized to ``size``."""
+    """(1, C, H, W): the whole image at its own size ('full') or with its shorter side resized to ``size``;
+    refused in one line, before anything is allocated at that size, if the model's pass would not fit."""
+    import math
+
     from ..data import load_image
     from ..data.images import resize_shorter, to_tensor
+    from ..resources import HEADROOM, available_bytes, require_memory
 
     arr = load_image(path, model.in_channels)
+    h, w = arr.shape[:2]
+    scale = 1.0 if size == "full" else size / min(h, w)
+    height, width = max(1, round(h * scale)), max(1, round(w * scale))
+    needed = model.activation_bytes(height, width)
+    budget = HEADROOM * available_bytes(next(model.parameters()).device)
+    largest = int(min(height, width) * math.sqrt(budget / needed)) if needed > budget else min(height, width)
+    require_memory(needed, f"{path.name} at {width}x{height} px", next(model.parameters()).device,
+                   f"--size {largest // model.downsampling_factor * model.downsampling_factor} or less would fit")
     return to_tensor(arr if size == "full" else resize_shorter(arr, size))[None]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from torchmetrics.functional.image import multiscale_structural_similarity_index
 
 from ..data import CropDataset, open_images
 from ..errors import ScvaeError
+from ..resources import require_memory
 from ..files import write_text_atomic
 from ..models import AutoencoderModel
 from .metrics import to_unit
@@ -56,6 +58,8 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
     if size % model.downsampling_factor:
         raise ScvaeError(f"--size must be a multiple of {model.downsampling_factor} (the downsampling factor), "
                          f"got {size}")
+    require_memory(model.activation_bytes(size, size, batch_size), f"evaluating {size}x{size} px crops in batches "
+                   f"of {batch_size}", device, "lower --size or --batch-size")
     images, names = open_images(source, size, model.in_channels)
     dataset = CropDataset(images, size, names, random_crop=False)
     report = evaluate_reconstruction(model, dataset, batch_size, limit, device)
@@ -94,16 +98,27 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
 EVAL_FILES = ("eval.json", "eval.md", "usage_histogram.png")
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~])")  # what makes emphasis, code, links, HTML, cells
+
+
+def markdown_text(text: Any) -> str:
+    """``text`` (a folder name, a path) as literal Markdown: markup characters escaped, control characters
+    (terminal escape sequences, line breaks) shown as \\xNN."""
+    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in str(text))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def markdown_table(rows: dict[str, dict[str, Any]], columns: list[str]) -> str:
-    """A Markdown table with one row per entry of ``rows`` (floats to 4 significant digits)."""
+    """A Markdown table with one row per entry of ``rows`` (floats to 4 significant digits); row names and
+    text cells are escaped (:func:`markdown_text`)."""
     def fmt(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:.4g}"
-        return "" if v is None else str(v)
+        return "" if v is None else markdown_text(v)
 
     lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in rows.items():
-        lines.append(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
+        lines.append(f"| {markdown_text(name)} | " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -43,8 +43,10 @@ class AttnBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
-        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
+        q, k, v = (t.contiguous().unsqueeze(1) for t in
+                   self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1))
+        # contiguous: on CPU, strided inputs fall back to the math kernel, which holds the (hw)^2 scores
+        out = F.scaled_dot_product_attention(q, k, v).squeeze(1)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
