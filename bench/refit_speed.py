@@ -21,11 +21,11 @@ import torch
 import scvae.sparse.lista as lista_module
 from scvae.sparse import SparseCodingBottleneck, dct_dictionary
 from scvae.sparse.lista import largest_indices
-from scvae.sparse.refit import refit_on_support
+from scvae.sparse.refit import REFIT_RIDGE, refit_on_support
 
 
 def refit_float64_lu(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, keep: torch.Tensor,
-                     ridge: float = 1e-4) -> torch.Tensor:
+                     ridge: float = REFIT_RIDGE) -> torch.Tensor:
     """The previous refit: float64 sub-Grams masked for empty slots, solved by LU with autograd's backward."""
     k = keep.shape[1]
     on = (a.gather(1, keep) != 0).double()

@@ -99,6 +99,9 @@ def test_segment_eval_overlays_name_the_classes(tiny_run, masked_set, tmp_path):
      "expected names separated by commas"),
     (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/nowhere"], "no such data folder"),
     (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/masks", "--k", "1"], "k must be >= 2"),
+    (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/masks", "--k", "0"], "k must be >= 2"),
+    (["segment-eval", "--images", "{data}/rgb", "--masks", "{data}/masks", "--ignore", "0", "--ignore", "1"],
+     "the masks hold 0 class label(s) once --ignore 0, 1 is left out"),
     (["segment", "{data}/rgb/missing.jpg"], "no such image file"),
     (["interpolate", "{data}/rgb/cat0.jpg", "{data}/rgb/cat1.jpg", "--out", "strip.jpg"], "must be a .png"),
     (["interpolate", "{data}/rgb/cat0.jpg", "{data}/rgb/cat1.jpg", "--size", "17"], "multiple of 2"),
@@ -193,9 +196,18 @@ def test_report_of_a_run_with_damaged_records(tiny_run, tmp_path):
     shutil.copytree(tiny_run, run)
     (run / "metrics.jsonl").write_text('{"split": "train", "step": 1, "loss": 0.5}\n{"split": "tra')  # killed writer
     (run / "run_info.json").write_text("{damaged")
+    (run / "eval").mkdir(exist_ok=True)
+    (run / "eval" / "eval.json").write_text("{}")
+    (run / "segment_eval").mkdir(exist_ok=True)
+    (run / "segment_eval" / "segment_eval.json").write_bytes(b"\xff\xfe not utf-8")
+    (tmp_path / "compare.json").write_text("[1, 2]")  # the run's parent is a compare folder with damaged records
+    (tmp_path / "reconstructions.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--no-progress"]) == 0
     page = (tmp_path / "r.html").read_text()
     assert "run_info.json is unreadable" in page and "training loss and validation metrics" in page
+    for damaged in ("eval.json is damaged", "segment_eval.json is damaged", "compare.json is damaged",
+                    "reconstructions.png: damaged or not a PNG"):
+        assert damaged in page, damaged
     (run / "metrics.jsonl").unlink()
     assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--overwrite", "--no-progress"]) == 0
     assert "No metrics.jsonl" in (tmp_path / "r.html").read_text()

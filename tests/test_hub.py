@@ -76,7 +76,7 @@ def test_push_to_hub_then_from_pretrained_by_repo_id(saved, tmp_path, monkeypatc
     assert sorted(p.name for p in fake.repos["me/tiny-scvae"].iterdir()) == ["config.json", "model.safetensors"]
     loaded = SCVAE.from_pretrained("me/tiny-scvae")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
-    with pytest.raises(ScvaeError, match="me/missing: cannot download"):
+    with pytest.raises(ScvaeError, match="me/missing: no such local folder, and no Hub repo could be downloaded"):
         SCVAE.from_pretrained("me/missing")
 
 

@@ -89,3 +89,18 @@ def test_paper_presets_match_the_official_backbone_size(preset, millions):
     n = sum(p.numel() for p in model.encoder.parameters()) + sum(p.numel() for p in model.decoder.parameters())
     assert n / 1e6 == pytest.approx(millions, abs=0.005)
     assert model.lista.dictionary.shape == (256, 512) and model.lista.n_iter == 16
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vae", "vqvae", "vqvae-strong", "fsq", "rvq"])
+def test_every_inference_method_runs_without_autograd_in_eval_mode(model_type):
+    from scvae.models import MODEL_REGISTRY
+
+    small = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
+    model = MODEL_REGISTRY[model_type](**small, **({"n_atoms": 36, "max_active": 6} if model_type == "scvae" else {}))
+    model.train()(torch.rand(4, 3, 16, 16) * 2 - 1)  # initialised codebooks
+    model.eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    codes = model.encode(x).codes
+    vectors = model.code_vectors(codes)
+    outputs = [codes, model.decode(codes).sample, model.reconstruct(x), vectors, model.nearest_codes(vectors)]
+    assert not any(t.requires_grad for t in outputs)

@@ -143,8 +143,11 @@ def test_trained_lista_beats_ista_at_equal_iterations():
 
 
 def test_refit_gives_the_least_squares_values_on_the_kept_support():
-    """The refit keeps LISTA's support and replaces the shrunk values by scikit-learn's (ridge 1e-4) fit."""
+    """The refit keeps LISTA's support and replaces the shrunk values by scikit-learn's ridge fit, with the
+    refit's ridge."""
     from sklearn.linear_model import Ridge
+
+    from scvae.sparse.refit import REFIT_RIDGE
 
     torch.manual_seed(0)
     dictionary = dct_dictionary(16, 36)
@@ -155,7 +158,7 @@ def test_refit_gives_the_least_squares_values_on_the_kept_support():
     assert torch.equal(a != 0, b != 0)  # the same support, chosen by the same iterations
     for row in range(5):
         support = (a[row] != 0).nonzero().flatten().numpy()
-        fit = Ridge(alpha=1e-4, fit_intercept=False).fit(dictionary[:, support].numpy(), z[row].numpy())
+        fit = Ridge(alpha=REFIT_RIDGE, fit_intercept=False).fit(dictionary[:, support].numpy(), z[row].numpy())
         assert torch.allclose(b[row, support], torch.from_numpy(fit.coef_).float(), atol=1e-4)
     error = lambda layer, codes: (z - layer.synthesize(codes)).square().mean()
     assert error(refit, b) < 0.9 * error(plain, a)  # no shrinkage bias left
@@ -182,7 +185,7 @@ def test_the_refit_solve_and_its_hand_written_backward_match_autograd():
     """The Cholesky solve's backward (reusing the factor) against autograd through torch.linalg.solve, in
     float64 with gradcheck, and the float32 refit against a float64 reference on a coherent dictionary."""
     from scvae.sparse.lista import largest_indices
-    from scvae.sparse.refit import _CholeskySolve, refit_on_support
+    from scvae.sparse.refit import REFIT_RIDGE, _CholeskySolve, refit_on_support
 
     torch.manual_seed(0)
     atoms = torch.randn(6, 5, 12, dtype=torch.float64)
@@ -200,7 +203,7 @@ def test_the_refit_solve_and_its_hand_written_backward_match_autograd():
     ours = refit_on_support(a.float(), drive.float(), gram.float(), keep)
     assert (ours[:3, 2:] == 0).all() and (ours[a == 0] == 0).all()
     on = (a.gather(1, keep) != 0).double()
-    sub = gram[keep[:, :, None], keep[:, None, :]] * on[:, :, None] * on[:, None, :] + 1e-4 * torch.eye(6, dtype=torch.float64)
+    sub = gram[keep[:, :, None], keep[:, None, :]] * on[:, :, None] * on[:, None, :] + REFIT_RIDGE * torch.eye(6, dtype=torch.float64)
     reference = torch.zeros_like(a).scatter(1, keep, torch.linalg.solve(sub, drive.gather(1, keep) * on))
     assert torch.allclose(ours.double(), reference, atol=2e-3 * reference.abs().max().item())
     weights = torch.randn_like(a)

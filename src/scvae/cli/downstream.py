@@ -141,11 +141,15 @@ def cmd_segment_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.model) / "segment_eval"
     pairs = pair_images_with_masks(args.images, args.masks, args.mask_suffix)[: args.limit]
     names = _class_names(args.class_names)
-    labels = mask_labels(pairs, args.ignore, args.mask_mode, args.threshold) if names or not args.k else set()
+    labels = mask_labels(pairs, args.ignore, args.mask_mode, args.threshold) if names or args.k is None else set()
     if names:
         check_class_names(names, labels)
+    if args.k is None and len(labels) < 2:
+        ignored = f" once --ignore {', '.join(map(str, args.ignore))} is left out" if args.ignore else ""
+        raise ScvaeError(f"the masks hold {len(labels)} class label(s){ignored}: clustering needs at least 2 "
+                         "(ignore fewer labels, or give --k)")
     claim_outputs([out / name for name in SEGMENT_EVAL_FILES], overwrite=args.overwrite)
-    options = _segment_options(args, args.k or len(labels))
+    options = _segment_options(args, args.k if args.k is not None else len(labels))
     methods = comparison_methods(args.model, args.baseline, args.size, args.position_weight)
     result = evaluate_segmentation(methods, pairs, options, args.ignore, args.mask_mode, args.threshold,
                                    args.overlays, progress=not args.no_progress, class_names=names)
@@ -155,12 +159,12 @@ def cmd_segment_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..reporting.run_report import build_report
+    from ..reporting.run_report import build_report, report_files
 
     out = Path(args.out) if args.out else Path(args.run) / "report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         raise ScvaeError(f"{out}: --out must be an .html file")
-    claim_outputs([out], overwrite=args.overwrite)
+    claim_outputs([out, *report_files(out)], overwrite=args.overwrite)
     path = build_report(args.run, out, data=args.data, progress=not args.no_progress)
     print(f"wrote {path}")
     return 0

@@ -40,12 +40,26 @@ def read_cifar_batch(path: str | os.PathLike) -> list[np.ndarray]:
     try:
         with open(path, "rb") as f:
             batch = _SafeUnpickler(f, encoding="bytes").load()
-        data = np.asarray(batch[b"data"] if b"data" in batch else batch["data"], dtype=np.uint8)
+        data = _pixel_values(np.asarray(batch[b"data"] if b"data" in batch else batch["data"]))
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, OSError) as exc:
         raise ScvaeError(f"{path}: not a readable CIFAR python batch ({exc})") from None
     if data.ndim != 2 or data.shape[1] != 3072:
         raise ScvaeError(f"{path}: CIFAR batch 'data' must be (N, 3072), got {data.shape}")
     return list(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+def _pixel_values(values: np.ndarray) -> np.ndarray:
+    """An array of pixel values 0-255 as uint8; a ValueError for anything a cast would corrupt silently
+    (NaN, infinities, fractions, values out of range, non-numbers)."""
+    if values.dtype == np.uint8:
+        return values
+    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
+        raise ValueError(f"'data' must hold numbers, got dtype {values.dtype}")
+    if values.size and (not np.isfinite(values).all() or values.min() < 0 or values.max() > 255
+                        or (values != np.round(values)).any()):
+        raise ValueError(f"'data' must hold integer pixel values 0-255 ({values.dtype} with NaN, "
+                         "infinite, fractional or out-of-range values)")
+    return values.astype(np.uint8)
 
 
 def read_idx_images(path: str | os.PathLike) -> list[np.ndarray]:
@@ -58,6 +72,8 @@ def read_idx_images(path: str | os.PathLike) -> list[np.ndarray]:
         if zero != 0 or dtype != 0x08 or ndim != 3:
             raise ValueError(f"magic {raw[:4].hex()} is not uint8 3-D idx")
         n, h, w = struct.unpack(">III", raw[4:16])
+        if 0 in (n, h, w):
+            raise ValueError(f"a zero-size dimension ({n} images of {h} x {w})")
         data = np.frombuffer(raw, dtype=np.uint8, count=n * h * w, offset=16)
     except (OSError, ValueError, struct.error, EOFError) as exc:
         raise ScvaeError(f"{path}: not a readable idx image file ({exc})") from None

@@ -123,14 +123,14 @@ def _ground_truth_picture(mask: np.ndarray, ignore: Sequence[int]) -> np.ndarray
 def segmentation_table(result: dict[str, Any]) -> str:
     """Markdown: one row per method, then the first method's mIoU minus each other's with its bootstrap
     interval."""
-    from ..evaluation.report import markdown_table
+    from ..evaluation.report import markdown_table, markdown_text
 
     table = markdown_table(result["methods"], SCORE_COLUMNS)
     paired = paired_rows(result)
     if not paired:
         return table
     of = result["paired_miou_difference"]["of"]
-    return (table + f"\n{of} mIoU minus each other method's ({PAIRED_NOTE}):\n\n"
+    return (table + f"\n{markdown_text(of)} mIoU minus each other method's ({PAIRED_NOTE}):\n\n"
             + markdown_table(paired, PAIRED_COLUMNS))
 
 
@@ -155,13 +155,15 @@ SEGMENT_EVAL_FILES = ("segment_eval.json", "segment_eval.md", "overlays.png")
 
 def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, title: str = "") -> dict[str, Path]:
     """segment_eval.json, segment_eval.md and overlays.png in ``out``."""
+    from ..evaluation.report import markdown_text
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / name for kind, name in zip(("json", "md", "png"), SEGMENT_EVAL_FILES)}
     write_text_atomic(paths["json"], json.dumps({"title": title, **result_json(result)}, indent=2) + "\n")
     ignore = f", ignoring label(s) {', '.join(map(str, result['ignore']))}" if result["ignore"] else ""
     write_text_atomic(paths["md"], (
-        f"# Unsupervised segmentation{': ' + title if title else ''}\n\n"
+        f"# Unsupervised segmentation{': ' + markdown_text(title) if title else ''}\n\n"
         f"{result['n_images']} images, k = {result['k']}, position weight {result['position_weight']}, "
         f"whitened components {result['whiten'] or 'off'}, refinement {result['refine']}{ignore}. "
         "Clusters matched to classes per image (Hungarian); mIoU over classes with IoU from set-wide sums; "

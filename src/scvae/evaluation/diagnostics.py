@@ -71,9 +71,11 @@ class SparseCodeDiagnostics(Diagnostics):
         self.atom_counts: torch.Tensor | None = None
         self.active: list[torch.Tensor] = []
         self.hoyer: list[torch.Tensor] = []
+        self.max_abs = 0.0  # the largest |a|: what the refit's ridge bounds
 
     def update(self, output: Any) -> None:
         codes = output.codes.detach().float()
+        self.max_abs = max(self.max_abs, float(codes.abs().max())) if codes.numel() else self.max_abs
         rows = codes.permute(0, 2, 3, 1).reshape(-1, codes.shape[1]).cpu()
         nonzero = rows != 0
         counts = nonzero.sum(0)
@@ -89,7 +91,7 @@ class SparseCodeDiagnostics(Diagnostics):
                 "active_median": float(active.median()), "active_max": int(active.max()), "active_frac": float(active.mean()) / k,
                 "atoms_used": int((counts > 0).sum()), "atoms_used_frac": float((counts > 0).double().mean()),
                 "atoms_never_active_frac": float((counts == 0).double().mean()),
-                "perplexity": usage_perplexity(counts),
+                "perplexity": usage_perplexity(counts), "max_abs_code": self.max_abs,
                 "hoyer_mean": float(hoy.mean()) if hoy.numel() else float("nan")}
 
     @property

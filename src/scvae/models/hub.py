@@ -24,26 +24,32 @@ class ModelConfig(dict):
             raise AttributeError(f"config has no {name!r}") from None
 
 
-def _hub():
+def _hub(repo_id: str = ""):
     try:
         import huggingface_hub
     except ImportError:
-        raise ScvaeError("the Hugging Face Hub needs huggingface_hub: pip install 'scvae[hub]'") from None
+        raise ScvaeError(f"{repo_id}: no such local folder; as a Hub repo id it needs huggingface_hub: "
+                         "pip install 'scvae[hub]'" if repo_id else
+                         "the Hugging Face Hub needs huggingface_hub: pip install 'scvae[hub]'") from None
     return huggingface_hub
 
 
 def looks_like_repo_id(name: str | Path) -> bool:
-    """``owner/name`` that is not an existing local path."""
-    return isinstance(name, str) and not Path(name).exists() and _REPO_ID.match(name) is not None
+    """``owner/name`` that is no local path: neither it nor its ``owner`` part exists here (``runs/nope``,
+    a mistyped run inside an existing ``runs/``, is a missing folder, not a repo)."""
+    return (isinstance(name, str) and _REPO_ID.match(name) is not None and not Path(name).exists()
+            and not Path(name).parent.exists())
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:
     """The local folder of a Hub model repo (downloaded once into the Hub cache)."""
-    hub = _hub()
+    hub = _hub(repo_id)
     try:
         return Path(hub.snapshot_download(repo_id, revision=revision, library_name="scvae"))
     except Exception as exc:  # noqa: BLE001 - network, auth and missing repos alike become one line
-        raise ScvaeError(f"{repo_id}: cannot download from the Hugging Face Hub ({type(exc).__name__}: {exc})") from None
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise ScvaeError(f"{repo_id}: no such local folder, and no Hub repo could be downloaded "
+                         f"({type(exc).__name__}: {reason})") from None
 
 
 def push_to_hub(model, repo_id: str, *, private: bool | None = None, token: str | None = None,

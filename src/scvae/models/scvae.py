@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 
 from ..sparse import LISTA, SparseCodingBottleneck, keep_largest
+from ..sparse.refit import REFIT_RIDGE
 from .backbone import Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
@@ -38,6 +39,7 @@ class SCVAE(AutoencoderModel):
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = 33, dead_atom_threshold: float = 0.0, usage_floor: float = 0.05,
                  balance_step: float = 1e-3, grad_iterations: int | None = None, refit: bool = True,
+                 refit_ridge: float = REFIT_RIDGE,
                  quantize_step: float = 0.0, latent_norm: str = "rms",
                  recon_loss: str = "mse", latent_weight: float = 0.01,
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5):
@@ -50,7 +52,8 @@ class SCVAE(AutoencoderModel):
             usage_temperature=usage_temperature, learn_dictionary=learn_dictionary, learn_step=learn_step,
             learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom, per_iteration=per_iteration,
             untied=untied, dead_atom_threshold=dead_atom_threshold, usage_floor=usage_floor,
-            balance_step=balance_step, grad_iterations=grad_iterations, refit=refit, quantize_step=quantize_step)
+            balance_step=balance_step, grad_iterations=grad_iterations, refit=refit, refit_ridge=refit_ridge,
+            quantize_step=quantize_step)
         self._register_load_state_dict_pre_hook(_rename_old_lista_keys)
 
     @property

@@ -35,9 +35,13 @@ def image(path: str | os.PathLike, caption: str = "") -> str:
 
     from PIL import Image
 
-    raw = Path(path).read_bytes()
-    with Image.open(io.BytesIO(raw)) as im:  # the width from the bytes already read
-        width = im.width
+    try:
+        raw = Path(path).read_bytes()
+        with Image.open(io.BytesIO(raw)) as im:  # the width from the bytes already read
+            im.verify()
+            width = im.width
+    except (OSError, SyntaxError, ValueError):  # PIL's UnidentifiedImageError is an OSError
+        return paragraph(f"{Path(path).name}: damaged or not a PNG, so it is not shown.", "note")
     shown = min(MAX_WIDTH, width * max(1, -(-MIN_WIDTH // width))) if width < MIN_WIDTH else width
     data = base64.b64encode(raw).decode("ascii")
     alt = html.escape(caption or Path(path).stem)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,28 @@ from . import html
 from .figures import dictionary_image, overlay, panel_figure, training_curves
 
 SEGMENTATION_PHOTOS = ("astronaut", "coffee", "chelsea")
+
+
+FIGURES = ("training_curves.png", "reconstructions.png", "usage.png", "dictionary.png", "decoded_atoms.png",
+           "interpolation.png", "samples.png", "segments.png")  # what build_report writes into <stem>_files/
+
+
+def report_files(out: str | os.PathLike) -> list[Path]:
+    """The figure files the report ``out`` writes beside itself, in ``<out stem>_files/``."""
+    out = Path(out)
+    return [out.parent / f"{out.stem}_files" / name for name in FIGURES]
+
+
+def _read_json(path: Path) -> Any:
+    """The parsed JSON at ``path``, or None when it is missing or damaged (the report then says so)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+
+
+def _damaged(path: Path) -> str:
+    return html.paragraph(f"{path.name} is damaged or not in the expected form, so it is not shown.", "note")
 
 
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, data: str | None = None,
@@ -129,10 +152,12 @@ def _reconstruction(c: dict) -> str:
              html.image(files / "usage.png", "atom / code usage over the held-out images (KL per channel for a VAE)")]
     whole = c["run_dir"] / "eval" / "eval.json"
     if whole.is_file():
-        saved = json.loads(whole.read_text())
-        source = f"{saved['data']['n_images']} images of {saved['data']['source']}"
-        parts[:0] = [html.paragraph(f"scvae eval over {source}:"),
-                     html.key_values(saved["metrics"])]
+        saved = _read_json(whole)
+        try:
+            source = f"{saved['data']['n_images']} images of {saved['data']['source']}"
+            parts[:0] = [html.paragraph(f"scvae eval over {source}:"), html.key_values(dict(saved["metrics"]))]
+        except (KeyError, TypeError, ValueError):
+            parts.insert(0, _damaged(whole))
     return html.section("Reconstruction and code statistics", *parts)
 
 
@@ -215,12 +240,32 @@ def _comparison(c: dict) -> str:
         if (folder / png).is_file() and (folder / marker).is_file():
             parts.append(html.image(folder / png, caption))
     if (folder / "compare.json").is_file():
-        rows = json.loads((folder / "compare.json").read_text()).get("models", {})
-        if isinstance(rows, dict) and rows:
+        saved = _read_json(folder / "compare.json")
+        rows = saved.get("models", {}) if isinstance(saved, dict) else None
+        if not isinstance(rows, dict):
+            parts.insert(0, _damaged(folder / "compare.json"))
+        elif rows:
             columns = [k for k in ("psnr", "ssim", "bits_per_image", "active_frac", "atoms_used_frac", "codebook_usage")
                        if any(k in r for r in rows.values() if isinstance(r, dict))]
             parts.insert(0, html.table({k: v for k, v in rows.items() if isinstance(v, dict)}, columns, corner="model"))
     return html.section("Comparison with the other families", *parts) if parts else ""
+
+
+def _saved_segment_eval(path: Path) -> list[str]:
+    """The tables of a saved ``segment_eval.json``, or a note when it is damaged."""
+    result = _read_json(path)
+    try:
+        parts = [html.paragraph(f"scvae segment-eval on {result['n_images']} images ({result.get('title', '')}), "
+                                f"k = {result['k']}:"),
+                 html.table(result["methods"], ["miou", "pixel_accuracy", "ari", "nmi", "sec_per_image"])]
+        paired = paired_rows(result)
+        if paired:
+            of = result["paired_miou_difference"]["of"]
+            parts.append(html.paragraph(f"{of} mIoU minus each other method's ({PAIRED_NOTE}):"))
+            parts.append(html.table(paired, PAIRED_COLUMNS, corner="minus"))
+        return parts
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return [_damaged(path)]
 
 
 def _segmentation(c: dict) -> str:
@@ -228,15 +273,7 @@ def _segmentation(c: dict) -> str:
     parts = []
     saved = c["run_dir"] / "segment_eval"
     if (saved / "segment_eval.json").is_file():
-        result = json.loads((saved / "segment_eval.json").read_text())
-        parts.append(html.paragraph(f"scvae segment-eval on {result['n_images']} images ({result.get('title', '')}), "
-                                    f"k = {result['k']}:"))
-        parts.append(html.table(result["methods"], ["miou", "pixel_accuracy", "ari", "nmi", "sec_per_image"]))
-        paired = paired_rows(result)
-        if paired:
-            of = result["paired_miou_difference"]["of"]
-            parts.append(html.paragraph(f"{of} mIoU minus each other method's ({PAIRED_NOTE}):"))
-            parts.append(html.table(paired, PAIRED_COLUMNS, corner="minus"))
+        parts += _saved_segment_eval(saved / "segment_eval.json")
         if (saved / "overlays.png").is_file():
             parts.append(html.image(saved / "overlays.png", "ground truth and each method's clusters"))
     size = 4 * model.resolution

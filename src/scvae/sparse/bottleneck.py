@@ -21,6 +21,7 @@ from torch import nn
 
 from .dictionary import dct_dictionary
 from .lista import LISTA, from_rows, to_rows
+from .refit import REFIT_RIDGE
 from .quantize import quantize_codes
 
 
@@ -85,7 +86,8 @@ class SparseCodingBottleneck(nn.Module):
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  dead_atom_threshold: float = 0.0, usage_floor: float = 0.05, balance_step: float = 0.0,
-                 grad_iterations: int | None = None, refit: bool = False, quantize_step: float = 0.0):
+                 grad_iterations: int | None = None, refit: bool = False, refit_ridge: float = REFIT_RIDGE,
+                 quantize_step: float = 0.0):
         super().__init__()
         if latent_norm not in ("rms", "none"):
             raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
@@ -99,7 +101,7 @@ class SparseCodingBottleneck(nn.Module):
                            threshold_per_atom=threshold_per_atom, per_iteration=per_iteration, untied=untied,
                            max_active=max_active, dead_atom_threshold=dead_atom_threshold,
                            usage_floor=usage_floor, balance_step=balance_step, grad_iterations=grad_iterations,
-                           refit=refit)
+                           refit=refit, refit_ridge=refit_ridge)
 
     @property
     def n_atoms(self) -> int:

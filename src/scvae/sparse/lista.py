@@ -14,7 +14,7 @@ from torch import nn
 
 from ..collective import all_gather_rows, all_reduce_sum, broadcast_from_main
 from .dictionary import spectral_norm_sq
-from .refit import refit_on_support
+from .refit import REFIT_RIDGE, refit_on_support
 from .solvers import soft_threshold
 from .unrolled_ista import unrolled_ista
 
@@ -71,6 +71,9 @@ class LISTA(nn.Module):
             every kept value by its threshold; the refit removes that bias, so D a is the best
             approximation of z that the chosen support allows. LISTA then only chooses the support, so its
             step and thresholds get no gradient and stay fixed. Needs ``max_active``; tied LISTA only.
+        refit_ridge: the ridge of that least-squares fit (unit-norm atoms, so it is relative to the
+            sub-Gram's mean eigenvalue, 1): it bounds every code by |a| <= ||z|| / (2 sqrt(ridge)) and the
+            systems' condition number by (k + ridge) / ridge (see :mod:`scvae.sparse.refit`).
     """
 
     def __init__(self, dictionary: torch.Tensor, n_iter: int = 16, lam: float = 0.1, *,
@@ -78,12 +81,15 @@ class LISTA(nn.Module):
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = None, dead_atom_threshold: float = 0.0, usage_decay: float = 0.99,
                  usage_floor: float = 0.05, balance_step: float = 0.0, grad_iterations: int | None = None,
-                 refit: bool = False):
+                 refit: bool = False, refit_ridge: float = REFIT_RIDGE):
         super().__init__()
         if refit and (max_active is None or untied):
             raise ValueError("refit fits the max_active kept atoms of tied LISTA: it needs max_active and "
                              "untied=False (or set refit=False)")
         self.refit = bool(refit)
+        if not refit_ridge > 0:
+            raise ValueError(f"refit_ridge must be > 0, got {refit_ridge}")
+        self.refit_ridge = float(refit_ridge)
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}")
         if not lam > 0:
@@ -200,7 +206,7 @@ class LISTA(nn.Module):
             else:
                 keep = torch.arange(a.shape[1], device=a.device).expand(a.shape[0], -1)
             if self.refit:
-                a = refit_on_support(a, drive, gram, keep)
+                a = refit_on_support(a, drive, gram, keep, self.refit_ridge)
         return LISTAOutput(codes=a, preactivation=pre, threshold=thr[-1].expand(a.shape[1]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,23 +1,28 @@
 """The least-squares refit on a chosen support (the last step of OMP), as one batched k x k solve.
 
-After LISTA picks at most k atoms per row, the kept values are replaced by
+After LISTA picks at most k atoms per row, the kept values are replaced by the ridge fit
 argmin_c ||z - D_S c||^2 + ridge ||c||^2, i.e. c = (D_S^T D_S + ridge I)^{-1} D_S^T z.
 
-Precision: the systems are solved in float32 by Cholesky. The sub-Gram of unit-norm atoms is positive
-semi-definite with eigenvalues <= k, so the ridge 1e-4 keeps it positive definite with a margin larger
-than float32 rounding (about k * eps * k ~ 7e-5 for k = 33): the factorisation cannot fail. Coherent atoms
-make the systems ill-conditioned (condition number up to ~k / ridge), so single coefficients differ from a
-float64 solve by up to ~1e-3 of the largest one; but a float64 solve of a Gram computed in float32 differs
-from one of a float64 Gram by more (2.6e-3), so float64 bought no real accuracy, at about twice the time.
+Why the ridge is REFIT_RIDGE and not a token 1e-4: the atoms are unit-norm, so the sub-Gram's eigenvalues
+lie in [0, k] with mean 1 and the ridge is relative to that scale. Coherent atoms (any 33 of 256 atoms in
+64 dimensions are) give near-zero eigenvalues; with ridge 1e-4 an untrained model's codes reached |a| = 61
+for a latent of norm 8 and float32 rounding in single coefficients differed between PyTorch and ONNX by
+5e-2. The ridge bounds both: |c| <= ||z|| / (2 sqrt(ridge)) (2.5 ||z|| at 0.04) and a condition number
+<= (k + ridge) / ridge, for a small bias toward zero (measured in docs/design.md).
+
+Precision: the systems are solved in float32 by Cholesky, which the ridge keeps positive definite with a
+wide margin over float32 rounding (about k * eps * k ~ 7e-5 for k = 33).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+REFIT_RIDGE = 0.04  # the default ridge of every refit (LISTA, the bottleneck, SC-VAE); see above
+
 
 def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, keep: torch.Tensor,
-                     ridge: float = 1e-4) -> torch.Tensor:
+                     ridge: float = REFIT_RIDGE) -> torch.Tensor:
     """Codes a (N, K), zero outside the columns ``keep`` (N, k) of each row -> the same support with the
     least-squares values, from drive = z D (N, K) and gram = D^T D (K, K), solved in drive's dtype
     (float32 in LISTA, see above). Differentiable in drive and gram; the support is a discrete choice.
