@@ -151,7 +151,7 @@ def test_config_files_that_are_not_text_or_are_folders(tmp_path, capsys):
              "bad.yaml: not a UTF-8 text file")
     (tmp_path / "folder.yaml").mkdir()
     _refused(capsys, ["train", "--config", str(tmp_path / "folder.yaml"), "--out", str(tmp_path / "r")], tmp_path,
-             "is a folder, not a config file")
+             "is a folder; expected a file of a YAML config")
 
 
 def test_a_missing_local_run_is_named_not_looked_up_on_the_hub(tmp_path, capsys, monkeypatch):

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import ScvaeError
-from .files import write_text_atomic
+from .files import read_text_file, write_text_atomic
 from .models import MODEL_REGISTRY
 from .presets import get_preset, model_settings
 
@@ -229,16 +229,9 @@ def resolve_config(preset: str | None = None, model_type: str | None = None, con
     file_cfg: dict[str, Any] = {}
     if config_file is not None:
         path = Path(config_file)
+        text = read_text_file(path, "config file not found", "a YAML config")
         try:
-            file_cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ScvaeError(f"{path}: config file not found") from None
-        except IsADirectoryError:
-            raise ScvaeError(f"{path}: is a folder, not a config file") from None
-        except UnicodeDecodeError as exc:
-            raise ScvaeError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected a YAML config") from None
-        except OSError as exc:
-            raise ScvaeError(f"{path}: cannot read the config file ({exc.strerror})") from None
+            file_cfg = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise ScvaeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(file_cfg, dict):
@@ -303,13 +296,10 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     """Read a run's ``config.yaml``, validated exactly like a fresh config: a damaged, foreign or
     hand-edited file is one ScvaeError naming the file and the problem."""
     path = Path(path)
+    text = read_text_file(path, "missing", "a YAML run config")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScvaeError(f"{path}: missing") from None
-    except OSError as exc:
-        raise ScvaeError(f"{path}: cannot be read ({exc.strerror})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise ScvaeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or not {"model_type", "preset", "model", "train"} <= set(data):
         raise ScvaeError(f"{path}: not an scvae run config (needs model_type, preset, model and train)")

@@ -22,6 +22,25 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def read_text_file(path: str | os.PathLike, missing: str = "missing", kind: str = "text") -> str:
+    """The UTF-8 text of ``path``; a one-line :class:`ScvaeError` naming the file for a missing file
+    (``missing`` says what that means), a folder, undecodable bytes or a read error (``kind``: what the
+    file should hold)."""
+    from .errors import ScvaeError
+
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScvaeError(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise ScvaeError(f"{path}: is a folder; expected a file of {kind}") from None
+    except UnicodeDecodeError as exc:
+        raise ScvaeError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected {kind}") from None
+    except OSError as exc:
+        raise ScvaeError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Flush a directory's entries (renames, new files) to disk."""
     fd = os.open(folder, os.O_RDONLY)

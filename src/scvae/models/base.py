@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import ScvaeError
-from ..files import write_text_atomic
+from ..files import read_text_file, write_text_atomic
 from ..resources import require_memory
 from .hub import ModelConfig, download, looks_like_repo_id
 from .outputs import AutoencoderOutput, DecoderOutput, EncoderOutput
@@ -293,14 +293,9 @@ def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / CONFIG_NAME
     if not Path(directory).is_dir():
         raise ScvaeError(f"{directory}: not a model directory")
+    text = read_text_file(path, "missing (not a saved scvae model)", "JSON")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScvaeError(f"{path}: missing (not a saved scvae model)") from None
-    except UnicodeDecodeError as exc:
-        raise ScvaeError(f"{path}: not a UTF-8 text file (byte {exc.start}); expected JSON") from None
-    except OSError as exc:
-        raise ScvaeError(f"{path}: cannot be read ({exc.strerror})") from None
+        config = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ScvaeError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(config, dict):
