@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 from ..errors import ScvaeError
 from . import commands
+from .coding import add_coding_commands
 from .downstream import add_downstream_commands
 
 
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=commands.cmd_export)
 
+    add_coding_commands(sub)
     add_downstream_commands(sub)
 
     p = sub.add_parser("presets", help="list the named presets")

@@ -70,7 +70,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..training import load_model
 
     paths = check_images(args.images)
-    size = _size_argument(args.size)
+    size = size_argument(args.size)
     out = Path(args.out)
     names = [f"{path.stem}.png" for path in paths]
     if args.side_by_side:
@@ -82,7 +82,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         if size is None:  # the model's own crop: shorter side to its resolution, centre crop
             x = image_batch([path], model.resolution, model.in_channels)
         else:
-            x = _whole_image(path, size, model)
+            x = whole_image(path, size, model)
         y = model.reconstruct_any_size(x)
         save_image(y[0], targets[i])
         if args.side_by_side:
@@ -91,7 +91,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-def _whole_image(path: Path, size: int | str, model):
+def whole_image(path: Path, size: int | str, model):
     """(1, C, H, W): the whole image at its own size ('full') or with its shorter side resized to ``size``;
     refused in one line, before anything is allocated at that size, if the model's pass would not fit."""
     import math
@@ -112,7 +112,7 @@ def _whole_image(path: Path, size: int | str, model):
     return to_tensor(arr if size == "full" else resize_shorter(arr, size))[None]
 
 
-def _size_argument(text: str | None) -> int | str | None:
+def size_argument(text: str | None) -> int | str | None:
     if text is None or text == "full":
         return text
     try:
@@ -140,14 +140,14 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if out.suffix != ".safetensors":
         raise ScvaeError(f"{out}: --out must end in .safetensors")
     claim_outputs([out], paths, overwrite=args.overwrite)
-    size = _size_argument(args.size)
+    size = size_argument(args.size)
     model = load_model(args.model)
     meta = {"model_type": model.model_type, "files": json.dumps([str(p) for p in paths])}
     if size is None:  # the model's centre crop of every image: one (N, K, h, w) tensor
         codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)).codes for p in paths])
         save_file({"codes": codes.contiguous()}, str(out), metadata=meta)
     else:  # whole images, each on its own grid: one tensor per image, "codes.<i>" in the order of the files
-        images = [_whole_image(p, size, model) for p in paths]
+        images = [whole_image(p, size, model) for p in paths]
         tensors = {f"codes.{i}": model.encode_any_size(x).codes.contiguous() for i, x in enumerate(images)}
         meta["pixel_sizes"] = json.dumps([list(x.shape[-2:]) for x in images])
         save_file(tensors, str(out), metadata=meta)

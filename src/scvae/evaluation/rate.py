@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..data import CropDataset
-from ..sparse.quantize import quantization_indices
 from .metrics import psnr_per_image, to_unit
 
 STEP_GRID = tuple(2.0 * 2 ** (-i / 2) for i in range(29))  # 2.0 down to ~1.2e-4, factor sqrt(2)
@@ -82,11 +81,7 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
     pixels = x.shape[-1] * x.shape[-2]
 
     def psnr_of(decoder_codes: torch.Tensor) -> float:
-        scores = []
-        for i in range(0, len(x), batch_size):
-            y = model.decode(decoder_codes[i:i + batch_size].to(device)).sample.float().clamp(-1, 1).cpu()
-            scores.append(psnr_per_image(to_unit(y), to_unit(x[i:i + batch_size])))
-        return float(torch.cat(scores).mean())
+        return decoded_psnr(model, decoder_codes, x, batch_size, device)
 
     base = psnr_of(c)
     try:
@@ -106,20 +101,38 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
                                   bound_bits_per_image=bound)
             bits = entropy_bits(c) * positions
             return RateReport("entropy of code indices", bits, bits / pixels, base, base, bound_bits_per_image=bound)
-        return _quantised_rate(c, psnr_of, base, max_psnr_loss, pixels, sparse=model.model_type == "scvae")
+        return _quantised_rate(model, c, psnr_of, base, max_psnr_loss, pixels, sparse=model.model_type == "scvae")
     finally:
         model.train(was)
 
 
-def _quantised_rate(c: torch.Tensor, psnr_of, base: float, max_psnr_loss: float, pixels: int,
-                    sparse: bool) -> RateReport:
-    """Largest grid step within ``max_psnr_loss`` dB, and the per-channel entropy of the codes at it."""
-    for step in STEP_GRID:  # coarse to fine: the first that passes is the largest; else the finest
-        symbols = quantization_indices(c, step, sparse)
-        psnr = psnr_of(symbols * step)
+def decoded_psnr(model, codes: torch.Tensor, images: torch.Tensor, batch_size: int = 64,
+                 device: torch.device | str = "cpu") -> float:
+    """Mean PSNR of ``images`` (N, C, H, W) against the decoding of ``codes`` (the model in eval mode)."""
+    scores = []
+    for i in range(0, len(images), batch_size):
+        y = model.decode(codes[i:i + batch_size].to(device)).sample.float().clamp(-1, 1).cpu()
+        scores.append(psnr_per_image(to_unit(y), to_unit(images[i:i + batch_size])))
+    return float(torch.cat(scores).mean())
+
+
+def largest_step(model, codes: torch.Tensor, psnr_of, max_psnr_loss: float) -> tuple[float, torch.Tensor, float]:
+    """The largest step of STEP_GRID whose symbols (``model.to_symbols``) cost at most ``max_psnr_loss`` dB
+    against the unquantised codes (``psnr_of(codes)``: PSNR of a decoding); else the finest. Returns the
+    step, the symbols at it and the PSNR of their decoding."""
+    base = psnr_of(codes)
+    for step in STEP_GRID:  # coarse to fine: the first that passes is the largest
+        symbols = model.to_symbols(codes, step)
+        psnr = psnr_of(model.from_symbols(symbols, step))
         if psnr >= base - max_psnr_loss:
             break
-    symbols = symbols.long()
+    return step, symbols, psnr
+
+
+def _quantised_rate(model, c: torch.Tensor, psnr_of, base: float, max_psnr_loss: float, pixels: int,
+                    sparse: bool) -> RateReport:
+    """Largest grid step within ``max_psnr_loss`` dB, and the per-channel entropy of the codes at it."""
+    step, symbols, psnr = largest_step(model, c, psnr_of, max_psnr_loss)
     positions = c.shape[2] * c.shape[3]
     bits = float(channel_entropy_bits(symbols).sum()) * positions
     support = None

@@ -20,6 +20,7 @@ from .. import __version__
 from ..errors import ScvaeError
 from ..files import read_text_file, write_text_atomic
 from ..resources import require_memory
+from ..sparse.quantize import quantization_indices
 from .hub import ModelConfig, download, looks_like_repo_id
 from .outputs import AutoencoderOutput, DecoderOutput, EncoderOutput
 
@@ -132,6 +133,21 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
     def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
         """Any vectors (B, F, h, w) of the code space -> the nearest codes the model can produce
         (SC-VAE: at most ``max_active`` atoms per position; VQ-VAE: the nearest code indices)."""
+
+    # --- symbols: what an entropy coder codes (scvae.coding) ---------------------------------------
+    def symbol_step(self) -> float | None:
+        """The quantisation step the model's own codes sit on (None: continuous codes, a step is chosen
+        for them; discrete codes ignore it)."""
+        return None
+
+    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        """Codes from :meth:`encode` -> the integers an entropy coder codes, (B, C, h, w) int64, one channel
+        per coded quantity. Continuous codes (this default): each entry's nearest multiple of ``step``."""
+        return quantization_indices(codes.float(), step, keep_support=False).long()
+
+    def from_symbols(self, symbols: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        """The inverse of :meth:`to_symbols`: symbols (B, C, h, w) -> codes :meth:`decode` takes."""
+        return symbols.float() * step
 
     # --- shared -----------------------------------------------------------------------------------
     def after_step(self, output: AutoencoderOutput) -> dict[str, float]:
@@ -301,3 +317,14 @@ def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ScvaeError(f"{path}: expected a JSON object")
     return config
+
+
+class IndexCodes:
+    """Symbols of models whose codes are one code index per position, (B, h, w)."""
+
+    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        """Indices (B, h, w) -> (B, 1, h, w): one coded channel, the code index (``step`` is ignored)."""
+        return codes.long()[:, None]
+
+    def from_symbols(self, symbols: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        return symbols[:, 0]

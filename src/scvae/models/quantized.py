@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import Decoder, Encoder
-from .base import AutoencoderModel, AutoencoderOutput, register_model
+from .base import AutoencoderModel, AutoencoderOutput, IndexCodes, register_model
 from .losses import reconstruction_loss
 
 
@@ -35,7 +35,7 @@ class QuantizedOutput(AutoencoderOutput):
     indices: torch.Tensor | None = None
 
 
-class _QuantizedAutoencoder(AutoencoderModel):
+class _QuantizedAutoencoder(IndexCodes, AutoencoderModel):
     """encoder -> quantizer -> decoder; subclasses build ``self.quantizer`` and say how indices map back."""
 
     quantizer: nn.Module
@@ -166,6 +166,16 @@ class FSQVAE(_QuantizedAutoencoder):
         """Indices (B, h, w) -> each dimension's level (B, len(levels), h, w), integers in [0, levels[i])."""
         return self.quantizer.indices_to_level_indices(indices.long()).permute(0, 3, 1, 2)
 
+    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        """Indices (B, h, w) -> the levels (B, len(levels), h, w): one coded channel per FSQ dimension."""
+        return self.level_indices(codes)
+
+    def from_symbols(self, symbols: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        """Levels (B, D, h, w) -> indices (B, h, w): the mixed-radix number the library's indices are."""
+        levels = torch.tensor(self.config["levels"], device=symbols.device)
+        basis = torch.cumprod(torch.cat([levels.new_ones(1), levels[:-1]]), dim=0)
+        return (symbols.long() * basis[None, :, None, None]).sum(1)
+
 
 @register_model
 class ResidualVQVAE(_QuantizedAutoencoder):
@@ -218,6 +228,13 @@ class ResidualVQVAE(_QuantizedAutoencoder):
             residual = residual - book[index]
             indices.append(index)
         return torch.stack(indices, dim=1)
+
+    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        """Indices (B, Q, h, w) are the symbols: one coded channel per stage."""
+        return codes.long()
+
+    def from_symbols(self, symbols: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        return symbols
 
     def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, Q, h, w) -> the sum of each stage's code (B, d, h, w) (the library's

@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 
 from ..sparse import LISTA, SparseCodingBottleneck, keep_largest
+from ..sparse.quantize import quantization_indices
 from ..sparse.refit import REFIT_RIDGE
 from .backbone import Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
@@ -89,6 +90,15 @@ class SCVAE(AutoencoderModel):
             bias = self.lista.selection_bias if self.lista.balance_step > 0 else None
             vectors = keep_largest(vectors, k, dim=1, bias=bias)
         return self.bottleneck.quantize(vectors)
+
+    def symbol_step(self) -> float | None:
+        """A quantisation-aware model's own ``quantize_step``; None for real-valued codes."""
+        return self.bottleneck.quantize_step or None
+
+    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        """Codes (B, K, h, w) -> (B, K, h, w) int64: per atom, 0 where it is inactive, else the nearest non-zero
+        multiple n of ``step`` (a kept atom never rounds to 0: the support is coded exactly)."""
+        return quantization_indices(codes.float(), step, keep_support=True).long()
 
     def after_step(self, output: SCVAEOutput) -> dict[str, float]:
         """Dead-atom restarts of a learned dictionary, after the optimizer step."""

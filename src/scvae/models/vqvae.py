@@ -11,7 +11,7 @@ from torch import nn
 from ..collective import all_gather_rows, all_reduce_sum, broadcast_from_main
 from ..sparse import from_rows, to_rows
 from .backbone import Decoder, Encoder
-from .base import AutoencoderModel, AutoencoderOutput, register_model
+from .base import AutoencoderModel, AutoencoderOutput, IndexCodes, register_model
 from .losses import reconstruction_loss
 
 
@@ -85,7 +85,7 @@ class VectorQuantizer(nn.Module):
 
 
 @register_model
-class VQVAE(AutoencoderModel):
+class VQVAE(IndexCodes, AutoencoderModel):
     """VQ-VAE: loss = recon + codebook loss (unless EMA) + commitment_weight * ||z - sg(e)||^2."""
 
     model_type = "vqvae"

@@ -1,0 +1,138 @@
+"""Real bitstreams: an image's symbols range-coded (constriction) with a :class:`ChannelEntropyModel`.
+
+File layout: a 16-byte header, then the range coder's 32-bit words, little-endian.
+
+=======  =====  ==========================================================
+bytes    type   content
+=======  =====  ==========================================================
+0-3      4s     magic ``SCVZ``
+4        u8     format version (1)
+5        u8     reserved (0)
+6-7      u16    image height in pixels
+8-9      u16    image width in pixels
+10-13    u32    the entropy model's fingerprint (CRC-32)
+14-15    u16    reserved (0)
+=======  =====  ==========================================================
+
+The symbols are coded channel by channel in raster order, then the values of escaped symbols. A file's
+size is therefore the header, plus the ideal code length of its symbols under the model, plus the range
+coder's rounding and its final word (at most 64 bits).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+import torch
+
+from ..errors import ScvaeError
+from .entropy_model import RAW_BITS, ChannelEntropyModel
+
+MAGIC, VERSION = b"SCVZ", 1
+HEADER = struct.Struct("<4sBBHHIH")
+HEADER_BITS = 8 * HEADER.size
+_OFFSET = 2 ** (RAW_BITS - 1)
+
+
+@dataclass
+class Encoded:
+    """data: the file's bytes; symbols: what was coded (1, C, h, w); reconstruction: what decoding gives."""
+
+    data: bytes
+    symbols: torch.Tensor
+    reconstruction: torch.Tensor
+
+
+def _categoricals(model: ChannelEntropyModel) -> list:
+    return [constriction.stream.model.Categorical(model.probabilities(c), perfect=False)
+            for c in range(model.n_channels)]
+
+
+def encode_symbols(symbols: np.ndarray, model: ChannelEntropyModel) -> np.ndarray:
+    """Symbols (C, h, w) int64 -> the range coder's words (uint32)."""
+    encoder = constriction.stream.queue.RangeEncoder()
+    escaped = []
+    for c, categorical in enumerate(_categoricals(model)):
+        values = symbols[c].ravel()
+        index = model.alphabet_indices(c, values)
+        encoder.encode(index.astype(np.int32), categorical)
+        escaped.append(values[index == len(model.alphabets[c])])
+    raw = np.concatenate(escaped) + _OFFSET
+    if raw.size:
+        if raw.min() < 0 or raw.max() >= 2 ** RAW_BITS:
+            raise ScvaeError(f"a symbol outside [-{_OFFSET}, {_OFFSET}) cannot be escaped; the codes are out of range")
+        encoder.encode(raw.astype(np.int32), constriction.stream.model.Uniform(2 ** RAW_BITS))
+    return encoder.get_compressed()
+
+
+def decode_symbols(words: np.ndarray, shape: tuple[int, int, int], model: ChannelEntropyModel) -> np.ndarray:
+    """The inverse of :func:`encode_symbols`: words -> symbols of ``shape`` (C, h, w)."""
+    channels, h, w = shape
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    out = np.zeros((channels, h * w), np.int64)
+    escapes = []
+    for c, categorical in enumerate(_categoricals(model)):
+        index = decoder.decode(categorical, h * w)
+        alphabet = model.alphabets[c]
+        escape = index == len(alphabet)
+        out[c] = np.where(escape, 0, alphabet[np.minimum(index, max(len(alphabet) - 1, 0))] if len(alphabet) else 0)
+        escapes.append((c, np.flatnonzero(escape)))
+    n_escaped = sum(len(where) for _, where in escapes)
+    if n_escaped:
+        raw = decoder.decode(constriction.stream.model.Uniform(2 ** RAW_BITS), n_escaped).astype(np.int64) - _OFFSET
+        start = 0
+        for c, where in escapes:
+            out[c, where] = raw[start:start + len(where)]
+            start += len(where)
+    return out.reshape(channels, h, w)
+
+
+@torch.no_grad()
+def compress_image(autoencoder, model: ChannelEntropyModel, x: torch.Tensor) -> Encoded:
+    """One image (1, C, H, W) in [-1, 1] -> its bitstream, the coded symbols and the reconstruction the
+    decoder will produce."""
+    _check_family(autoencoder, model)
+    height, width = x.shape[-2:]
+    if max(height, width) >= 2 ** 16:
+        raise ScvaeError(f"images up to 65535 px a side can be coded, got {width}x{height}")
+    codes = autoencoder.encode_any_size(x).codes
+    symbols = autoencoder.to_symbols(codes, model.step)
+    words = encode_symbols(symbols[0].cpu().numpy(), model)
+    header = HEADER.pack(MAGIC, VERSION, 0, height, width, model.fingerprint(), 0)
+    reconstruction = _decode(autoencoder, model, symbols, height, width)
+    return Encoded(header + words.astype("<u4").tobytes(), symbols, reconstruction)
+
+
+@torch.no_grad()
+def decompress_image(autoencoder, model: ChannelEntropyModel, data: bytes, name: str = "bitstream"):
+    """A file written by :func:`compress_image` -> (reconstruction (1, C, H, W), symbols (1, C', h, w))."""
+    _check_family(autoencoder, model)
+    if len(data) < HEADER.size or (len(data) - HEADER.size) % 4:
+        raise ScvaeError(f"{name}: truncated or not an scvae bitstream ({len(data)} bytes)")
+    magic, version, _, height, width, fingerprint, _ = HEADER.unpack(data[:HEADER.size])
+    if magic != MAGIC or version != VERSION:
+        raise ScvaeError(f"{name}: not an scvae bitstream (magic {magic!r}, version {version})")
+    if fingerprint != model.fingerprint():
+        raise ScvaeError(f"{name}: was written with another entropy model (fingerprint {fingerprint:08x}, "
+                         f"this one {model.fingerprint():08x})")
+    f = autoencoder.downsampling_factor
+    shape = (model.n_channels, -(-height // f), -(-width // f))
+    words = np.frombuffer(data[HEADER.size:], dtype="<u4").astype(np.uint32)
+    try:
+        symbols = torch.from_numpy(decode_symbols(words, shape, model))[None]
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        raise ScvaeError(f"{name}: damaged bitstream ({exc})") from None
+    return _decode(autoencoder, model, symbols, height, width), symbols
+
+
+def _decode(autoencoder, model: ChannelEntropyModel, symbols: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    device = next(autoencoder.parameters()).device
+    codes = autoencoder.from_symbols(symbols.to(device), model.step)
+    return autoencoder.decode(codes).sample.clamp(-1, 1)[..., :height, :width].cpu()
+
+
+def _check_family(autoencoder, model: ChannelEntropyModel) -> None:
+    if autoencoder.model_type != model.model_type:
+        raise ScvaeError(f"the entropy model was fitted for a {model.model_type} model, not {autoencoder.model_type}")

@@ -1,0 +1,35 @@
+"""Fitting a family's entropy model on training images, and measuring a model's coded rate."""
+from __future__ import annotations
+
+import torch
+
+from ..data import CropDataset
+from ..evaluation.rate import decoded_psnr, largest_step
+from .entropy_model import ChannelEntropyModel
+
+
+@torch.no_grad()
+def fit_entropy_model(autoencoder, dataset: CropDataset, limit: int | None = 2000, step: float | None = None,
+                      max_psnr_loss: float = 0.1, batch_size: int = 64) -> ChannelEntropyModel:
+    """Count the symbols of the central crops of ``dataset`` (at most ``limit``). Continuous codes are
+    quantised with ``step``: by default the model's own (a quantisation-aware SC-VAE's ``quantize_step``),
+    else the largest step that costs at most ``max_psnr_loss`` dB on these crops, as the rate estimate
+    chooses it."""
+    was = autoencoder.training
+    autoencoder.eval()
+    device = next(autoencoder.parameters()).device
+    try:
+        images = torch.cat([x for _, x in dataset.eval_batches(batch_size, limit)])
+        codes = torch.cat([autoencoder.encode(images[i:i + batch_size].to(device)).codes.cpu()
+                           for i in range(0, len(images), batch_size)])
+        if codes.is_floating_point():
+            step = step or autoencoder.symbol_step()
+            if step is None:
+                step, _, _ = largest_step(autoencoder, codes,
+                                          lambda c: decoded_psnr(autoencoder, c, images, batch_size, device),
+                                          max_psnr_loss)
+        else:
+            step = None
+        return ChannelEntropyModel.fit(autoencoder.to_symbols(codes, step), step, autoencoder.model_type)
+    finally:
+        autoencoder.train(was)

@@ -1,0 +1,108 @@
+"""Real bitstreams: every family's symbols range-coded and decoded back exactly, file sizes at the rate the
+entropy model assumes, and the compress / decompress commands with their error paths."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from scvae.cli import main
+from scvae.coding import HEADER_BITS, ChannelEntropyModel, compress_image, decompress_image, fit_entropy_model
+from scvae.data import CropDataset
+from scvae.models import MODEL_REGISTRY
+
+from .test_output_safety import _refused
+
+SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
+
+
+def test_the_model_counts_symbols_and_prices_them_by_their_frequencies(tmp_path):
+    symbols = torch.tensor([[[[0, 0], [1, 2]]], [[[0, 1], [1, 1]]]])  # (N 2, C 1, 2, 2)
+    model = ChannelEntropyModel.fit(symbols, None, "ae")
+    assert model.alphabets[0].tolist() == [0, 1, 2] and model.counts[0].tolist() == [3, 4, 1]
+    p = np.array([3, 4, 1, 1]) / 9  # the escape symbol's pseudo-count is 1
+    assert np.allclose(model.probabilities(0), p)
+    expected = -np.log2(p[[0, 0, 1, 2]]).sum()
+    assert math.isclose(float(model.bits(symbols)[0]), expected, rel_tol=1e-12)
+    unseen = torch.tensor([[[[7, 0], [0, 0]]]])
+    assert math.isclose(float(model.bits(unseen)[0]), -np.log2(p[3]) + 16 - 3 * np.log2(p[0]), rel_tol=1e-12)
+    loaded = ChannelEntropyModel.load(model.save(tmp_path / "m.safetensors"))
+    assert loaded.fingerprint() == model.fingerprint() and loaded.step is None
+    assert ChannelEntropyModel.fit(symbols + 1, None, "ae").fingerprint() != model.fingerprint()
+
+
+def _crops(n: int = 12, size: int = 16, seed: int = 0) -> CropDataset:
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    rng = np.random.default_rng(seed)
+    images = [photo[y:y + 40, x:x + 40] for y, x in rng.integers(0, 400, (n, 2))]
+    return CropDataset(images, size, [f"c{i}" for i in range(n)], random_crop=False)
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vae", "vqvae", "vqvae-strong", "fsq", "rvq"])
+def test_every_family_round_trips_exactly_at_the_models_rate(model_type):
+    torch.manual_seed(0)
+    extra = dict(n_atoms=36, max_active=6) if model_type == "scvae" else {}
+    model = MODEL_REGISTRY[model_type](**SMALL, **extra)
+    model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)  # initialised codebooks
+    model.eval()
+    entropy_model = fit_entropy_model(model, _crops(), limit=None)
+    assert (entropy_model.step is None) == (model_type in ("vqvae", "vqvae-strong", "fsq", "rvq"))
+    images = torch.cat([x for _, x in _crops(6, 24, seed=1).eval_batches(6)])  # unseen images, not the grid size
+    payload, ideal = 0.0, 0.0
+    for x in images:
+        encoded = compress_image(model, entropy_model, x[None])
+        reconstruction, symbols = decompress_image(model, entropy_model, encoded.data)
+        assert torch.equal(symbols, encoded.symbols) and torch.equal(reconstruction, encoded.reconstruction)
+        assert reconstruction.shape == (1, 3, 24, 24)
+        payload += 8 * len(encoded.data) - HEADER_BITS
+        ideal += float(entropy_model.bits(encoded.symbols)[0])
+    assert abs(payload - ideal) <= 0.02 * ideal + 64 * len(images)  # range coding's rounding and last word
+
+
+def test_a_file_decoded_with_another_model_or_damaged_is_one_error():
+    from scvae.errors import ScvaeError
+
+    torch.manual_seed(0)
+    model = MODEL_REGISTRY["ae"](**SMALL).eval()
+    fitted = fit_entropy_model(model, _crops(), limit=None)
+    data = compress_image(model, fitted, _crops(1).batch([0])).data
+    other = fit_entropy_model(model, _crops(seed=3), limit=None, step=fitted.step / 2)
+    with pytest.raises(ScvaeError, match="another entropy model"):
+        decompress_image(model, other, data)
+    with pytest.raises(ScvaeError, match="truncated or not an scvae bitstream"):
+        decompress_image(model, fitted, data[:10])
+    with pytest.raises(ScvaeError, match="fitted for a ae model, not vqvae"):
+        decompress_image(MODEL_REGISTRY["vqvae"](**SMALL).eval(), fitted, data)
+
+
+def test_compress_and_decompress_commands(tiny_run, tmp_path, capsys):
+    from PIL import Image
+
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    images = []
+    for i in range(3):
+        images.append(tmp_path / f"p{i}.png")
+        Image.fromarray(photo[i * 50:i * 50 + 20, :30]).save(images[-1])
+    out, back = tmp_path / "z", tmp_path / "back"
+    argv = ["compress", *map(str, images), "--model", str(tiny_run), "--out", str(out), "--fit-images", "8"]
+    assert main(argv) == 0
+    line = capsys.readouterr().out
+    assert "3 file(s)" in line and "payload / rate" in line and "ms per image" in line
+    summary = json.loads((out / "compress.json").read_text())
+    assert summary["header_bits"] == HEADER_BITS and len(summary["files"]) == 3
+    assert all(r["bits"] == 8 * (out / r["file"]).stat().st_size for r in summary["files"])
+    files = sorted(map(str, out.glob("*.scvz")))
+    assert main(["decompress", *files, "--model", str(tiny_run), "--out", str(back)]) == 0
+    assert sorted(p.name for p in back.iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    assert Image.open(back / "p1.png").size == (30, 20)
+    _refused(capsys, argv, tmp_path, "already exists; pass --overwrite")
+    (tmp_path / "junk.scvz").write_bytes(b"SCVZ\x01\x00" + bytes(30))
+    _refused(capsys, ["decompress", str(tmp_path / "junk.scvz"), "--model", str(tiny_run), "--out", str(back / "j"),
+                      "--entropy-model", str(out / "entropy_model.safetensors")], tmp_path, "another entropy model")
+    _refused(capsys, ["decompress", files[0], "--model", str(tiny_run), "--out", str(back / "k"), "--entropy-model",
+                      str(images[0])], tmp_path, "not an scvae entropy model")
