@@ -7,6 +7,7 @@ prints the ``--against`` family's envelope at the same bits per image and the di
 
     python bench/rd_margins.py runs/rd-points/points.json runs/cifar-rd/rd.json --family scvae \\
         --against rvq --against vqvae-strong --against fsq [--exclude decay=0.8] [--json margins.json]
+    python bench/rd_margins.py runs/cifar-rd/rd.json --family scvae --against others  # the whole frontier
 
 Writes nothing unless ``--json`` is given.
 """
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("points", nargs="+", help="rd.json or points.json files")
     parser.add_argument("--family", default="scvae")
-    parser.add_argument("--against", action="append", required=True)
+    parser.add_argument("--against", action="append", required=True,
+                        help="a family, or 'others': the envelope of every other family together")
     parser.add_argument("--exclude", action="append", default=[], help="drop settings containing this text")
     parser.add_argument("--json", help="also write every row here")
     args = parser.parse_args(argv)

@@ -47,3 +47,14 @@ def test_settings_from_scvae_rd_are_dicts_and_the_preset_has_none():
 def test_a_family_with_no_points_is_an_error():
     with pytest.raises(ValueError, match="no points of 'fsq'"):
         equal_rate_margins(BASELINE, "q", "fsq")
+
+
+def test_against_others_reads_the_envelope_of_every_other_family_together():
+    from scvae.evaluation.equal_rate import OTHERS
+
+    points = BASELINE + [point("r", 1500, 21.8, "x=1"), point("r", 3000, 24.0, "x=2"), point("s", 1500, 21.5, "k=1"),
+                         point("s", 2500, 23.5, "k=2")]
+    rows = {r["setting"]: r for r in equal_rate_margins(points, "s", OTHERS)}
+    assert rows["k=1"]["baseline"] == pytest.approx(21.8)  # r's point lifts the joint envelope above q's 21.0
+    assert rows["k=2"]["baseline"] == pytest.approx(22.0 + 2.0 * 500 / 1000)  # from q at 2000 to r at 3000
+    assert rows["k=2"]["margin"] == pytest.approx(0.5)

@@ -154,14 +154,23 @@ def test_rd_draws_every_family_from_one_sweep(image_folder, tmp_path, monkeypatc
 
     monkeypatch.setitem(rd.SWEEPS, "scvae", [{"max_active": 2, "balance_step": 0.0}, {"max_active": 33}])
     monkeypatch.setitem(rd.SWEEPS, "fsq", [{"levels": [3, 3]}, {}])
+    monkeypatch.setitem(rd.SWEEPS, "ae", [{}, {"rate_weight": 1e-3}])
+    monkeypatch.setitem(rd.SWEEPS, "vae", [{}, {"kl_weight": 1e-3}])
+    monkeypatch.setattr(rd, "POST_TRAINING_STEPS", (None, 0.5))
     out = tmp_path / "rd"
     overrides = [o for o in TINY if "n_atoms" not in o] + ["val_ratio=0.25"]
     assert main(["rd", "--data", str(image_folder), "--steps", "2", "--out", str(out), "--no-progress",
-                 "--families", "scvae,fsq,ae", *overrides]) == 0
+                 "--families", "scvae,fsq,ae,vae", *overrides]) == 0
     summary = json.loads((out / "rd.json").read_text())
-    runs = [p["run"] for p in summary["points"]]
-    assert runs == ["scvae-max_active-2-balance_step-0.0", "scvae", "fsq-levels-3x3", "fsq", "ae"]  # preset: compare's
+    runs = [(p["family"], p["run"]) for p in summary["points"]]
+    assert runs == [("scvae", "scvae-max_active-2-balance_step-0.0"), ("scvae", "scvae"), ("fsq", "fsq-levels-3x3"),
+                    ("fsq", "fsq"), ("ae", "ae"), ("ae", "ae"), ("ae-rate", "ae-rate_weight-0.001"),
+                    ("vae-kl", "vae"), ("vae", "vae"), ("vae", "vae"), ("vae-kl", "vae-kl_weight-0.001"),
+                    ("vae", "vae-kl_weight-0.001"), ("vae", "vae-kl_weight-0.001")]  # preset: compare's folders
     assert all(p["bits_per_image"] > 0 for p in summary["points"])
+    ae = [p for p in summary["points"] if p["family"] == "ae"]
+    assert ae[1]["step"] == 0.5 and ae[1]["setting"] == {"step": 0.5} and ae[0]["bits_per_image"] != ae[1]["bits_per_image"]
+    assert [p["step"] for p in summary["points"] if p["family"] == "ae-rate"] == [1.0]
     assert (out / "rd.png").stat().st_size > 1000 and "| fsq |" in capsys.readouterr().out
 
 

@@ -3,8 +3,8 @@ held-out images, drawn as one rate-distortion figure with a Markdown + JSON tabl
 
 Each family sweeps the knob that sets its rate (SC-VAE the active atoms per code, the strong VQ-VAE its
 codebook size, FSQ its levels, the residual VQ its number of stages, which takes it to the rates of
-SC-VAE's denser codes); the VAE and the AE are one point each (the AE's rate is that of its
-quantised latent). On a GPU, ``bench/rd_points.py`` trains such points in parallel.
+SC-VAE's denser codes, the beta-VAE its KL weight, the AE trained for rate its rate weight); the plain AE
+and the VAE's means are also quantised after training at a sweep of steps (see :func:`ratings`). On a GPU, ``bench/rd_points.py`` trains such points in parallel.
 Runs are trained with the same backbone, split, seed and step budget, and a finished run of the same
 config is reused (``scvae compare`` trains the same runs, so the two commands can share an output folder).
 """
@@ -36,6 +36,12 @@ from .training import build_datasets, load_model
 _LOW_RATE_SC = dict(n_atoms=121, refit=False, n_iter=16, learn_dictionary=True)
 _COARSE = dict(quantize_step=2 ** 0.5)  # about 2 bits per value (docs/design.md, "Fourth round")
 _FINE = dict(quantize_step=2 ** -0.5)  # about 3 bits per value
+# The continuous families are rated two ways. A plain AE (and a VAE's posterior means) quantised after
+# training, at each of these steps (None: the largest within 0.1 dB): a sweep of one trained model that
+# costs no training. The AE trained for rate (``rate_weight``, Balle et al. 2017) at its own step of 1. The
+# VAE also by its KL, the bits-back rate, as the family "vae-kl".
+POST_TRAINING_STEPS = (None, 1.0, 2 ** -0.5, 0.5, 2 ** -1.5, 0.25, 2 ** -2.5)
+RATE_WEIGHTS = (3e-4, 1e-3, 3e-3, 1e-2)
 SWEEPS: dict[str, list[dict[str, Any]]] = {
     "scvae": [dict(_LOW_RATE_SC, max_active=2, balance_step=1e-4),
               dict(_LOW_RATE_SC, max_active=4, balance_step=0.0, **_COARSE),
@@ -47,9 +53,21 @@ SWEEPS: dict[str, list[dict[str, Any]]] = {
     "fsq": [{"levels": [8, 6, 5]}, {}, {"levels": [8, 8, 8, 5, 5, 5]}, {"levels": [8, 8, 8, 8, 5, 5]},
             {"levels": [8] * 7}],
     "rvq": [{"num_quantizers": 2}, {"num_quantizers": 3}, {"num_quantizers": 4}, {}, {"num_quantizers": 16}],
-    "vae": [{}],
-    "ae": [{}],
+    "vae": [{"kl_weight": w} for w in (1.0, 1e-1, 1e-2, 1e-3, 1e-4)],
+    "ae": [{}, *({"rate_weight": w} for w in RATE_WEIGHTS)],
 }
+
+
+def ratings(family: str, changed: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """How one trained run is rated: (the family label its points get, their setting, estimate_rate's
+    keywords), one per point (see POST_TRAINING_STEPS)."""
+    if family == "ae" and changed.get("rate_weight", 0) > 0:
+        return [("ae-rate", changed, {})]
+    if family not in ("ae", "vae"):
+        return [(family, changed, {})]
+    swept = [(family, {**changed, "step": step} if step else changed, {"step": step, "kl": False})
+             for step in POST_TRAINING_STEPS]
+    return [("vae-kl", changed, {})] + swept if family == "vae" else swept
 
 
 def run_name(family: str, overrides: dict[str, Any]) -> str:
@@ -83,8 +101,10 @@ def rate_distortion(out: str | os.PathLike, families: list[str], preset: str | N
     points = []
     for family, changed, name, run in tqdm(plan, desc="rate-distortion", unit="run", disable=not progress):
         train_or_reuse(run, out / name, datasets, overwrite, progress)
-        rate = estimate_rate(load_model(out / name / "checkpoints" / "last"), datasets[1])
-        points.append({"family": family, "run": name, "setting": changed, **rate.to_dict()})
+        model = load_model(out / name / "checkpoints" / "last")
+        for label, setting, options in ratings(family, changed):
+            rate = estimate_rate(model, datasets[1], **options)
+            points.append({"family": label, "run": name, "setting": setting, **rate.to_dict()})
     summary = {"preset": first.preset, "steps": first.train.steps, "n_val_images": len(datasets[1]),
                "data": first.train.data or "built-in scikit-image photos", "points": points,
                "conventions": CONVENTIONS, "versions": package_versions()}

@@ -51,11 +51,16 @@ def envelope_at(front: list[tuple[float, float]], bits: float) -> float | None:
     return front[0][1] if len(front) == 1 and bits == front[0][0] else None
 
 
+OTHERS = "others"  # ``against`` for the envelope of every family but ``family``
+
+
 def equal_rate_margins(points: list[dict[str, Any]], family: str, against: str) -> list[dict[str, Any]]:
     """For each seed-averaged setting of ``family``: ``against``'s envelope at its rate (``baseline``), and
     ``margin`` = its mean PSNR minus that (dB; None outside ``against``'s range). ``margins`` gives each seed's
-    own difference from the baseline at that seed's rate, so the spread between seeds shows."""
-    front = upper_envelope([(m["bits"], m["psnr"]) for m in seed_means(points, against)])
+    own difference from the baseline at that seed's rate, so the spread between seeds shows. ``against`` may
+    be :data:`OTHERS`: the envelope of the seed means of every other family together."""
+    families = sorted({p["family"] for p in points} - {family}) if against == OTHERS else [against]
+    front = upper_envelope([(m["bits"], m["psnr"]) for f in families for m in seed_means(points, f)])
     if not front:
         raise ValueError(f"no points of {against!r} to compare with")
     rows = []

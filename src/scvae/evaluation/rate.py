@@ -12,7 +12,8 @@
   times positions per image. For sparse codes this is, per atom, the entropy of its support plus that
   of its non-zero quantised coefficients. The step is the
   largest of a geometric grid that costs at most ``max_psnr_loss`` dB of PSNR, and is reported.
-- VAE: the KL divergence of the posterior from the prior, in bits (the rate of bits-back coding).
+- VAE: the KL divergence of the posterior from the prior, in bits (the rate of bits-back coding); or, with
+  ``kl=False``, its posterior means quantised and rated like the AE's latent.
 
 Every entropy is a plug-in estimate of a per-channel, position-independent model: no context, no
 learned prior, so it is an upper bound on what an entropy coder with a better model could reach.
@@ -61,8 +62,13 @@ def channel_entropy_bits(codes: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int | None = None,
-                  max_psnr_loss: float = 0.1, device: torch.device | str = "cpu") -> RateReport:
-    """The rate of ``model``'s bottleneck on the central crops of ``dataset`` (see the module doc)."""
+                  max_psnr_loss: float = 0.1, device: torch.device | str = "cpu", step: float | None = None,
+                  kl: bool = True) -> RateReport:
+    """The rate of ``model``'s bottleneck on the central crops of ``dataset`` (see the module doc).
+
+    Continuous codes are quantised with ``step`` when it is given (a quantised-after-training sweep), else
+    with the model's own step (:meth:`symbol_step`), else with the largest step within ``max_psnr_loss``.
+    A VAE is rated by its KL, or with ``kl=False`` like the AE, by its quantised posterior means."""
     was = model.training
     model.eval()
     images, codes, kl_bits = [], [], []
@@ -85,7 +91,7 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
 
     base = psnr_of(c)
     try:
-        if model.model_type == "vae":
+        if model.model_type == "vae" and kl:
             bits = float(torch.cat(kl_bits).mean())
             return RateReport("KL of the posterior (bits)", bits, bits / pixels, base, base)
         if c.dtype in (torch.int32, torch.int64):
@@ -101,7 +107,8 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
                                   bound_bits_per_image=bound)
             bits = entropy_bits(c) * positions
             return RateReport("entropy of code indices", bits, bits / pixels, base, base, bound_bits_per_image=bound)
-        return _quantised_rate(model, c, psnr_of, base, max_psnr_loss, pixels, sparse=model.model_type == "scvae")
+        return _quantised_rate(model, c, psnr_of, base, max_psnr_loss, pixels, sparse=model.model_type == "scvae",
+                               step=step or model.symbol_step())
     finally:
         model.train(was)
 
@@ -116,12 +123,13 @@ def decoded_psnr(model, codes: torch.Tensor, images: torch.Tensor, batch_size: i
     return float(torch.cat(scores).mean())
 
 
-def largest_step(model, codes: torch.Tensor, psnr_of, max_psnr_loss: float) -> tuple[float, torch.Tensor, float]:
-    """The largest step of STEP_GRID whose symbols (``model.to_symbols``) cost at most ``max_psnr_loss`` dB
+def largest_step(model, codes: torch.Tensor, psnr_of, max_psnr_loss: float,
+                 grid: tuple[float, ...] = STEP_GRID) -> tuple[float, torch.Tensor, float]:
+    """The largest step of ``grid`` whose symbols (``model.to_symbols``) cost at most ``max_psnr_loss`` dB
     against the unquantised codes (``psnr_of(codes)``: PSNR of a decoding); else the finest. Returns the
     step, the symbols at it and the PSNR of their decoding."""
-    base = psnr_of(codes)
-    for step in STEP_GRID:  # coarse to fine: the first that passes is the largest
+    base = psnr_of(codes) if len(grid) > 1 else float("inf")
+    for step in grid:  # coarse to fine: the first that passes is the largest
         symbols = model.to_symbols(codes, step)
         psnr = psnr_of(model.from_symbols(symbols, step))
         if psnr >= base - max_psnr_loss:
@@ -130,9 +138,10 @@ def largest_step(model, codes: torch.Tensor, psnr_of, max_psnr_loss: float) -> t
 
 
 def _quantised_rate(model, c: torch.Tensor, psnr_of, base: float, max_psnr_loss: float, pixels: int,
-                    sparse: bool) -> RateReport:
-    """Largest grid step within ``max_psnr_loss`` dB, and the per-channel entropy of the codes at it."""
-    step, symbols, psnr = largest_step(model, c, psnr_of, max_psnr_loss)
+                    sparse: bool, step: float | None = None) -> RateReport:
+    """The per-channel entropy of the codes at ``step``, or at the largest grid step within ``max_psnr_loss``
+    dB."""
+    step, symbols, psnr = largest_step(model, c, psnr_of, max_psnr_loss, STEP_GRID if step is None else (step,))
     positions = c.shape[2] * c.shape[3]
     bits = float(channel_entropy_bits(symbols).sum()) * positions
     support = None
