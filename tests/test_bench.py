@@ -86,3 +86,18 @@ def test_codec_rd_codes_real_files_beside_jpeg_and_webp(tiny_run, tmp_path):
     assert all(r["bits"] > result["header_bits"] and r["encode_ms"] > 0 for r in result["rows"])
     assert {"JPEG", "WEBP"} == set(result["anchors"]) and "| file bits |" in out
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_active_atoms_histogram_and_maps(tiny_run, tmp_path):
+    out = run("active_atoms.py", str(tiny_run), "--images", "3", "--json", str(tmp_path / "a.json"),
+              "--figure", str(tmp_path / "a.png"))
+    stats = json.loads((tmp_path / "a.json").read_text())["run"]
+    assert sum(stats["histogram"]) == 3 * 8 * 8 and 0 < stats["mean"] <= stats["max"] <= stats["n_atoms"]
+    assert "| run |" in out and (tmp_path / "a.png").stat().st_size > 0
+
+
+def test_rate_points_rates_finished_runs_for_rd_margins(tiny_run, tmp_path):
+    run("rate_points.py", str(tiny_run), "--out", str(tmp_path / "p.json"), "--limit", "3")
+    points = json.loads((tmp_path / "p.json").read_text())["points"]
+    assert [p["family"] for p in points] == ["scvae"] and points[0]["bits_per_image"] > 0
+    assert points[0]["setting"] == {"run": "run"}

@@ -126,3 +126,10 @@ def test_overrides_may_be_mixed_with_flags(tmp_path, capsys):
     assert "lr: 0.001" in printed and "lam: 0.4" in printed and "steps: 7" in printed
     assert main(["train", "lr=1e-3", "--out", str(out), "--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, hint", [("lam=0.4", "did you mean model.lam?"), ("stpes=3", "did you mean steps?"),
+                                            ("model.lamm=1", "did you mean model.lam?"), ("model.lr=1", "did you mean lr?")])
+def test_config_typos_get_a_did_you_mean(override, hint, capsys):
+    assert main(["train", "--print-config", override]) == 2
+    assert capsys.readouterr().err.strip().endswith(hint)

@@ -211,16 +211,35 @@ def _apply(run: dict[str, Any], key: str, value: Any, model_params: dict[str, in
     section, _, name = key.rpartition(".")
     if section == "model":
         if name not in model_params:
-            raise ScvaeError(f"unknown model config key {name!r} for {run['model_type']}")
+            raise ScvaeError(f"unknown model config key {name!r} for {run['model_type']}"
+                             + _did_you_mean(name, model_params, "model.", train_keys()))
         run["model"][name] = _coerce_model(name, value, model_params[name])
     elif section in ("", "train"):
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                     for f in dataclasses.fields(TrainConfig)}
         if name not in defaults:
-            raise ScvaeError(f"unknown config key {key!r}")
+            raise ScvaeError(f"unknown config key {key!r}" + _did_you_mean(name, defaults, "model.", model_params,
+                                                                          other_first=True))
         run["train"][name] = _coerce(name, value, defaults[name])
     else:
         raise ScvaeError(f"unknown config key {key!r}")
+
+
+def train_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _did_you_mean(name: str, keys, other_prefix: str, other_keys, other_first: bool = False) -> str:
+    """'; did you mean X?' for a mistyped key: the same name in the other section (``lam`` given as a
+    training key is ``model.lam``), else the closest key of its own section."""
+    import difflib
+
+    if name in other_keys:
+        return f"; did you mean {other_prefix if other_first else ''}{name}?"
+    close = difflib.get_close_matches(name, list(keys), n=1)
+    if close:
+        return f"; did you mean {'' if other_first else other_prefix}{close[0]}?"
+    return ""
 
 
 def resolve_config(preset: str | None = None, model_type: str | None = None, config_file: str | None = None,

@@ -1,0 +1,76 @@
+"""The BSDS region measures against hand-computed cases, scikit-learn where they coincide, and one real
+BSDS500 image scored independently in the test."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scvae.downstream.region_benchmark import (ImageScore, benchmark, contingency, covering_counts, rand_index,
+                                               read_bsds_ground_truth, score_image, variation_of_information)
+
+BSDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsds500"
+
+
+def test_a_two_by_two_case_by_hand():
+    seg, gt = np.array([[0, 0], [1, 1]]), np.array([[0, 1], [0, 1]])
+    table = contingency(seg, gt)
+    assert table.tolist() == [[1, 1], [1, 1]]
+    assert rand_index(table) == pytest.approx(1 / 3)  # of 6 pixel pairs, 2 are split alike by both maps
+    assert variation_of_information(table) == pytest.approx(2.0)  # independent fair coins: 1 + 1 - 0 bits
+    assert covering_counts(table) == pytest.approx((2 * (1 / 3) + 2 * (1 / 3), 4))  # each IoU 1 / 3
+
+
+def test_a_perfect_segmentation_up_to_label_names():
+    gt = np.repeat(np.arange(4), 9).reshape(6, 6)
+    score = score_image(gt * 7 + 3, [gt, gt])
+    assert score.covering == pytest.approx(1) and score.pri == pytest.approx(1) and score.voi == pytest.approx(0)
+
+
+def test_rand_index_and_voi_agree_with_scikit_learn():
+    from scipy.stats import entropy
+    from sklearn.metrics import mutual_info_score, rand_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a, b = rng.integers(0, 5, (30, 40)), rng.integers(0, 3, (30, 40))
+        table = contingency(a, b)
+        assert rand_index(table) == pytest.approx(rand_score(a.ravel(), b.ravel()))
+        bits = (entropy(np.bincount(a.ravel())) + entropy(np.bincount(b.ravel()))
+                - 2 * mutual_info_score(a.ravel(), b.ravel())) / np.log(2)
+        assert variation_of_information(table) == pytest.approx(bits)
+
+
+def test_ods_takes_one_parameter_for_the_set_and_ois_the_best_per_image():
+    def s(cover, pri, voi, area=100.0):
+        return ImageScore(cover * area, area, pri, voi)
+
+    scores = [[s(0.5, 0.7, 2.0), s(0.7, 0.8, 1.5)],  # image 0 prefers parameter "b"
+              [s(0.6, 0.9, 1.0, area=300.0), s(0.4, 0.6, 3.0, area=300.0)]]  # image 1 prefers "a"
+    result = benchmark(scores, ["a", "b"])
+    assert result["ods"]["covering"] == pytest.approx((50 + 180) / 400)  # "a": (0.5*100 + 0.6*300) / 400
+    assert result["ods"]["covering_parameter"] == "a"
+    assert result["ods"]["pri"] == pytest.approx(0.8) and result["ods"]["voi"] == pytest.approx(1.5)
+    assert result["ois"]["covering"] == pytest.approx((70 + 180) / 400)
+    assert result["ois"]["pri"] == pytest.approx(0.85) and result["ois"]["voi"] == pytest.approx(1.25)
+
+
+@pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
+def test_one_real_image_scored_independently():
+    """One annotator's segmentation of a val image scored against all annotators, the measures recomputed
+    here from their definitions (pairs counted by scikit-learn, IoU region by region)."""
+    from sklearn.metrics import rand_score
+
+    gts = read_bsds_ground_truth(BSDS / "groundTruth" / "val" / sorted(p.name for p in
+                                                                      (BSDS / "groundTruth" / "val").iterdir())[0])
+    assert len(gts) >= 5 and all(g.shape == gts[0].shape for g in gts)
+    seg = gts[0]
+    score = score_image(seg, gts)
+    pri = np.mean([rand_score(g.ravel(), seg.ravel()) for g in gts])
+    hits = 0.0
+    for g in gts:
+        for region in np.unique(g):
+            inside = g == region
+            hits += inside.sum() * max(np.logical_and(inside, seg == s).sum() / np.logical_or(inside, seg == s).sum()
+                                       for s in np.unique(seg[inside]))
+    assert score.pri == pytest.approx(pri) and score.covering == pytest.approx(hits / (len(gts) * seg.size))
+    assert 0 < score.voi < 3 and score.covering < 1  # the other annotators disagree with the first
