@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -101,3 +102,15 @@ def test_rate_points_rates_finished_runs_for_rd_margins(tiny_run, tmp_path):
     points = json.loads((tmp_path / "p.json").read_text())["points"]
     assert [p["family"] for p in points] == ["scvae"] and points[0]["bits_per_image"] > 0
     assert points[0]["setting"] == {"run": "run"}
+
+
+BSDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsds500"
+
+
+@pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
+def test_bsds_regions_scores_a_segmenter_at_ods_and_ois(tmp_path):
+    out = run("bsds_regions.py", "--data", str(BSDS), "--limit", "1", "--methods", "felzenszwalb",
+              "--json", str(tmp_path / "b.json"))
+    r = json.loads((tmp_path / "b.json").read_text())["methods"]["felzenszwalb"]
+    assert r["ois"]["covering"] >= r["ods"]["covering"] > 0.2 and r["ois"]["voi"] <= r["ods"]["voi"]
+    assert len(r["sweep"]) == 7 and "| felzenszwalb |" in out
