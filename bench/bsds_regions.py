@@ -28,7 +28,10 @@ SWEEPS = {  # method: its parameter's values, coarse (few regions) last or first
     "quickshift": [10, 20, 40, 80],  # max_dist (kernel_size 5)
     "pixels": [2, 3, 4, 6, 8, 12, 16],  # k of k-means on RGB + position
     "codes": [2, 3, 4, 6, 8, 12, 16],  # k of k-means on the model's per-position codes
+    "merge": [2, 3, 4, 6, 8, 12, 16, 24, 32],  # regions cut from the colour + boundary hierarchy
+    "merge-codes": [2, 3, 4, 6, 8, 12, 16, 24, 32],  # ... with the codes' atom histograms as texture
 }
+HIERARCHICAL = ("merge", "merge-codes")  # one hierarchy per image, cut at every value of the sweep
 
 
 def segmenter(method: str, model_dir: str | None):
@@ -51,6 +54,17 @@ def segmenter(method: str, model_dir: str | None):
 
         features = CodeFeatures(load_model(model_dir), None)
         return lambda im, p: segment(features, im, SegmentOptions(k=p, position_weight=1.0))
+    if method in HIERARCHICAL:
+        from scvae.downstream.region_merging import build_hierarchy
+
+        texture = None
+        if method == "merge-codes":
+            if model_dir is None:
+                raise ScvaeError("the merge-codes method needs --model")
+            from scvae.training import load_model
+
+            texture = CodeFeatures(load_model(model_dir), None, space="codes")
+        return lambda im: build_hierarchy(im, None if texture is None else texture(im))
     raise ScvaeError(f"unknown method {method!r}; choose from {', '.join(SWEEPS)}")
 
 
@@ -66,7 +80,12 @@ def run(data: Path, split: str, methods: list[str], model: str | None, limit: in
         for path, gts in zip(images, truths):
             image = load_image(path, 3)
             row = []
-            for parameter in sweep:
+            if method in HIERARCHICAL:  # one run gives every number of regions
+                t0 = time.perf_counter()
+                hierarchy = fn(image)
+                seconds += (time.perf_counter() - t0) * len(sweep)
+                row = [score_image(hierarchy.cut(n), gts) for n in sweep]
+            for parameter in sweep if method not in HIERARCHICAL else ():
                 t0 = time.perf_counter()
                 labels = fn(image, parameter)
                 seconds += time.perf_counter() - t0

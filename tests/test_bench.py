@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"

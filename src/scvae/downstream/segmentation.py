@@ -48,8 +48,9 @@ def _working_image(image: np.ndarray, size: int | None) -> np.ndarray:
 
 
 class CodeFeatures:
-    """A model's codes at every latent position, as the decoder input they stand for, encoded at the image's
-    own size (or with the shorter side resized to ``size``).
+    """A model's codes at every latent position, as the decoder input they stand for (``space='decoder'``)
+    or as the code vectors themselves (``'codes'``: SC-VAE's sparse codes, (K,) per position), encoded at
+    the image's own size (or with the shorter side resized to ``size``).
 
     The image is reflect-padded by ``margin`` cells on every side (and up to a multiple of f) and the
     grid is cropped back to the cells that cover the image. Without the margin, the positions along the
@@ -57,8 +58,11 @@ class CodeFeatures:
     "border" from "inside" instead of regions of the image.
     """
 
-    def __init__(self, model: AutoencoderModel, size: int | None = None, name: str | None = None, margin: int = 8):
-        self.model, self.size, self.margin = model.eval(), size, margin
+    def __init__(self, model: AutoencoderModel, size: int | None = None, name: str | None = None, margin: int = 8,
+                 space: str = "decoder"):
+        if space not in ("decoder", "codes"):
+            raise ScvaeError(f"space must be 'decoder' (D a) or 'codes' (the codes themselves), got {space!r}")
+        self.model, self.size, self.margin, self.space = model.eval(), size, margin, space
         self.name = name or (f"{model.model_type} codes" if model.model_type == "scvae" else f"{model.model_type} latents")
 
     @torch.no_grad()
@@ -72,7 +76,8 @@ class CodeFeatures:
         if any(pad):
             mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
             x = F.pad(x, pad, mode=mode)
-        vectors = self.model.synthesize(self.model.encode(x).codes)[0].float()
+        codes = self.model.encode(x).codes
+        vectors = (self.model.code_vectors(codes) if self.space == "codes" else self.model.synthesize(codes))[0].float()
         m = self.margin
         grid = vectors[:, m:m - (-h // f), m:m - (-w // f)].permute(1, 2, 0).numpy()  # ceil(h / f) x ceil(w / f)
         return FeatureGrid(np.ascontiguousarray(grid, dtype=np.float32), f, (h, w))
