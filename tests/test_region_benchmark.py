@@ -74,3 +74,21 @@ def test_one_real_image_scored_independently():
                                        for s in np.unique(seg[inside]))
     assert score.pri == pytest.approx(pri) and score.covering == pytest.approx(hits / (len(gts) * seg.size))
     assert 0 < score.voi < 3 and score.covering < 1  # the other annotators disagree with the first
+
+
+def test_the_merge_hierarchy_cuts_a_two_region_image_along_its_boundary():
+    from scvae.downstream.region_merging import build_hierarchy
+    from scvae.downstream.segmentation import FeatureGrid
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[:, :40] = (200, 60, 40)
+    image[:, 40:] = (40, 90, 200)
+    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+    texture = np.zeros((15, 20, 4), np.float32)  # one feature grid cell per 4 x 4 pixels
+    texture[:, :10, 0], texture[:, 10:, 3] = 1.0, 1.0
+    hierarchy = build_hierarchy(image, FeatureGrid(texture, 4, (60, 80)))
+    halves = hierarchy.cut(2)
+    assert len(np.unique(halves)) == 2 and (halves[:, :40] == halves[0, 0]).all() and (halves[:, 40:] == halves[0, -1]).all()
+    assert len(np.unique(hierarchy.cut(1))) == 1
+    assert len(np.unique(hierarchy.cut(5))) == min(5, int(hierarchy.superpixels.max()) + 1)
