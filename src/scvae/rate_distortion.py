@@ -41,7 +41,7 @@ _FINE = dict(quantize_step=2 ** -0.5)  # about 3 bits per value
 # training, at each of these steps (None: the largest within 0.1 dB): a sweep of one trained model that
 # costs no training. The AE trained for rate (``rate_weight``, Balle et al. 2017) at its own step of 1. The
 # VAE also by its KL, the bits-back rate, as the family "vae-kl".
-POST_TRAINING_STEPS = (None, 1.0, 2 ** -0.5, 0.5, 2 ** -1.5, 0.25, 2 ** -2.5)
+POST_TRAINING_STEPS = (None, 2.0, 2 ** 0.5, 1.0, 2 ** -0.5, 0.5, 2 ** -1.5, 0.25, 2 ** -2.5)
 RATE_WEIGHTS = (3e-4, 1e-3, 3e-3, 1e-2)
 SWEEPS: dict[str, list[dict[str, Any]]] = {
     "scvae": [dict(_LOW_RATE_SC, max_active=2, balance_step=1e-4),
