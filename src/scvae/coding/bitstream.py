@@ -45,16 +45,11 @@ class Encoded:
     reconstruction: torch.Tensor
 
 
-def _categoricals(model: ChannelEntropyModel) -> list:
-    return [constriction.stream.model.Categorical(model.probabilities(c), perfect=False)
-            for c in range(model.n_channels)]
-
-
 def encode_symbols(symbols: np.ndarray, model: ChannelEntropyModel) -> np.ndarray:
     """Symbols (C, h, w) int64 -> the range coder's words (uint32)."""
     encoder = constriction.stream.queue.RangeEncoder()
     escaped = []
-    for c, categorical in enumerate(_categoricals(model)):
+    for c, categorical in enumerate(model.categoricals()):
         values = symbols[c].ravel()
         index = model.alphabet_indices(c, values)
         encoder.encode(index.astype(np.int32), categorical)
@@ -73,7 +68,7 @@ def decode_symbols(words: np.ndarray, shape: tuple[int, int, int], model: Channe
     decoder = constriction.stream.queue.RangeDecoder(words)
     out = np.zeros((channels, h * w), np.int64)
     escapes = []
-    for c, categorical in enumerate(_categoricals(model)):
+    for c, categorical in enumerate(model.categoricals()):
         index = decoder.decode(categorical, h * w)
         alphabet = model.alphabets[c]
         escape = index == len(alphabet)

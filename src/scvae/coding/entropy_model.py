@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class ChannelEntropyModel:
     counts: list[np.ndarray]
     step: float | None
     model_type: str
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # per-image coding reuses
 
     @classmethod
     def fit(cls, symbols: torch.Tensor, step: float | None, model_type: str) -> "ChannelEntropyModel":
@@ -75,13 +76,24 @@ class ChannelEntropyModel:
             total += cost.sum(1)
         return torch.from_numpy(total)
 
+    def categoricals(self) -> list:
+        """constriction's model of each channel (built once: every image is coded with the same ones)."""
+        if "categoricals" not in self._cache:
+            import constriction
+
+            self._cache["categoricals"] = [constriction.stream.model.Categorical(self.probabilities(c), perfect=False)
+                                           for c in range(self.n_channels)]
+        return self._cache["categoricals"]
+
     def fingerprint(self) -> int:
         """A CRC-32 of the model, written into every bitstream so that a file is never decoded with
-        another model."""
-        crc = zlib.crc32(json.dumps([self.step, self.model_type]).encode())
-        for values, n in zip(self.alphabets, self.counts):
-            crc = zlib.crc32(n.tobytes(), zlib.crc32(values.tobytes(), crc))
-        return crc
+        another model (computed once)."""
+        if "fingerprint" not in self._cache:
+            crc = zlib.crc32(json.dumps([self.step, self.model_type]).encode())
+            for values, n in zip(self.alphabets, self.counts):
+                crc = zlib.crc32(n.tobytes(), zlib.crc32(values.tobytes(), crc))
+            self._cache["fingerprint"] = crc
+        return self._cache["fingerprint"]
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)

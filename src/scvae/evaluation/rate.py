@@ -124,11 +124,12 @@ def decoded_psnr(model, codes: torch.Tensor, images: torch.Tensor, batch_size: i
 
 
 def largest_step(model, codes: torch.Tensor, psnr_of, max_psnr_loss: float,
-                 grid: tuple[float, ...] = STEP_GRID) -> tuple[float, torch.Tensor, float]:
+                 grid: tuple[float, ...] = STEP_GRID, base: float | None = None) -> tuple[float, torch.Tensor, float]:
     """The largest step of ``grid`` whose symbols (``model.to_symbols``) cost at most ``max_psnr_loss`` dB
-    against the unquantised codes (``psnr_of(codes)``: PSNR of a decoding); else the finest. Returns the
-    step, the symbols at it and the PSNR of their decoding."""
-    base = psnr_of(codes) if len(grid) > 1 else float("inf")
+    against the unquantised codes (``base``, else ``psnr_of(codes)``: PSNR of a decoding); else the finest.
+    Returns the step, the symbols at it and the PSNR of their decoding."""
+    if base is None:
+        base = psnr_of(codes) if len(grid) > 1 else float("inf")
     for step in grid:  # coarse to fine: the first that passes is the largest
         symbols = model.to_symbols(codes, step)
         psnr = psnr_of(model.from_symbols(symbols, step))
@@ -141,7 +142,7 @@ def _quantised_rate(model, c: torch.Tensor, psnr_of, base: float, max_psnr_loss:
                     sparse: bool, step: float | None = None) -> RateReport:
     """The per-channel entropy of the codes at ``step``, or at the largest grid step within ``max_psnr_loss``
     dB."""
-    step, symbols, psnr = largest_step(model, c, psnr_of, max_psnr_loss, STEP_GRID if step is None else (step,))
+    step, symbols, psnr = largest_step(model, c, psnr_of, max_psnr_loss, STEP_GRID if step is None else (step,), base)
     positions = c.shape[2] * c.shape[3]
     bits = float(channel_entropy_bits(symbols).sum()) * positions
     support = None
