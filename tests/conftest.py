@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -79,3 +80,46 @@ def interrupted_then_resumed(monkeypatch, train, out: Path, step: int) -> None:
     assert train(out) == 2
     monkeypatch.setattr(sampler.StepSampler, "indices", original)
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+
+
+VGG_CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
+             (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512)]
+TAPS = {2: 0, 7: 1, 14: 2, 21: 3, 28: 4}  # the conv whose ReLU ends LPIPS slice L
+
+
+@pytest.fixture(scope="module")
+def lpips_files(tmp_path_factory):
+    """Random weights written in torchvision's VGG16 layout (with classifier keys) and LPIPS v0.1's lin layout."""
+    g = torch.Generator().manual_seed(0)
+    vgg = {"classifier.0.weight": torch.zeros(2, 2)}
+    for idx, cin, cout in VGG_CONVS:
+        vgg[f"features.{idx}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
+        vgg[f"features.{idx}.bias"] = torch.randn(cout, generator=g) * 0.01
+    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for i, c in enumerate([64, 128, 256, 512, 512])}
+    root = tmp_path_factory.mktemp("lpips")
+    torch.save(vgg, root / "vgg16.pth")
+    torch.save(lin, root / "vgg.pth")
+    return root / "vgg16.pth", root / "vgg.pth", vgg, lin
+
+
+def reference_lpips(x, y, vgg, lin):
+    """LPIPS written directly from the paper's formula and the state dicts' tensors."""
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+    def taps(h):
+        h, out = (h - shift) / scale, []
+        for idx, _, _ in VGG_CONVS:
+            if idx in (5, 10, 17, 24):
+                h = F.max_pool2d(h, 2)
+            h = F.relu(F.conv2d(h, vgg[f"features.{idx}.weight"], vgg[f"features.{idx}.bias"], padding=1))
+            if idx in TAPS:
+                out.append(h)
+        return out
+
+    total = 0
+    for i, (a, b) in enumerate(zip(taps(x), taps(y))):
+        a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
+        b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
+        total = total + (lin[f"lin{i}.model.1.weight"] * (a - b) ** 2).sum(1).mean((1, 2))
+    return total

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig, load_run_config, resolve_config
 from .evaluation import evaluate_reconstruction, estimate_rate
+from .evaluation.perceptual import MetricWeights, score_dataset
 from .evaluation.plots import curves, labelled_rows, usage_histogram
 from .evaluation.report import CONVENTIONS, markdown_table, package_versions
 from .training import build_datasets, load_model, train
@@ -20,7 +21,7 @@ from .training.checkpoint import load_trainer_state
 from .training.loggers import read_metrics
 from .training.trainer import CONFIG_FILE
 
-COLUMNS = ["psnr", "ssim", "bits_per_image", "active_frac", "atoms_used_frac", "codebook_usage", "perplexity", "active_units_frac",
+COLUMNS = ["psnr", "ssim", "lpips", "rfid", "bits_per_image", "active_frac", "atoms_used_frac", "codebook_usage", "perplexity", "active_units_frac",
            "channels_collapsed", "sec_per_step", "parameters"]
 
 
@@ -49,9 +50,10 @@ def train_or_reuse(run: RunConfig, run_dir: Path, datasets, overwrite: bool, pro
 
 def compare(out: str | os.PathLike, models: list[str], preset: str | None = None, steps: int | None = None,
             data: str | None = None, overrides: list[str] | None = None, overwrite: bool = False,
-            progress: bool = True) -> dict[str, Any]:
-    """Train each model type into ``out/<model>``, evaluate all on the same held-out images, write
-    compare.json, compare.md, psnr_vs_steps.png and reconstructions.png into ``out``."""
+            progress: bool = True, metric_weights: MetricWeights | None = None) -> dict[str, Any]:
+    """Train each model type into ``out/<model>``, evaluate all on the same held-out images (LPIPS and rFID
+    too when ``metric_weights`` names their files), write compare.json, compare.md, psnr_vs_steps.png and
+    reconstructions.png into ``out``."""
     out = Path(out)
     runs = {m: resolve_config(preset, m, None, overrides, steps=steps, data=data) for m in models}
     first = runs[models[0]]
@@ -65,7 +67,8 @@ def compare(out: str | os.PathLike, models: list[str], preset: str | None = None
         model = load_model(out / name / "checkpoints" / "last")
         report = evaluate_reconstruction(model, datasets[1], 64, None)
         rate = estimate_rate(model, datasets[1])
-        results[name] = {**report.summary(), "bits_per_image": rate.bits_per_image, "rate": rate.to_dict(),
+        scores, skipped = score_dataset(model, datasets[1], metric_weights)
+        results[name] = {**report.summary(), **scores, "bits_per_image": rate.bits_per_image, "rate": rate.to_dict(),
                          "sec_per_step": seconds,
                          "parameters": sum(p.numel() for p in model.parameters()),
                          "diagnostics": report.diagnostics, "usage_counts": report.usage_counts}
@@ -73,7 +76,7 @@ def compare(out: str | os.PathLike, models: list[str], preset: str | None = None
                          "data": {"n_images": report.n_images}}, out / f"usage_{name}.png")
     summary = {"preset": first.preset, "steps": first.train.steps, "seed": first.train.seed,
                "data": first.train.data or "built-in scikit-image photos", "n_val_images": len(datasets[1]),
-               "models": results, "conventions": CONVENTIONS, "versions": package_versions()}
+               "models": results, "skipped": skipped, "conventions": CONVENTIONS, "versions": package_versions()}
     write_text_atomic(out / "compare.json", json.dumps(summary, indent=2) + "\n")
     table = markdown_table({m: r for m, r in results.items()}, COLUMNS)
     write_text_atomic(out / "compare.md", (

@@ -69,6 +69,14 @@ def _image_arguments(p: argparse.ArgumentParser, out_help: str, size_help: str) 
     p.add_argument("--size", help=size_help)
 
 
+def _metric_weight_arguments(p: argparse.ArgumentParser) -> None:
+    """Local weights of the learned metrics (eval, compare); a metric without its files is skipped."""
+    p.add_argument("--lpips-vgg", help="torchvision's VGG16 state dict vgg16-397923af.pth (or SCVAE_LPIPS_VGG)")
+    p.add_argument("--lpips-lin", help="LPIPS v0.1 linear layers for VGG, vgg.pth (or SCVAE_LPIPS_LIN)")
+    p.add_argument("--inception-weights", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth for rFID "
+                                               "(or SCVAE_INCEPTION_WEIGHTS)")
+
+
 def _sweep_arguments(p: argparse.ArgumentParser, list_flag: str, default: str, out: str) -> None:
     """The arguments of the commands that train several runs on one split (compare, rd)."""
     p.add_argument("--data", help="training data (default: built-in photos); val_ratio is held out")
@@ -127,13 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--size", type=int, help="evaluate N x N centre crops after resizing the shorter side to N "
                                             "(a multiple of f; default: the model's resolution)")
-    p.add_argument("--lpips-weights", help="local LPIPS backbone weights (or SCVAE_LPIPS_WEIGHTS)")
-    p.add_argument("--inception-weights", help="local Inception weights for rFID (or SCVAE_INCEPTION_WEIGHTS)")
+    _metric_weight_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=commands.cmd_eval)
 
     p = sub.add_parser("compare", help="train SC-VAE and baselines on the same backbone/data/budget and compare")
     _sweep_arguments(p, "--models", "scvae,ae,vqvae,vqvae-strong,fsq,vae", "runs/compare")
+    _metric_weight_arguments(p)
     p.set_defaults(func=commands.cmd_compare)
 
     p = sub.add_parser("rd", help="rate-distortion: a small sweep per family, PSNR against bits per image in one PNG")

@@ -175,11 +175,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ScvaeError(f"--limit must be a positive integer, got {args.limit}")
     if args.size is not None and args.size < 1:
         raise ScvaeError(f"--size must be a positive integer, got {args.size}")
+    weights = _metric_weights(args)
     out = Path(args.out) if args.out else Path(args.model) / "eval"
     claim_outputs([out / name for name in EVAL_FILES], overwrite=args.overwrite)
     model = load_model(args.model)
-    result = evaluate_source(model, args.data, args.batch_size, args.limit, args.lpips_weights, args.inception_weights,
-                             size=args.size)
+    result = evaluate_source(model, args.data, args.batch_size, args.limit, weights, size=args.size)
     for line in result["skipped"]:
         print(line)
     paths = write_eval(result, out)
@@ -190,12 +190,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metric_weights(args: argparse.Namespace):
+    from ..evaluation.perceptual import MetricWeights
+
+    return MetricWeights(args.lpips_vgg, args.lpips_lin, args.inception_weights).check()
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..compare import compare
 
     models = _model_list(args.models)
-    compare(args.out, models, args.preset, args.steps, args.data, args.overrides,
-                      overwrite=args.overwrite, progress=not args.no_progress)
+    compare(args.out, models, args.preset, args.steps, args.data, args.overrides, overwrite=args.overwrite,
+            progress=not args.no_progress, metric_weights=_metric_weights(args))
     print(Path(args.out, "compare.md").read_text())
     return 0
 

@@ -1,38 +1,79 @@
-"""LPIPS and rFID through their standard implementations, when packages and weights are present.
+"""MS-SSIM, LPIPS and rFID over a whole set; the learned ones from local weights files, nothing downloads.
 
-Nothing here downloads: LPIPS uses the ``lpips`` package (AlexNet) and needs its backbone weights in the
-torch hub cache or at ``--lpips-weights`` / ``SCVAE_LPIPS_WEIGHTS``; rFID uses torchmetrics'
-FrechetInceptionDistance (which needs ``torch-fidelity``) with the Inception weights file given by
-``--inception-weights`` / ``SCVAE_INCEPTION_WEIGHTS``. When something is missing the metric is skipped
-with one line saying what it needs.
+LPIPS is the VGG16 LPIPS that training uses (:mod:`.lpips`): ``--lpips-vgg`` (torchvision's
+``vgg16-397923af.pth``) and ``--lpips-lin`` (LPIPS v0.1's ``vgg.pth``), or ``SCVAE_LPIPS_VGG`` /
+``SCVAE_LPIPS_LIN``. rFID is the FID Inception of pytorch-fid (:mod:`.fid`): ``--inception-weights``
+(``pt_inception-2015-12-05-6726825d.pth``) or ``SCVAE_INCEPTION_WEIGHTS``. A metric whose files are not given
+is skipped with one line saying what it needs; a file that is given but unreadable is an error.
 """
 from __future__ import annotations
 
 import os
-from typing import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import torch
+from torch.utils.data import Dataset
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
-Scorer = Callable[[torch.Tensor, torch.Tensor], None]
+from ..errors import ScvaeError
+from .fid import frechet_distance, load_fid_inception
+from .lpips import LPIPS
+from .metrics import to_unit
+
+MS_SSIM_MIN_SIDE = 161  # 5 scales with an 11-pixel window: (11 - 1) * 2 ** 4 + 1
+
+
+@dataclass(frozen=True)
+class MetricWeights:
+    """Local weights files of the learned metrics; None falls back to the environment variable."""
+
+    lpips_vgg: str | None = None
+    lpips_lin: str | None = None
+    inception: str | None = None
+
+    def resolved(self) -> "MetricWeights":
+        env = os.environ.get
+        return MetricWeights(self.lpips_vgg or env("SCVAE_LPIPS_VGG"), self.lpips_lin or env("SCVAE_LPIPS_LIN"),
+                             self.inception or env("SCVAE_INCEPTION_WEIGHTS"))
+
+    def check(self) -> "MetricWeights":
+        """The resolved weights, after refusing a named file that does not exist (before any work starts)."""
+        w = self.resolved()
+        for what, path in (("LPIPS VGG16", w.lpips_vgg), ("LPIPS linear-layer", w.lpips_lin), ("Inception", w.inception)):
+            if path and not os.path.isfile(path):
+                raise ScvaeError(f"{path}: {what} weights file not found")
+        return w
+
+
+class MSSSIMScorer:
+    """Mean multiscale SSIM (5 scales, window 11) over all images; inputs (B, C, H, W) in [0, 1], H, W >= 161."""
+
+    name = "ms_ssim"
+
+    def __init__(self):
+        self.values: list[torch.Tensor] = []
+
+    def update(self, x01: torch.Tensor, y01: torch.Tensor) -> None:
+        self.values.append(multiscale_structural_similarity_index_measure(y01, x01, data_range=1.0,
+                                                                          reduction="none").cpu())
+
+    def result(self) -> float:
+        return float(torch.cat(self.values).mean())
 
 
 class LPIPSScorer:
-    """Mean LPIPS (AlexNet) over all images; inputs in [0, 1]."""
+    """Mean VGG LPIPS over all images; inputs (B, C, H, W) in [0, 1], grey images repeated to RGB."""
 
     name = "lpips"
 
-    def __init__(self, weights: str | None):
-        import lpips  # noqa: F401  (needs torchvision)
-
-        weights = weights or os.environ.get("SCVAE_LPIPS_WEIGHTS")
-        if weights:
-            os.environ.setdefault("TORCH_HOME", os.path.dirname(os.path.abspath(weights)))
-        self.net = lpips.LPIPS(net="alex", verbose=False).eval()
+    def __init__(self, vgg: str, lin: str, device: str | torch.device = "cpu"):
+        self.net = LPIPS(vgg, lin).to(device)
         self.total, self.count = 0.0, 0
 
     @torch.no_grad()
     def update(self, x01: torch.Tensor, y01: torch.Tensor) -> None:
-        d = self.net(x01 * 2 - 1, y01 * 2 - 1).flatten()
+        d = self.net(x01.expand(-1, 3, -1, -1) * 2 - 1, y01.expand(-1, 3, -1, -1) * 2 - 1)
         self.total += float(d.sum())
         self.count += d.numel()
 
@@ -45,33 +86,54 @@ class RFIDScorer:
 
     name = "rfid"
 
-    def __init__(self, weights: str | None):
-        weights = weights or os.environ.get("SCVAE_INCEPTION_WEIGHTS")
-        if not weights:
-            raise RuntimeError("no weights file given")
-        from torchmetrics.image.fid import FrechetInceptionDistance
+    def __init__(self, weights: str, device: str | torch.device = "cpu"):
+        self.net = load_fid_inception(weights).to(device)
+        self.real: list[np.ndarray] = []
+        self.fake: list[np.ndarray] = []
 
-        self.fid = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=weights)
-
-    @torch.no_grad()
     def update(self, x01: torch.Tensor, y01: torch.Tensor) -> None:
-        self.fid.update(x01.expand(-1, 3, -1, -1), real=True)
-        self.fid.update(y01.expand(-1, 3, -1, -1), real=False)
+        self.real.append(self.net(x01.expand(-1, 3, -1, -1)).double().cpu().numpy())
+        self.fake.append(self.net(y01.expand(-1, 3, -1, -1)).double().cpu().numpy())
 
     def result(self) -> float:
-        return float(self.fid.compute())
+        return frechet_distance(np.concatenate(self.real), np.concatenate(self.fake))
 
 
-def make_scorers(lpips_weights: str | None, inception_weights: str | None) -> tuple[list, list[str]]:
-    """The scorers that can run here, and one 'X skipped: needs ...' line per scorer that cannot."""
+def make_scorers(weights: MetricWeights | None, crop_size: int,
+                 device: str | torch.device = "cpu") -> tuple[list, list[str]]:
+    """The scorers that can run (their weights given, crops large enough), and one 'X skipped: needs ...'
+    line for each other one."""
+    w = (weights or MetricWeights()).resolved()
     scorers, skipped = [], []
-    for cls, weights, needs in ((LPIPSScorer, lpips_weights, "the lpips package (with torchvision) and AlexNet "
-                                 "weights in the torch hub cache or --lpips-weights"),
-                                (RFIDScorer, inception_weights, "torch-fidelity and Inception weights "
-                                 "(--inception-weights FILE or SCVAE_INCEPTION_WEIGHTS)")):
-        try:
-            scorers.append(cls(weights))
-        except Exception as exc:  # ImportError, missing weights, offline download attempts
-            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            skipped.append(f"{cls.name.upper()} skipped: needs {needs} ({reason})")
+    if crop_size >= MS_SSIM_MIN_SIDE:
+        scorers.append(MSSSIMScorer())
+    else:
+        skipped.append(f"MS-SSIM skipped: needs crops of at least {MS_SSIM_MIN_SIDE} px (evaluated at "
+                       f"{crop_size} px; see --size)")
+    if w.lpips_vgg and w.lpips_lin:
+        scorers.append(LPIPSScorer(w.lpips_vgg, w.lpips_lin, device))
+    else:
+        skipped.append("LPIPS skipped: needs --lpips-vgg (torchvision's vgg16-397923af.pth) and --lpips-lin "
+                       "(LPIPS v0.1's vgg.pth), or SCVAE_LPIPS_VGG and SCVAE_LPIPS_LIN")
+    if w.inception:
+        scorers.append(RFIDScorer(w.inception, device))
+    else:
+        skipped.append("rFID skipped: needs --inception-weights (pytorch-fid's "
+                       "pt_inception-2015-12-05-6726825d.pth) or SCVAE_INCEPTION_WEIGHTS")
     return scorers, skipped
+
+
+@torch.no_grad()
+def score_dataset(model, dataset: Dataset, weights: MetricWeights | None, batch_size: int = 64,
+                  limit: int | None = None, device: str | torch.device = "cpu") -> tuple[dict[str, float], list[str]]:
+    """MS-SSIM, LPIPS and rFID of ``model``'s reconstructions of a ``CropDataset`` (those that can run);
+    returns ({metric: value}, skipped lines)."""
+    scorers, skipped = make_scorers(weights, dataset.size, device)
+    if scorers:
+        model.eval()
+        for _, x in dataset.eval_batches(batch_size, limit):
+            x = x.to(device)
+            x01, y01 = to_unit(x), to_unit(model(x).reconstruction)
+            for scorer in scorers:
+                scorer.update(x01, y01)
+    return {scorer.name: scorer.result() for scorer in scorers}, skipped

@@ -9,19 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 from ..data import CropDataset, open_images
 from ..errors import ScvaeError
 from ..resources import require_memory
 from ..files import write_text_atomic
 from ..models import AutoencoderModel
-from .metrics import to_unit
-from .perceptual import make_scorers
+from .perceptual import MetricWeights, score_dataset
 from .rate import estimate_rate
 from .reconstruction import evaluate_reconstruction
-
-MS_SSIM_MIN_SIDE = 161  # 5 scales with an 11-pixel window: (11 - 1) * 2 ** 4 + 1
 
 CONVENTIONS = {
     "image_range": "[0, 1] (model outputs clamped to [-1, 1], then (x + 1) / 2)",
@@ -48,12 +44,12 @@ def package_versions() -> dict[str, str]:
 
 @torch.no_grad()
 def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_size: int = 64,
-                    limit: int | None = None, lpips_weights: str | None = None,
-                    inception_weights: str | None = None, device: str | torch.device = "cpu",
-                    size: int | None = None) -> dict[str, Any]:
+                    limit: int | None = None, metric_weights: MetricWeights | None = None,
+                    device: str | torch.device = "cpu", size: int | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on every image of ``source`` at ``size`` x ``size`` centre crops (default: the
     model's resolution; any multiple of the downsampling factor, since the model is fully convolutional);
-    returns the JSON-ready result."""
+    returns the JSON-ready result. LPIPS and rFID are computed when ``metric_weights`` (or the environment)
+    names their local weights files."""
     size = size or model.resolution
     if size % model.downsampling_factor:
         raise ScvaeError(f"--size must be a multiple of {model.downsampling_factor} (the downsampling factor), "
@@ -66,28 +62,8 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
     rate = estimate_rate(model, dataset, batch_size, limit, device=device)
     metrics: dict[str, Any] = {"psnr": report.psnr, "ssim": report.ssim, "bits_per_image": rate.bits_per_image,
                                "bits_per_pixel": rate.bits_per_pixel}
-    skipped: list[str] = []
-    scorers, skipped_scorers = make_scorers(lpips_weights, inception_weights)
-    skipped += skipped_scorers
-    use_ms_ssim = size >= MS_SSIM_MIN_SIDE
-    if not use_ms_ssim:
-        skipped.append(f"MS-SSIM skipped: needs crops of at least {MS_SSIM_MIN_SIDE} px (evaluated at {size} px; "
-                       f"see --size)")
-    if scorers or use_ms_ssim:
-        model.eval()
-        ms = []
-        for _, x in dataset.eval_batches(batch_size, limit):
-            x01 = to_unit(x.to(device))
-            y01 = to_unit(model(x.to(device)).reconstruction)
-            for scorer in scorers:
-                scorer.update(x01, y01)
-            if use_ms_ssim:
-                ms.append(multiscale_structural_similarity_index_measure(y01, x01, data_range=1.0,
-                                                                         reduction="none").cpu())
-        if use_ms_ssim:
-            metrics["ms_ssim"] = float(torch.cat(ms).mean())
-        for scorer in scorers:
-            metrics[scorer.name] = scorer.result()
+    scores, skipped = score_dataset(model, dataset, metric_weights, batch_size, limit, device)
+    metrics.update(scores)
     return {"model_type": model.model_type, "parameters": sum(p.numel() for p in model.parameters()),
             "data": {"source": str(source), "n_images": report.n_images, "resolution": model.resolution,
                      "crop_size": size},

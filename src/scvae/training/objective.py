@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ScvaeError
 from .adversarial import Adversary
-from .perceptual import LPIPS
+from ..evaluation.lpips import LPIPS
 
 
 class Objective:

@@ -1,4 +1,5 @@
-"""LPIPS (Zhang et al. 2018) with VGG16 features in plain torch, as a training loss (taming's stage-1 objective).
+"""LPIPS (Zhang et al. 2018) with VGG16 features in plain torch, one network for the training loss (taming's
+stage-1 objective) and the evaluation metric.
 
 No torchvision and no download: the weights come from two local files in their official key layouts,
 read with ``torch.load(weights_only=True)`` (or safetensors):
@@ -40,7 +41,8 @@ def vgg16_features() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _read_state(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
+def read_state(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
+    """A state dict from a local file (safetensors, or torch.load without pickled code); one line on failure."""
     path = Path(path)
     if not path.is_file():
         raise ScvaeError(f"{path}: {what} weights file not found")
@@ -66,9 +68,9 @@ class LPIPS(nn.Module):
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _CHANNELS)
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
-        vgg = {k[len("features."):]: v for k, v in _read_state(vgg_weights, "VGG16").items()
+        vgg = {k[len("features."):]: v for k, v in read_state(vgg_weights, "VGG16").items()
                if k.startswith("features.")}
-        lin = _read_state(lin_weights, "LPIPS linear-layer")
+        lin = read_state(lin_weights, "LPIPS linear-layer")
         try:
             self.features.load_state_dict(vgg)
             self.lins.load_state_dict({f"{i}.weight": lin[f"lin{i}.model.1.weight"] for i in range(5)})
