@@ -23,9 +23,46 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..collective import all_gather_rows, broadcast_from_main, is_distributed
 from .backbone import Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, IndexCodes, register_model
 from .losses import reconstruction_loss
+
+
+def codebooks_from_global_batch(quantizer: nn.Module) -> None:
+    """Under torch.distributed, make the k-means init and dead-code restarts of vector-quantize-pytorch's
+    codebooks in ``quantizer`` draw from the global batch, as one process would.
+
+    The library's own distributed path gives each rank a random share of the samples, so a run on N ranks
+    cannot equal one process. Here the rows (h, n, d) of every rank are gathered in rank order (the global
+    batch's order), rank 0 runs the library's one-process code on them with its random stream, and the
+    codebook is broadcast from rank 0. Gathering happens only on the steps that init or restart. The EMA
+    statistics stay synced by the library (an all-reduce of counts and sums). A no-op outside
+    torch.distributed.
+    """
+    from vector_quantize_pytorch.vector_quantize_pytorch import Codebook, batched_sample_vectors
+
+    if not is_distributed():
+        return
+    for book in (m for m in quantizer.modules() if isinstance(m, Codebook)):
+        book.sample_fn = book.replace_sample_fn = batched_sample_vectors
+        book.kmeans_all_reduce_fn = lambda tensor: tensor  # the rows are already global
+        book.init_embed_ = _on_global_rows(book, book.init_embed_, lambda b: not b.initted)
+        book.expire_codes_ = _on_global_rows(book, book.expire_codes_, lambda b: b.training and bool(
+            b.has_dead_code_replacement and (b.cluster_size < b.threshold_ema_dead_code).any()))
+
+
+def _on_global_rows(book: nn.Module, update, needed):
+    def on_global_rows(rows: torch.Tensor, mask=None, seq_mask=None) -> None:
+        if mask is not None or seq_mask is not None:
+            raise NotImplementedError("masked sequences are not gathered across ranks")
+        if not needed(book):  # the same answer on every rank: the counts are synced
+            return
+        rows = rows.flatten(1, -2)  # (h, n, d): one head, n = this rank's positions
+        update(all_gather_rows(rows.transpose(0, 1)).transpose(0, 1))
+        for buffer in (book.embed, book.embed_avg, book.cluster_size):
+            broadcast_from_main(buffer.data)
+    return on_global_rows
 
 
 @dataclass
@@ -109,6 +146,7 @@ class StrongVQVAE(_QuantizedAutoencoder):
             dim=z_channels, codebook_size=codebook_size, codebook_dim=codebook_dim, use_cosine_sim=True,
             decay=decay, kmeans_init=kmeans_init, threshold_ema_dead_code=dead_code_threshold,
             commitment_weight=commitment_weight, accept_image_fmap=True, channel_last=False)
+        codebooks_from_global_batch(self.quantizer)
 
     @property
     def codebook_size(self) -> int:
@@ -201,6 +239,7 @@ class ResidualVQVAE(_QuantizedAutoencoder):
         self.quantizer = ResidualVQ(
             dim=z_channels, num_quantizers=num_quantizers, codebook_size=codebook_size, decay=decay,
             kmeans_init=kmeans_init, threshold_ema_dead_code=dead_code_threshold, commitment_weight=commitment_weight)
+        codebooks_from_global_batch(self.quantizer)
 
     @property
     def codebook_size(self) -> int:

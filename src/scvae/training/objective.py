@@ -6,7 +6,7 @@ taming's stage-1 objective), switched on by the training config.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -18,7 +18,9 @@ from ..evaluation.lpips import LPIPS
 class Objective:
     """Built from a :class:`~scvae.config.TrainConfig`; with both weights 0 it is the model's loss alone."""
 
-    def __init__(self, train_config, in_channels: int, resolution: int, device: torch.device):
+    def __init__(self, train_config, in_channels: int, resolution: int, device: torch.device,
+                 wrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda module: module):
+        """``wrap`` wraps the trained discriminator (DDP under torchrun)."""
         t = train_config
         self.lpips_weight = float(t.lpips_weight)
         self.lpips = LPIPS(t.lpips_vgg, t.lpips_lin).to(device) if self.lpips_weight > 0 else None
@@ -30,7 +32,7 @@ class Objective:
                 raise ScvaeError(f"disc_layers={t.disc_layers} needs a resolution >= {3 * 2 ** t.disc_layers}, "
                                  f"the model has {resolution}; lower disc_layers")
             self.adversary = Adversary(in_channels, t.disc_layers, t.disc_weight, t.disc_start, t.disc_lr or t.lr,
-                                       tuple(t.betas), device)
+                                       tuple(t.betas), device, t.adam_eps, wrap)
 
     def loss(self, step: int, x: torch.Tensor, output: Any, model: torch.nn.Module
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -94,7 +94,7 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     device = pick_device(t.device) if not dist.enabled else dist.device
     model = model.to(device)
     train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
-    objective = Objective(t, model.in_channels, model.resolution, device)  # reads LPIPS weights, if any
+    objective = Objective(t, model.in_channels, model.resolution, device, dist.wrap)  # reads LPIPS weights, if any
     check_trackers(t.loggers)
     if resume and is_unstarted(out):
         log.warning("%s: no checkpoint was saved yet, so the run starts again from step 0", out)
