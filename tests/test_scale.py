@@ -1,4 +1,6 @@
 """Training at scale on one machine: streamed data, decoding workers, gradient accumulation, threads."""
+import shutil
+
 import pytest
 import torch
 from PIL import Image
@@ -132,3 +134,20 @@ def test_compiled_training_equals_eager_training(image_folder, tmp_path):
     assert _train(image_folder, tmp_path / "eager", "steps=2") == 0
     assert _train(image_folder, tmp_path / "compiled", "steps=2", "compile=true", "compile_backend=eager") == 0
     assert _same(_weights(tmp_path / "eager"), _weights(tmp_path / "compiled"), atol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="inductor needs a C++ compiler")
+def test_compiled_training_with_inductor_equals_eager_training(image_folder, tmp_path):
+    """The default backend, inductor, generates and compiles C++ kernels; fused kernels sum in another
+    order, so the weights agree to float tolerance after two steps (``adam_eps`` keeps Adam from scaling
+    the float noise of near-zero gradients up to full steps). The plain AE keeps the compile short."""
+    ae = ["--model-type", "ae", "steps=2", "adam_eps=1e-6"]
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    tiny = [o for o in TINY if "n_atoms" not in o]
+    for name, extra in (("eager", []), ("compiled", ["compile=true"])):
+        assert main(["train", "--data", str(image_folder), "--out", str(tmp_path / name), "--no-progress", *tiny,
+                     "val_ratio=0.25", *ae, *extra]) == 0
+    assert counters["stats"]["unique_graphs"] >= 1 and counters["inductor"]  # inductor really compiled
+    assert _same(_weights(tmp_path / "eager"), _weights(tmp_path / "compiled"), atol=1e-4)

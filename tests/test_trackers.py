@@ -67,3 +67,19 @@ def test_unknown_or_missing_trackers_are_refused_before_anything_is_written(valu
     monkeypatch.setitem(sys.modules, "wandb", None)  # importlib treats None as "not installed"
     assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *TINY, "steps=1", value]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_tensorboard_the_default_logger_writes_event_files(image_folder, tmp_path):
+    """TensorBoard (in the test extra) receives every train and val scalar that metrics.jsonl holds."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(image_folder), "--out", str(run), "--no-progress", "--steps", "3", *TINY,
+                 "val_ratio=0.25"]) == 0
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/psnr", "val/psnr"} <= tags
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if r["split"] == "val"]
+    assert [(e.step, e.value) for e in events.Scalars("val/psnr")] == pytest.approx([(r["step"], r["psnr"]) for r in val])
