@@ -9,6 +9,10 @@ or the process's peak RSS on CPU.
     python bench/train_throughput.py --preset paper-f16 [--models scvae,ae,vqvae-strong] [--steps 50]
         [--precision bf16] [--data real|synthetic] [--batch-size N] [--json out.json]
     python bench/train_throughput.py --preset tiny        # CPU smoke run (the tests run this)
+
+``--batch-size max`` doubles the batch from 8 until the next doubling runs out of memory (or reaches
+``--max-batch``) and measures the largest that fits; ``--compile`` wraps the model in torch.compile
+(inductor) and times only steps after the compiling warm-up step.
 """
 from __future__ import annotations
 
@@ -61,9 +65,34 @@ def step_fn(model, optimizer, x, precision: str, device: torch.device):
     return step
 
 
+def fits(name: str, args, device: torch.device, batch_size: int) -> bool:
+    """Whether one training step at ``batch_size`` fits in the device's memory."""
+    settings = model_settings(args.preset, name)
+    try:
+        model = MODEL_REGISTRY[name](**settings).to(device).train()
+        step_fn(model, torch.optim.Adam(model.parameters()), batch_of("synthetic", settings["resolution"], batch_size)
+                .to(device), args.precision, device)()
+        return True
+    except torch.OutOfMemoryError:
+        return False
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def largest_batch(name: str, args, device: torch.device) -> int:
+    batch = 8
+    while batch * 2 <= args.max_batch and fits(name, args, device, batch * 2):
+        batch *= 2
+    return batch
+
+
 def measure(name: str, args, device: torch.device) -> dict:
     settings = model_settings(args.preset, name)
-    batch_size = args.batch_size or get_preset(args.preset)["train"].get("batch_size", 8)
+    if args.batch_size == "max":
+        batch_size = largest_batch(name, args, device)
+    else:
+        batch_size = int(args.batch_size or get_preset(args.preset)["train"].get("batch_size", 8))
     model = MODEL_REGISTRY[name](**settings).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     x = batch_of(args.data, settings["resolution"], batch_size).to(device)
@@ -71,6 +100,9 @@ def measure(name: str, args, device: torch.device) -> dict:
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
+    if args.compile:
+        step = step_fn(torch.compile(model), optimizer, x, args.precision, device)
+        step()  # compiles
     for _ in range(args.warmup):
         step()
     if device.type == "cuda":
@@ -85,7 +117,7 @@ def measure(name: str, args, device: torch.device) -> dict:
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024))
     tflops = peak_tflops(device, args.peak_tflops)
-    return {"model": name, "batch_size": batch_size, "images_per_s": batch_size / seconds, "sec_per_step": seconds,
+    return {"model": name, "batch_size": batch_size, "compiled": args.compile, "images_per_s": batch_size / seconds, "sec_per_step": seconds,
             "tflop_per_step": flops / 1e12, "achieved_tflops": flops / seconds / 1e12,
             "mfu": flops / seconds / 1e12 / tflops if tflops else None, "peak_memory_gib": peak / 2**30,
             "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process peak RSS (cumulative)",
@@ -98,7 +130,9 @@ def main() -> None:
     parser.add_argument("--models", default="scvae,ae,vqvae-strong")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--batch-size", help="images per step, or 'max': the largest that fits (default: the preset's)")
+    parser.add_argument("--max-batch", type=int, default=512, help="the cap of --batch-size max")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (inductor)")
     parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--data", default="real", choices=["real", "synthetic"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -109,7 +143,8 @@ def main() -> None:
     device = torch.device(args.device)
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     rows = [measure(name, args, device) for name in args.models.split(",")]
-    print(f"preset {args.preset}, {args.precision}, {args.data} images, {label}, {args.steps} timed steps")
+    print(f"preset {args.preset}, {args.precision}, {args.data} images, {label}, {args.steps} timed steps"
+          f"{', torch.compile' if args.compile else ''}")
     print("| model | batch | images/s | TFLOP/step | achieved TFLOP/s | MFU | peak memory (GiB) |\n" + "|---" * 7 + "|")
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "n/a (no peak known)"
@@ -117,7 +152,8 @@ def main() -> None:
               f"{r['achieved_tflops']:.3f} | {mfu} | {r['peak_memory_gib']:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"preset": args.preset, "precision": args.precision, "device": label, "results": rows}, f, indent=2)
+            json.dump({"preset": args.preset, "precision": args.precision, "device": label, "compiled": args.compile,
+                       "results": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The benchmark scripts run (tiny settings) and write the JSON they promise; they are not timed here."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,20 @@ def test_bsds_regions_scores_a_segmenter_at_ods_and_ois(tmp_path):
     r = json.loads((tmp_path / "b.json").read_text())["methods"]["felzenszwalb"]
     assert r["ois"]["covering"] >= r["ods"]["covering"] > 0.2 and r["ois"]["voi"] <= r["ods"]["voi"]
     assert len(r["sweep"]) == 7 and "| felzenszwalb |" in out
+
+
+def test_gpu_check_runs_end_to_end_on_cpu_with_the_tiny_preset(tmp_path, image_folder):
+    """bench/gpu_check.sh, the one-shot GPU script, on CPU at tiny sizes: every part writes its files."""
+    out = tmp_path / "check"
+    env = {**os.environ, "PRESET": "tiny", "TRAIN_PRESET": "tiny", "TRAIN_STEPS": "4", "STEPS": "1", "MODELS": "ae", "MAX_BATCH": "16", "DISC_LAYERS": "2",
+           "DATA": str(image_folder), "OMP_NUM_THREADS": "1"}
+    env.pop("SCVAE_LPIPS_VGG", None)
+    result = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), str(out)], capture_output=True, text=True, env=env,
+                            timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("throughput_b8", "throughput_b8_compiled", "throughput_bmax", "throughput_bmax_compiled"):
+        rows = json.loads((out / f"{name}.json").read_text())["results"]
+        assert rows[0]["images_per_s"] > 0 and rows[0]["compiled"] == name.endswith("compiled")
+    assert "done: 20 steps" in (out / "torchrun.txt").read_text()
+    assert (out / "camvid" / "checkpoints" / "last").is_dir() and (out / "lpips_skipped.txt").is_file()
+    assert any(p.suffix == ".png" for p in (out / "camvid").iterdir())

@@ -1,7 +1,7 @@
 """torch.distributed set-up for runs launched by ``torchrun`` (no home-made scheduler).
 
-Under torchrun (WORLD_SIZE > 1) this joins the process group (NCCL on GPUs, Gloo on CPUs), pins one
-GPU per local rank and wraps the model in DistributedDataParallel. Otherwise it is a no-op.
+Under torchrun (WORLD_SIZE > 1) this joins the process group (NCCL on GPUs, Gloo on CPUs, or when ranks
+share GPUs), pins one GPU per local rank and wraps the model in DistributedDataParallel. Otherwise it is a no-op.
 """
 from __future__ import annotations
 
@@ -44,10 +44,13 @@ def setup_distributed() -> DistContext:
     if world <= 1:
         return DistContext()
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if torch.cuda.is_available():
-        device = torch.device("cuda", local)
+        # NCCL needs one GPU per rank; more ranks than GPUs (a smoke test on one GPU) share them through Gloo
+        gpus = torch.cuda.device_count()
+        device = torch.device("cuda", local % gpus)
         torch.cuda.set_device(device)
-        backend = "nccl"
+        backend = "nccl" if local_world <= gpus else "gloo"
     else:
         device, backend = torch.device("cpu"), "gloo"
     if not torch_dist.is_initialized():
