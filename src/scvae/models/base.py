@@ -222,10 +222,17 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         return self.encode(self.pad_to_grid(x), return_dict)
 
     @torch.no_grad()
-    def reconstruct_any_size(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W) of any H, W -> its reconstruction at the same size: padded to the grid,
-        reconstructed, cropped back."""
+    def reconstruct_any_size(self, x: torch.Tensor, tiled: bool | None = None) -> torch.Tensor:
+        """x (B, C, H, W) of any H, W -> its reconstruction at the same size. Images larger than the
+        training resolution go through overlapping tiles of that size (``tiled``; default: when larger),
+        because GroupNorm and attention see other statistics over a larger field (:mod:`.tiling`);
+        otherwise the image is padded to the grid, reconstructed whole and cropped back."""
+        from .tiling import reconstruct_tiled
+
         h, w = x.shape[-2:]
+        size, f = self.resolution, self.downsampling_factor
+        if tiled if tiled is not None else max(h, w) > size:
+            return reconstruct_tiled(self.reconstruct, x, size, max(f, size // 4 // f * f))
         return self.reconstruct(self.pad_to_grid(x))[..., :h, :w]
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
