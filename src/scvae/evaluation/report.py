@@ -25,8 +25,10 @@ CONVENTIONS = {
     "ssim": "torchmetrics SSIM map, Gaussian window 11, sigma 1.5, data_range 1, averaged over the valid "
             "region (5-px border excluded, as scikit-image), per image, then over images",
     "ms_ssim": "torchmetrics multiscale SSIM (5 scales, window 11), when images are >= 161 px",
-    "rate": "bits per image: entropy of code indices (VQ, FSQ); per-channel entropy of codes quantised with "
-            "the largest step costing <= 0.1 dB PSNR (SC-VAE, AE); KL in bits (VAE); see scvae.evaluation.rate",
+    "rate": "bits per image: entropy of code indices (VQ; FSQ, or the sum of its dimensions' level entropies "
+            "for large codebooks); sum of the stages' index entropies (residual VQ); per-channel entropy of codes "
+            "quantised with the model's step, else the largest step costing <= 0.1 dB PSNR (SC-VAE, AE); KL in "
+            "bits (VAE); see scvae.evaluation.rate",
     "resize": "shorter side resized to the crop size (the model resolution, or --size), bicubic, antialiased, "
               "then a centre crop of that size",
 }
