@@ -53,6 +53,20 @@ def test_segment_writes_labels_and_overlays(tiny_run, masked_set, tmp_path):
     assert Image.open(tmp_path / "seg" / "cat0_overlay.png").size == (160, 120)
 
 
+def test_segment_regions_mode_finds_the_rectangle(tiny_run, masked_set, tmp_path, capsys):
+    """--method regions: superpixels merged by colour, atom histograms and boundaries, cut at --k regions; on
+    a rectangle on a background, 2 regions follow the mask."""
+    images = [str(p) for p in sorted((masked_set / "rgb").glob("*.jpg"))[:2]]
+    assert main(["segment", "--model", str(tiny_run), *images, "--method", "regions", "--k", "2",
+                 "--out", str(tmp_path / "seg")]) == 0
+    assert "2 regions" in capsys.readouterr().out
+    labels = np.asarray(Image.open(tmp_path / "seg" / "cat0_labels.png"))
+    mask = np.asarray(Image.open(masked_set / "masks" / "cat0.jpg").resize((160, 120), Image.Resampling.NEAREST)) > 127
+    assert len(np.unique(labels)) == 2
+    agree = max(np.mean((labels == labels[mask][0]) == mask), np.mean((labels != labels[mask][0]) == mask))
+    assert agree > 0.9
+
+
 def test_segment_eval_table_with_a_baseline(tiny_run, masked_set, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["segment-eval", "--model", str(tiny_run), "--images", str(masked_set / "rgb"),

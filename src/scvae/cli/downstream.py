@@ -96,21 +96,25 @@ def _segment_options(args: argparse.Namespace, k: int):
 def cmd_segment(args: argparse.Namespace) -> int:
     from ..data import load_image
     from ..downstream import CodeFeatures, segment
+    from ..downstream.region_merging import DEFAULT_REGIONS, segment_regions
     from ..training import load_model
     from ..reporting.figures import overlay, save_labels, save_rgb
 
     paths = check_images(args.images)
-    options = _segment_options(args, args.k)
+    regions = args.method == "regions"
+    k = args.k if args.k is not None else (DEFAULT_REGIONS if regions else 4)
+    options = _segment_options(args, k)
     out = Path(args.out)
     targets = claim_outputs([out / f"{p.stem}_{kind}.png" for p in paths for kind in ("labels", "overlay")], paths,
                             overwrite=args.overwrite, sources=[p for p in paths for _ in range(2)])
-    features = CodeFeatures(load_model(args.model), args.size)
+    features = CodeFeatures(load_model(args.model), args.size, space="codes" if regions else "decoder")
     for i, path in enumerate(tqdm(paths, desc="segment", unit="img", disable=len(paths) < 2)):
         image = load_image(path, 3)
-        labels = segment(features, image, options)
+        labels = segment_regions(image, features(image), k) if regions else segment(features, image, options)
         save_labels(labels, targets[2 * i])
         save_rgb(overlay(image, labels), targets[2 * i + 1])
-    print(f"segmented {len(paths)} image(s) into k={args.k} clusters -> {out} (<name>_labels.png, <name>_overlay.png)")
+    what = f"{k} regions (superpixels merged by colour, atom histograms and boundaries)" if regions else f"k={k} clusters"
+    print(f"segmented {len(paths)} image(s) into {what} -> {out} (<name>_labels.png, <name>_overlay.png)")
     return 0
 
 
@@ -198,9 +202,8 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_generate)
 
-    def clustering(p: argparse.ArgumentParser, k_default: int | None) -> None:
-        p.add_argument("--k", type=int, default=k_default,
-                       help="clusters" + (" (default 4)" if k_default else " (default: classes in the masks)"))
+    def clustering(p: argparse.ArgumentParser, k_help: str) -> None:
+        p.add_argument("--k", type=int, help=k_help)
         p.add_argument("--position-weight", type=float, default=1.0,
                        help="weight of (y, x) in the features (default 1)")
         p.add_argument("--whiten", type=int, default=0,
@@ -212,7 +215,11 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="cluster per-position codes (image patches) into label maps and overlays")
     p.add_argument("--model", required=True, help="run directory or saved model directory")
     p.add_argument("images", nargs="+", help="image files (any size)")
-    clustering(p, 4)
+    clustering(p, "clusters (kmeans, default 4) or regions (regions, default 6)")
+    p.add_argument("--method", default="kmeans", choices=["kmeans", "regions"],
+                   help="kmeans: cluster the per-position codes (--k clusters, default 4); regions: merge "
+                        "superpixels by colour, atom histograms and boundaries (--k regions, default 6, chosen on "
+                        "BSDS500 val)")
     p.add_argument("--out", default="segments", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_segment)
@@ -221,7 +228,7 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="run directory or saved model directory")
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--masks", required=True, help="folder of masks with the images' file names")
-    clustering(p, None)
+    clustering(p, "clusters (default: classes in the masks)")
     p.add_argument("--baseline", action="append", default=[], help="another model (VAE / VQ-VAE run) to compare")
     p.add_argument("--ignore", type=int, action="append", default=[], help="mask label to ignore (repeatable)")
     p.add_argument("--class-names", help="names of mask labels 0, 1, ...: 'sky,building,...' or a file with one "

@@ -25,6 +25,9 @@ import numpy as np
 from .segmentation import FeatureGrid, upsample_labels
 
 
+DEFAULT_REGIONS = 6  # merge-codes' covering-best cut at ODS on BSDS500 val (docs/results/bsds_val100.json)
+
+
 @dataclass
 class MergeOptions:
     """scale: Felzenszwalb's scale for the superpixels; texture_weight, boundary_weight: the terms of the
@@ -51,6 +54,13 @@ class Hierarchy:
         for a, b in self.merges[:max(0, n - n_regions)]:
             parent[parent == b] = a
         return parent[self.superpixels]
+
+
+def segment_regions(image: np.ndarray, texture: FeatureGrid | None = None, n_regions: int = DEFAULT_REGIONS,
+                    options: MergeOptions | None = None) -> np.ndarray:
+    """Labels (H, W) of ``image`` (uint8 (H, W, 3)) in ``n_regions`` regions: the merge hierarchy
+    (:func:`build_hierarchy`, with ``texture``'s histograms when given) cut at that many regions."""
+    return build_hierarchy(image, texture, options).cut(n_regions)
 
 
 def _adjacency(labels: np.ndarray, gradient: np.ndarray) -> dict[tuple[int, int], list[float]]:
