@@ -50,7 +50,7 @@ def train_or_reuse(run: RunConfig, run_dir: Path, datasets, overwrite: bool, pro
 
 def compare(out: str | os.PathLike, models: list[str], preset: str | None = None, steps: int | None = None,
             data: str | None = None, overrides: list[str] | None = None, overwrite: bool = False,
-            progress: bool = True, metric_weights: MetricWeights | None = None) -> dict[str, Any]:
+            progress: bool = False, metric_weights: MetricWeights | None = None) -> dict[str, Any]:
     """Train each model type into ``out/<model>``, evaluate all on the same held-out images (LPIPS and rFID
     too when ``metric_weights`` names their files), write compare.json, compare.md, psnr_vs_steps.png and
     reconstructions.png into ``out``."""

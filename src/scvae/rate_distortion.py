@@ -83,7 +83,7 @@ def run_name(family: str, overrides: dict[str, Any]) -> str:
 def rate_distortion(out: str | os.PathLike, families: list[str], preset: str | None = None,
                     steps: int | None = None, data: str | None = None, overrides: list[str] | None = None,
                     sweeps: dict[str, list[dict[str, Any]]] | None = None, overwrite: bool = False,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = False) -> dict[str, Any]:
     """Train (or reuse) every sweep point into ``out/<run name>``; write rd.json, rd.md and rd.png."""
     out, sweeps = Path(out), {**SWEEPS, **(sweeps or {})}
     unknown = [f for f in families if f not in sweeps]

@@ -80,7 +80,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, datasets: tuple[CropDataset, CropDataset] | None = None,
+          progress: bool = False, datasets: tuple[CropDataset, CropDataset] | None = None,
           command: list[str] | None = None) -> TrainResult:
     """Train ``run`` into the run directory ``out``; returns the final step and validation metrics.
     ``command`` (default ``sys.argv``) is recorded with versions and date in ``run_info.json``."""
