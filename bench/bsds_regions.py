@@ -3,7 +3,10 @@ SC-VAE's codes, each over its own parameter sweep, scored against every annotato
 VoI at ODS and OIS (:mod:`scvae.downstream.region_benchmark`), with the time per image.
 
     python bench/bsds_regions.py --data ../shared/data/bsds500 --split val [--model runs/x] [--limit 20] \\
-        [--methods felzenszwalb,slic,quickshift,pixels,codes] [--json bsds.json]
+        [--methods felzenszwalb,slic,quickshift,pixels,codes] [--json bsds.json] [--overlays 4 --png overlays.png]
+
+``--overlays N`` draws the first N images: the photo, the first human segmentation, and each method's
+segmentation at its covering-best parameter (ODS), with region boundaries.
 
 k-means labels are scored as they come: one region per cluster, connected or not.
 """
@@ -98,6 +101,28 @@ def run(data: Path, split: str, methods: list[str], model: str | None, limit: in
     return {"split": split, "n_images": len(images), "methods": results}
 
 
+def overlays(data: Path, result: dict, methods: list[str], model: str | None, n: int, png: str) -> None:
+    """The photo, one human segmentation and each method at its covering-best parameter, boundaries drawn."""
+    from skimage.segmentation import mark_boundaries
+
+    from scvae.reporting.figures import panel_figure
+
+    split = result["split"]
+    rows = []
+    for path in sorted((data / "images" / split).glob("*.jpg"))[:n]:
+        image = load_image(path, 3)
+        human = read_bsds_ground_truth(data / "groundTruth" / split / f"{path.stem}.mat")[0]
+        row = [image, mark_boundaries(image, human, color=(1, 0, 0))]
+        for method in methods:
+            fn, best = segmenter(method, model), result["methods"][method]["ods"]["covering_parameter"]
+            labels = fn(image).cut(best) if method in HIERARCHICAL else fn(image, best)
+            row.append(mark_boundaries(image, labels, color=(1, 1, 0)))
+        rows.append([(np.asarray(v) * (255 if np.asarray(v).dtype != np.uint8 else 1)).astype(np.uint8) for v in row])
+    titles = ["photo", "a human segmentation"] + [
+        f"{m} ({result['methods'][m]['ods']['covering_parameter']})" for m in methods]
+    panel_figure(rows, titles, png, height=2.2)
+
+
 def table(result: dict) -> str:
     lines = ["| method | covering ODS | OIS | PRI ODS | OIS | VoI ODS | OIS | s per image and setting |",
              "|---|---|---|---|---|---|---|---|"]
@@ -117,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="an SC-VAE run, for the codes method")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--json")
+    parser.add_argument("--overlays", type=int, default=0, help="images drawn in --png (default 0: none)")
+    parser.add_argument("--png", default="overlays.png")
     args = parser.parse_args(argv)
     try:
         result = run(Path(args.data), args.split, [m.strip() for m in args.methods.split(",")], args.model,
@@ -128,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.overlays:
+        overlays(Path(args.data), result, [m.strip() for m in args.methods.split(",")], args.model, args.overlays,
+                 args.png)
     return 0
 
 

@@ -111,18 +111,19 @@ BSDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsds500"
 
 @pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
 def test_bsds_regions_scores_a_segmenter_at_ods_and_ois(tmp_path):
-    out = run("bsds_regions.py", "--data", str(BSDS), "--limit", "1", "--methods", "felzenszwalb",
-              "--json", str(tmp_path / "b.json"))
+    out = run("bsds_regions.py", "--data", str(BSDS), "--limit", "1", "--methods", "felzenszwalb,merge",
+              "--json", str(tmp_path / "b.json"), "--overlays", "1", "--png", str(tmp_path / "o.png"))
     r = json.loads((tmp_path / "b.json").read_text())["methods"]["felzenszwalb"]
     assert r["ois"]["covering"] >= r["ods"]["covering"] > 0.2 and r["ois"]["voi"] <= r["ods"]["voi"]
-    assert len(r["sweep"]) == 7 and "| felzenszwalb |" in out
+    assert len(r["sweep"]) == 7 and "| felzenszwalb |" in out and "| merge |" in out
+    assert (tmp_path / "o.png").stat().st_size > 10_000  # photo, human, felzenszwalb and merge panels
 
 
 def test_gpu_check_runs_end_to_end_on_cpu_with_the_tiny_preset(tmp_path, image_folder):
     """bench/gpu_check.sh, the one-shot GPU script, on CPU at tiny sizes: every part writes its files."""
     out = tmp_path / "check"
-    env = {**os.environ, "PRESET": "tiny", "TRAIN_PRESET": "tiny", "TRAIN_STEPS": "4", "STEPS": "1", "MODELS": "ae", "MAX_BATCH": "16", "DISC_LAYERS": "2",
-           "DATA": str(image_folder), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PRESET": "tiny", "TRAIN_PRESET": "tiny", "TRAIN_STEPS": "4", "STEPS": "1", "MODELS": "ae",
+           "MAX_BATCH": "16", "DISC_LAYERS": "2", "DATA": str(image_folder), "OMP_NUM_THREADS": "1"}
     env.pop("SCVAE_LPIPS_VGG", None)
     result = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), str(out)], capture_output=True, text=True, env=env,
                             timeout=600, cwd=tmp_path)
