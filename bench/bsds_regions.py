@@ -105,7 +105,7 @@ def overlays(data: Path, result: dict, methods: list[str], model: str | None, n:
     """The photo, one human segmentation and each method at its covering-best parameter, boundaries drawn."""
     from skimage.segmentation import mark_boundaries
 
-    from scvae.reporting.figures import panel_figure
+    from scvae.evaluation.plots import panel_figure
 
     split = result["split"]
     rows = []

@@ -17,7 +17,7 @@ from PIL import Image
 
 from scvae.data import find_images, load_image
 from scvae.evaluation.metrics import to_unit
-from scvae.reporting.figures import panel_figure
+from scvae.evaluation.plots import panel_figure
 from scvae.training import load_model
 
 

@@ -88,7 +88,7 @@ def test_segment_eval_table_with_a_baseline(tiny_run, masked_set, tmp_path, caps
 
 def test_segment_eval_overlays_name_the_classes(tiny_run, masked_set, tmp_path):
     """--class-names (inline or a file) puts a legend of the class colours under overlays.png."""
-    from scvae.reporting.figures import palette
+    from scvae.evaluation.plots import palette
 
     names = tmp_path / "classes.txt"
     names.write_text("background\ncat\n")

@@ -70,7 +70,7 @@ def test_paired_bootstrap_of_the_miou_difference():
 
 def test_overlay_clusters_take_the_colour_of_their_matched_class():
     from scvae.downstream.segmentation_eval import _recoloured_to_classes
-    from scvae.reporting.figures import colorize
+    from scvae.evaluation.plots import colorize
 
     mask = np.array([[0, 0, 1, 1, 11]])
     labels = np.array([[2, 2, 0, 0, 1]])  # cluster 1 only covers an ignored pixel: unmatched, a spare id

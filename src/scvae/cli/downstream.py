@@ -98,7 +98,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from ..downstream import CodeFeatures, segment
     from ..downstream.region_merging import DEFAULT_REGIONS, segment_regions
     from ..training import load_model
-    from ..reporting.figures import overlay, save_labels, save_rgb
+    from ..evaluation.plots import overlay, save_labels, save_rgb
 
     paths = check_images(args.images)
     regions = args.method == "regions"

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..data.masks import load_mask, load_pair
 from ..errors import ScvaeError
 from ..files import write_text_atomic
-from ..reporting.figures import colorize, overlay, panel_figure
+from ..evaluation.plots import colorize, overlay, panel_figure
 from .segmentation import CodeFeatures, FeatureFn, PixelFeatures, SegmentOptions, segment
 from .segmentation_metrics import SegmentationScorer, class_of_cluster, paired_miou_difference
 

@@ -1,1 +1,1 @@
-"""Reporting: pictures of results and the self-contained HTML page of a run."""
+"""Reporting: the self-contained HTML page of a run (its figures come from scvae.evaluation.plots)."""

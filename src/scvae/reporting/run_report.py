@@ -25,12 +25,11 @@ from ..errors import ScvaeError
 from ..files import write_text_atomic
 from ..presets import GENERATION_DEFAULTS
 from ..evaluation import evaluate_reconstruction
-from ..evaluation.plots import usage_histogram
+from ..evaluation.plots import dictionary_image, overlay, panel_figure, training_curves, usage_histogram
 from ..training import build_datasets, load_model
 from ..training.loggers import read_metrics
 from ..training.trainer import CONFIG_FILE, RUN_INFO_FILE
 from . import html
-from .figures import dictionary_image, overlay, panel_figure, training_curves
 
 SEGMENTATION_PHOTOS = ("astronaut", "coffee", "chelsea")
 
