@@ -9,7 +9,8 @@ prints the ``--against`` family's envelope at the same bits per image and the di
         --against rvq --against vqvae-strong --against fsq [--exclude decay=0.8] [--json margins.json]
     python bench/rd_margins.py runs/cifar-rd/rd.json --family scvae --against others  # the whole frontier
 
-Writes nothing unless ``--json`` is given.
+Writes nothing unless ``--json`` (every row) or ``--png`` (every family's envelope, its other points as
+crosses) is given.
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a family, or 'others': the envelope of every other family together")
     parser.add_argument("--exclude", action="append", default=[], help="drop settings containing this text")
     parser.add_argument("--json", help="also write every row here")
+    parser.add_argument("--png", help="also draw every family's points and envelope here")
+    parser.add_argument("--title", default="held-out rate-distortion")
     args = parser.parse_args(argv)
     try:
         points = load_points(args.points, args.exclude)
@@ -63,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         print(table(rows, args.family, against))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if args.png:
+        from scvae.evaluation.plots import rate_distortion_figure
+
+        rate_distortion_figure(points, args.png, args.title)
     return 0
 
 

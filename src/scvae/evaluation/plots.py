@@ -46,7 +46,7 @@ def curves(series: dict[str, list[tuple[float, float]]], path: str | os.PathLike
            markers: dict[str, list[tuple[float, float]]] | None = None) -> None:
     """One line per named series of (x, y) points (sorted by x); ``markers`` adds unjoined points drawn in
     the colour of the series of the same name."""
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.2, 3.6), dpi=120)
     for name, points in series.items():
         if points:
             xs, ys = zip(*sorted(points))
@@ -60,7 +60,7 @@ def curves(series: dict[str, list[tuple[float, float]]], path: str | os.PathLike
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)  # beside the data
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
