@@ -8,6 +8,7 @@ prints the ``--against`` family's envelope at the same bits per image and the di
     python bench/rd_margins.py runs/rd-points/points.json runs/cifar-rd/rd.json --family scvae \\
         --against rvq --against vqvae-strong --against fsq [--exclude decay=0.8] [--json margins.json]
     python bench/rd_margins.py runs/cifar-rd/rd.json --family scvae --against others  # the whole frontier
+    python bench/rd_margins.py runs/cifar-rd/rd.json --family scvae --against others --without vae-kl  # coded rates
 
 Writes nothing unless ``--json`` (every row) or ``--png`` (every family's envelope, its other points as
 crosses) is given.
@@ -51,12 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", action="append", required=True,
                         help="a family, or 'others': the envelope of every other family together")
     parser.add_argument("--exclude", action="append", default=[], help="drop settings containing this text")
+    parser.add_argument("--without", action="append", default=[],
+                        help="drop a whole family (e.g. vae-kl, to compare coded rates only)")
     parser.add_argument("--json", help="also write every row here")
     parser.add_argument("--png", help="also draw every family's points and envelope here")
     parser.add_argument("--title", default="held-out rate-distortion")
     args = parser.parse_args(argv)
     try:
-        points = load_points(args.points, args.exclude)
+        points = [p for p in load_points(args.points, args.exclude) if p["family"] not in args.without]
         results = {against: equal_rate_margins(points, args.family, against) for against in args.against}
     except (OSError, ValueError, KeyError) as err:
         print(f"rd_margins: {err}", file=sys.stderr)
