@@ -19,6 +19,16 @@ def test_the_envelope_drops_dominated_points_and_interpolates_in_bits():
     assert envelope_at(front, 999) is None and envelope_at(front, 2001) is None
 
 
+def test_the_envelope_is_concave_so_a_new_point_never_lowers_it():
+    """A setting above its staircase neighbours but under the line joining two others (time-sharing between
+    them reaches it) is not a corner: the 4,731-bit VAE point under the AE-rate line."""
+    points = [(4013, 27.24), (4731, 27.30), (6611, 28.04)]
+    assert upper_envelope(points) == [(4013, 27.24), (6611, 28.04)]
+    before = envelope_at(upper_envelope([points[0], points[2]]), 4634)
+    assert envelope_at(upper_envelope(points), 4634) == pytest.approx(before)
+    assert upper_envelope([(1, 1.0), (2, 3.0), (3, 3.5)]) == [(1, 1.0), (2, 3.0), (3, 3.5)]  # concave already
+
+
 def test_seeds_of_one_setting_are_averaged_before_the_margin():
     points = BASELINE + [point("s", 1400, 21.5, "k=1"), point("s", 1600, 20.5, "k=1", "seed=1"),
                          point("s", 3000, 25.0, "k=2")]
@@ -56,5 +66,6 @@ def test_against_others_reads_the_envelope_of_every_other_family_together():
                          point("s", 2500, 23.5, "k=2")]
     rows = {r["setting"]: r for r in equal_rate_margins(points, "s", OTHERS)}
     assert rows["k=1"]["baseline"] == pytest.approx(21.8)  # r's point lifts the joint envelope above q's 21.0
-    assert rows["k=2"]["baseline"] == pytest.approx(22.0 + 2.0 * 500 / 1000)  # from q at 2000 to r at 3000
-    assert rows["k=2"]["margin"] == pytest.approx(0.5)
+    # q's 2000-bit point lies under the line from r's 1500 to r's 3000 (time-sharing beats it): not a corner
+    assert rows["k=2"]["baseline"] == pytest.approx(21.8 + 2.2 * 1000 / 1500)
+    assert rows["k=2"]["margin"] == pytest.approx(23.5 - (21.8 + 2.2 * 1000 / 1500))

@@ -3,9 +3,11 @@
 Rate-distortion points are dicts with ``family``, ``bits_per_image``, ``psnr`` and ``setting`` (a list of
 ``KEY=VALUE`` overrides, as ``bench/rd_points.py`` writes, or a dict of them, as ``scvae rd`` writes). Runs
 of one setting that differ only by ``seed=`` are averaged (bits and PSNR) before anything is compared, so a
-lucky seed neither sets the baseline's curve nor the margin. The baseline's curve is its upper envelope
-(no setting has fewer bits and a higher PSNR), read off linearly in bits between its two neighbouring
-settings; outside its range of rates there is no margin.
+lucky seed neither sets the baseline's curve nor the margin. The baseline's curve is its upper concave
+envelope (the hull of its settings from above: no setting has fewer bits and a higher PSNR, and none lies
+under the line joining two others, which time-sharing between those two would reach), read off linearly in
+bits between its two neighbouring settings; outside its range of rates there is no margin. Adding a point
+can only raise it.
 """
 from __future__ import annotations
 
@@ -13,12 +15,19 @@ from typing import Any
 
 
 def upper_envelope(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """(bits, psnr) pairs -> those that no other pair beats with as few bits, sorted by bits."""
+    """(bits, psnr) pairs -> the corners of their upper concave hull, sorted by bits: those that no other
+    pair beats with as few bits and that lie above the line joining their neighbours."""
     best, front = float("-inf"), []
     for bits, psnr in sorted(points, key=lambda p: (p[0], -p[1])):
-        if psnr > best:
-            front.append((bits, psnr))
-            best = psnr
+        if psnr <= best:
+            continue
+        best = psnr
+        while len(front) >= 2:  # the middle of the last three is under the line from first to third: drop it
+            (b0, p0), (b1, p1) = front[-2], front[-1]
+            if (p1 - p0) * (bits - b0) > (psnr - p0) * (b1 - b0):
+                break
+            front.pop()
+        front.append((bits, psnr))
     return front
 
 
