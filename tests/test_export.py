@@ -40,7 +40,9 @@ def test_onnx_encoder_and_decoder_match_pytorch_at_any_size(model_type, tmp_path
 @pytest.mark.parametrize("threads", [1, 2])
 def test_onnx_agrees_with_pytorch_at_the_preset_size(threads, tmp_path):
     """SC-VAE's preset bottleneck (K 256, k 33, refit) at three input sizes, under one thread and two:
-    codes within 1e-3, images within 1e-4 (the refit's ridge bounds the systems' condition number)."""
+    the same support at >= 99.9 % of positions, codes within 1e-3 there (the refit's ridge bounds the
+    systems' condition number), images within 1e-4. Where two atoms tie for the 33rd place, the two
+    runtimes' float sums may pick different ones, and that position's refit differs."""
     from scvae.export import export_onnx
     from scvae.models import SCVAE
 
@@ -59,8 +61,9 @@ def test_onnx_agrees_with_pytorch_at_the_preset_size(threads, tmp_path):
             x = torch.rand(2, 3, *size) * 2 - 1
             codes = encoder.run(None, {"images": x.numpy()})[0]
             reference = model.encode(x).codes.numpy()
-            assert ((codes != 0) == (reference != 0)).mean() >= 0.999
-            assert np.abs(codes - reference).max() <= 1e-3
+            same = ((codes != 0) == (reference != 0)).all(axis=1)  # (B, h, w): positions with one support
+            assert same.mean() >= 0.999
+            assert np.abs(codes - reference).transpose(0, 2, 3, 1)[same].max() <= 1e-3
             images = decoder.run(None, {"codes": codes})[0]
             assert np.abs(images - model.decode(torch.from_numpy(codes)).sample.numpy()).max() <= 1e-4
     finally:
