@@ -210,12 +210,10 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
     def pad_to_grid(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) of any H, W, padded (reflected) on the right and bottom to multiples of the
         downsampling factor f: the model is fully convolutional, so it then encodes at any size."""
+        from .tiling import pad_bottom_right
+
         f = self.downsampling_factor
-        h, w = x.shape[-2:]
-        pad = (0, -w % f, 0, -h % f)
-        if not any(pad):
-            return x
-        return torch.nn.functional.pad(x, pad, mode="reflect" if pad[1] < w and pad[3] < h else "replicate")
+        return pad_bottom_right(x, -x.shape[-2] % f, -x.shape[-1] % f)
 
     def encode_any_size(self, x: torch.Tensor, return_dict: bool = True) -> EncoderOutput | tuple[torch.Tensor]:
         """x (B, C, H, W) of any H, W -> codes on a ceil(H/f) x ceil(W/f) grid (see :meth:`pad_to_grid`)."""

@@ -55,7 +55,7 @@ def codebooks_from_global_batch(quantizer: nn.Module) -> None:
 def _on_global_rows(book: nn.Module, update, needed):
     def on_global_rows(rows: torch.Tensor, mask=None, seq_mask=None) -> None:
         if mask is not None or seq_mask is not None:
-            raise NotImplementedError("masked sequences are not gathered across ranks")
+            raise ValueError("masked sequences are not gathered across ranks; the models here pass none")
         if not needed(book):  # the same answer on every rank: the counts are synced
             return
         rows = rows.flatten(1, -2)  # (h, n, d): one head, n = this rank's positions

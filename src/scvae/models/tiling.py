@@ -14,6 +14,15 @@ import torch
 import torch.nn.functional as F
 
 
+def pad_bottom_right(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """x (B, C, H, W) padded by ``rows`` at the bottom and ``cols`` on the right: reflected, or replicated
+    when a reflection would need more pixels than the image has."""
+    if not (rows or cols):
+        return x
+    mode = "reflect" if rows < x.shape[-2] and cols < x.shape[-1] else "replicate"
+    return F.pad(x, (0, cols, 0, rows), mode=mode)
+
+
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     """Offsets of tiles of ``tile`` px every ``stride`` px that cover ``length`` px (the last one flush
     with the end)."""
@@ -36,18 +45,17 @@ def reconstruct_tiled(reconstruct: Callable[[torch.Tensor], torch.Tensor], x: to
     ``tile`` x ``tile`` tiles (``overlap`` px shared by neighbours, a multiple of the downsampling factor
     so every tile's grid aligns) and the tiles blended. Images smaller than a tile are reflected up to it."""
     b, c, h, w = x.shape
-    pad_h, pad_w = max(0, tile - h), max(0, tile - w)
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    x = pad_bottom_right(x, max(0, tile - h), max(0, tile - w))
     height, width = x.shape[-2:]
     stride = tile - overlap
     boxes = [(top, left) for top in tile_starts(height, tile, stride) for left in tile_starts(width, tile, stride)]
-    weight = (ramp(tile, overlap)[:, None] * ramp(tile, overlap)[None, :]).to(x.device, x.dtype)
+    edge = ramp(tile, overlap)
+    weight = (edge[:, None] * edge[None, :]).to(x.device, x.dtype)
     out = torch.zeros_like(x)
     total = torch.zeros(height, width, device=x.device, dtype=x.dtype)
-    for first in range(0, len(boxes), max(1, max_batch // b)):
-        chunk = boxes[first:first + max(1, max_batch // b)]
+    per_call = max(1, max_batch // b)  # tiles per reconstruct call
+    for first in range(0, len(boxes), per_call):
+        chunk = boxes[first:first + per_call]
         tiles = torch.cat([x[..., t:t + tile, l:l + tile] for t, l in chunk])
         rebuilt = reconstruct(tiles).reshape(len(chunk), b, c, tile, tile)
         for (t, l), piece in zip(chunk, rebuilt):
