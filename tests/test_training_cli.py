@@ -6,6 +6,9 @@ import torch
 from safetensors.torch import load_file
 
 from scvae.cli import main
+from scvae.data import image_batch
+from scvae.sparse import load_codes
+from scvae.training import load_model
 from scvae.training import sampler as sampler_module
 
 from .conftest import TINY, interrupted_then_resumed
@@ -75,8 +78,14 @@ def test_reconstruct_and_encode(trained_run, image_folder, tmp_path, capsys):
         assert Image.open(out).size == (16, 16)
     capsys.readouterr()
     assert main(["encode", "--model", str(trained_run), *images, "--out", str(tmp_path / "codes.safetensors")]) == 0
-    codes = load_file(str(tmp_path / "codes.safetensors"))["codes"]
+    stored = load_file(str(tmp_path / "codes.safetensors"))
+    codes = load_codes(str(tmp_path / "codes.safetensors"))
     assert codes.shape == (2, 36, 8, 8)
+    model = load_model(trained_run)
+    x = image_batch(images, model.resolution, model.in_channels)
+    assert torch.allclose(codes, model.encode(x).codes, atol=1e-5)  # (the CLI encodes one image at a time)
+    # the tiny run keeps up to 33 of its 36 atoms: 6 bytes per kept atom would exceed 4 per atom dense
+    assert set(stored) == {"codes"}
     assert "active atoms per code" in capsys.readouterr().out
 
 
@@ -87,14 +96,12 @@ def test_encode_whole_images_on_their_own_grids(trained_run, image_folder, tmp_p
 
     from safetensors import safe_open
 
-    from scvae.training import load_model
-
     images = sorted(str(p) for p in image_folder.rglob("*.jpg"))[:2]  # 40 x 48: resized to 21 x 25, odd sizes
     out = tmp_path / "codes.safetensors"
     assert main(["encode", "--model", str(trained_run), *images, "--out", str(out), "--size", "21"]) == 0
     with safe_open(str(out), "pt") as f:
         sizes = json.loads(f.metadata()["pixel_sizes"])
-        codes = [f.get_tensor(f"codes.{i}") for i in range(len(images))]
+    codes = load_codes(str(out))
     model = load_model(trained_run)
     for (h, w), c in zip(sizes, codes):
         assert min(h, w) == 21 and c.shape == (1, 36, -(-h // 2), -(-w // 2))

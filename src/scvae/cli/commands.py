@@ -126,9 +126,9 @@ def size_argument(text: str | None) -> int | str | None:
 
 def cmd_encode(args: argparse.Namespace) -> int:
     import torch
-    from safetensors.torch import save_file
 
     from ..data import image_batch
+    from ..sparse import save_codes
     from ..training import load_model
 
     from types import SimpleNamespace
@@ -145,15 +145,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
     meta = {"model_type": model.model_type, "files": json.dumps([str(p) for p in paths])}
     if size is None:  # the model's centre crop of every image: one (N, K, h, w) tensor
         codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)).codes for p in paths])
-        save_file({"codes": codes.contiguous()}, str(out), metadata=meta)
+        layout = save_codes(str(out), codes, meta)
     else:  # whole images, each on its own grid: one tensor per image, "codes.<i>" in the order of the files
         images = [whole_image(p, size, model) for p in paths]
-        tensors = {f"codes.{i}": model.encode_any_size(x).codes.contiguous() for i, x in enumerate(images)}
+        per_image = [model.encode_any_size(x).codes for x in images]
         meta["pixel_sizes"] = json.dumps([list(x.shape[-2:]) for x in images])
-        save_file(tensors, str(out), metadata=meta)
-        codes = torch.cat([t.flatten(2) for t in tensors.values()], dim=2)[..., None]  # (1, K, P, 1) for the stats
+        layout = save_codes(str(out), per_image, meta)
+        codes = torch.cat([t.flatten(2) for t in per_image], dim=2)[..., None]  # (1, K, P, 1) for the stats
     shapes = f"{tuple(codes.shape)}" if size is None else f"{len(paths)} tensors (1, K, h_i, w_i)"
     line = f"codes {shapes} -> {out}"
+    if layout == "packed":
+        line += " (packed: active atoms' indices and values; read with scvae.sparse.load_codes)"
     if model.model_type == "scvae":
         stats = DIAGNOSTICS["scvae"]()
         stats.update(SimpleNamespace(codes=codes))

@@ -28,6 +28,11 @@ class SCVAE(AutoencoderModel):
 
     Every config entry is a constructor keyword (see README, "Model config"). Shapes: images
     (B, in_channels, R, R) in [-1, 1]; latent (B, z_channels, R/f, R/f); codes (B, n_atoms, R/f, R/f).
+
+    rate_weight: 0 (default), or trained for rate like the AE's learned-compression baseline: the loss gains
+    rate_weight x bits / (C H W), the bits of each image's support and quantised values under the
+    bottleneck's :class:`~scvae.sparse.rate.SparseCodeRate`, and the value step is learned from
+    ``quantize_step`` on. It needs ``quantize_step`` > 0.
     """
 
     model_type = "scvae"
@@ -41,7 +46,7 @@ class SCVAE(AutoencoderModel):
                  max_active: int | None = 33, dead_atom_threshold: float = 0.0, usage_floor: float = 0.05,
                  balance_step: float = 1e-3, grad_iterations: int | None = None, refit: bool = True,
                  refit_ridge: float = REFIT_RIDGE,
-                 quantize_step: float = 0.0, latent_norm: str = "rms",
+                 quantize_step: float = 0.0, rate_weight: float = 0.0, latent_norm: str = "rms",
                  recon_loss: str = "mse", latent_weight: float = 0.01,
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5):
         super().__init__(locals())
@@ -54,7 +59,7 @@ class SCVAE(AutoencoderModel):
             learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom, per_iteration=per_iteration,
             untied=untied, dead_atom_threshold=dead_atom_threshold, usage_floor=usage_floor,
             balance_step=balance_step, grad_iterations=grad_iterations, refit=refit, refit_ridge=refit_ridge,
-            quantize_step=quantize_step)
+            quantize_step=quantize_step, rate_weight=rate_weight / (in_channels * 4 ** (len(ch_mult) - 1)))
         self._register_load_state_dict_pre_hook(_rename_old_lista_keys)
 
     @property

@@ -21,8 +21,9 @@ from torch import nn
 
 from .dictionary import dct_dictionary
 from .lista import LISTA, from_rows, to_rows
-from .refit import REFIT_RIDGE
 from .quantize import quantize_codes
+from .rate import SparseCodeRate
+from .refit import REFIT_RIDGE
 
 
 @dataclass
@@ -30,7 +31,8 @@ class BottleneckOutput:
     """latent_hat: D a, the input's shape; codes: (B, K, h, w) for (B, d, h, w) inputs, (B, N, K) for
     (B, N, d); latent: the (normalised) input the codes approximate; loss: the weighted sum of ``losses``
     (its terms detached, for logging); preactivation / threshold: the last LISTA iterate before
-    thresholding and its threshold, rows (B*h*w, K) and (K,)."""
+    thresholding and its threshold, rows (B*h*w, K) and (K,); bits: with a rate model, the bits of each
+    latent vector's code, (B*h*w,) or (B*N,)."""
 
     latent_hat: torch.Tensor
     codes: torch.Tensor
@@ -39,6 +41,7 @@ class BottleneckOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     preactivation: torch.Tensor | None = None
     threshold: torch.Tensor | None = None
+    bits: torch.Tensor | None = None
 
 
 def rms_normalize(z: torch.Tensor, dim: int = 1, eps: float = 1e-6) -> torch.Tensor:
@@ -76,6 +79,10 @@ class SparseCodingBottleneck(nn.Module):
             real-valued codes.
         latent_weight, sparsity_weight, usage_weight, usage_temperature: the weights of the latent loss
             ``mean((z - D a)^2)``, of the L1 term on the codes and of the soft usage-balance loss.
+        rate_weight: if > 0, the codes are trained for rate: the loss gains ``rate_weight`` x the mean bits
+            per latent vector under :class:`~scvae.sparse.rate.SparseCodeRate` (support plus values), the
+            quantisation step is learned (starting at ``quantize_step``, which must then be > 0), and the
+            support gets a gradient through LISTA's last preactivation. 0: no rate term.
         The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing,
             grad_iterations, ...).
     """
@@ -87,13 +94,16 @@ class SparseCodingBottleneck(nn.Module):
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  dead_atom_threshold: float = 0.0, usage_floor: float = 0.05, balance_step: float = 0.0,
                  grad_iterations: int | None = None, refit: bool = False, refit_ridge: float = REFIT_RIDGE,
-                 quantize_step: float = 0.0):
+                 quantize_step: float = 0.0, rate_weight: float = 0.0):
         super().__init__()
         if latent_norm not in ("rms", "none"):
             raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
         if not quantize_step >= 0:
             raise ValueError(f"quantize_step must be >= 0 (0 = real-valued codes), got {quantize_step}")
-        self.latent_norm, self.quantize_step = latent_norm, float(quantize_step)
+        if not rate_weight >= 0 or (rate_weight > 0 and quantize_step <= 0):
+            raise ValueError(f"rate_weight must be >= 0, and > 0 only with a quantize_step > 0 to start the learned "
+                             f"step from; got rate_weight={rate_weight}, quantize_step={quantize_step}")
+        self.latent_norm, self.rate_weight, self._fixed_step = latent_norm, float(rate_weight), float(quantize_step)
         self.latent_weight, self.sparsity_weight = float(latent_weight), float(sparsity_weight)
         self.usage_weight, self.usage_temperature = float(usage_weight), float(usage_temperature)
         self.lista = LISTA(dct_dictionary(dim, n_atoms), n_iter, lam, learn_dictionary=learn_dictionary,
@@ -101,11 +111,22 @@ class SparseCodingBottleneck(nn.Module):
                            threshold_per_atom=threshold_per_atom, per_iteration=per_iteration, untied=untied,
                            max_active=max_active, dead_atom_threshold=dead_atom_threshold,
                            usage_floor=usage_floor, balance_step=balance_step, grad_iterations=grad_iterations,
-                           refit=refit, refit_ridge=refit_ridge)
+                           refit=refit, refit_ridge=refit_ridge, support_grad=rate_weight > 0)
+        if rate_weight > 0:
+            self.log_step = nn.Parameter(torch.tensor(float(quantize_step)).log())
+            self.rate = SparseCodeRate(self.lista.n_atoms)
 
     @property
     def n_atoms(self) -> int:
         return self.lista.n_atoms
+
+    @property
+    def quantize_step(self) -> float:
+        """The values' quantisation step (the learned one when trained for rate); 0 for real-valued codes."""
+        return float(self.log_step.detach().exp()) if self.rate_weight > 0 else self._fixed_step
+
+    def _step(self) -> torch.Tensor | float:
+        return self.log_step.exp() if self.rate_weight > 0 else self._fixed_step
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
         """The latent the codes approximate: ``z`` RMS-normalised along its channel axis (or unchanged)."""
@@ -125,7 +146,7 @@ class SparseCodingBottleneck(nn.Module):
 
     def quantize(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes rounded to the ``quantize_step`` grid (support kept, straight-through); unchanged if 0."""
-        return quantize_codes(codes, self.quantize_step) if self.quantize_step > 0 else codes
+        return quantize_codes(codes, self._step()) if self.quantize_step > 0 else codes
 
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (B, d, h, w) or (B, N, d) -> sparse codes (B, K, h, w) or (B, N, K)."""
@@ -140,10 +161,16 @@ class SparseCodingBottleneck(nn.Module):
         z = self.normalize(z)
         rows = self._rows(z)
         out = self.lista.iterate(rows)
+        bits = None
+        if self.rate_weight > 0:
+            bits = self.rate(out.codes, self._step(), out.preactivation, out.threshold)
         out.codes = self.quantize(out.codes)
         rows_hat = self.lista.synthesize(out.codes)
         losses = {"latent": F.mse_loss(rows_hat, rows.float())}
         loss = self.latent_weight * losses["latent"]
+        if bits is not None:
+            losses["bits"] = bits.mean()
+            loss = loss + self.rate_weight * losses["bits"]
         if self.sparsity_weight > 0:
             losses["l1"] = out.codes.abs().sum(-1).mean()
             loss = loss + self.sparsity_weight * losses["l1"]
@@ -154,7 +181,7 @@ class SparseCodingBottleneck(nn.Module):
             self.lista.update_usage(out.codes.detach())
         return BottleneckOutput(latent_hat=self._unrows(rows_hat, z), codes=self._unrows(out.codes, z), latent=z,
                                 loss=loss, losses={k: v.detach() for k, v in losses.items()},
-                                preactivation=out.preactivation, threshold=out.threshold)
+                                preactivation=out.preactivation, threshold=out.threshold, bits=bits)
 
     @torch.no_grad()
     def restart_dead_atoms(self, latent: torch.Tensor, codes: torch.Tensor) -> int:

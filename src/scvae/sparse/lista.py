@@ -74,6 +74,9 @@ class LISTA(nn.Module):
         refit_ridge: the ridge of that least-squares fit (unit-norm atoms, so it is relative to the
             sub-Gram's mean eigenvalue, 1): it bounds every code by |a| <= ||z|| / (2 sqrt(ridge)) and the
             systems' condition number by (k + ridge) / ridge (see :mod:`scvae.sparse.refit`).
+        support_grad: with ``refit``, still run the iterations under autograd, so the last preactivation
+            carries a gradient to z (what a rate term on the support needs, see :mod:`scvae.sparse.rate`);
+            the step and thresholds stay fixed.
     """
 
     def __init__(self, dictionary: torch.Tensor, n_iter: int = 16, lam: float = 0.1, *,
@@ -81,8 +84,9 @@ class LISTA(nn.Module):
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = None, dead_atom_threshold: float = 0.0, usage_decay: float = 0.99,
                  usage_floor: float = 0.05, balance_step: float = 0.0, grad_iterations: int | None = None,
-                 refit: bool = False, refit_ridge: float = REFIT_RIDGE):
+                 refit: bool = False, refit_ridge: float = REFIT_RIDGE, support_grad: bool = False):
         super().__init__()
+        self.support_grad = bool(support_grad)
         if refit and (max_active is None or untied):
             raise ValueError("refit fits the max_active kept atoms of tied LISTA: it needs max_active and "
                              "untied=False (or set refit=False)")
@@ -196,7 +200,8 @@ class LISTA(nn.Module):
                 cs = cs[per_iter.clamp(max=cs.shape[0] - 1)]  # (T,)
                 thr = lams / cs[:, None]
                 drive, gram = z @ dictionary, dictionary.T @ dictionary
-                with torch.set_grad_enabled(torch.is_grad_enabled() and not self.refit):  # refit: support only
+                # a refit only chooses the support here: no autograd unless a rate term wants the preactivation
+                with torch.set_grad_enabled(torch.is_grad_enabled() and (not self.refit or self.support_grad)):
                     a, pre = unrolled_ista(drive, gram, 1.0 / cs, thr, self.grad_iterations)
             if self.max_active is not None and self.max_active < a.shape[1]:
                 bias = self.selection_bias if self.balance_step > 0 else None

@@ -1,0 +1,85 @@
+"""A differentiable rate for sparse codes: the bits of their support and of their quantised values.
+
+A sparse code is sent as its support (which atoms are active at a position) and the active atoms' values,
+each rounded to a multiple of a step. :class:`SparseCodeRate` is the training-time model of those bits, the
+sparse analogue of the factorised prior of learned compression (Balle et al. 2017, CompressAI's
+``EntropyBottleneck``):
+
+- support: one Bernoulli per atom, ``p_k = sigmoid(support_logit_k)``; an entry costs ``-log2 p_k`` when
+  active and ``-log2 (1 - p_k)`` when not;
+- values: one logistic per atom over ``a / step``, integrated over each unit bin (:func:`logistic_bin_bits`);
+  in training the value carries uniform noise U(-1/2, 1/2) instead of rounding (the proxy of rounding).
+
+Whether an atom is active is a hard decision; the gradient that lets the encoder switch atoms off comes from
+a soft activity ``sigmoid((|u| - t) / (temperature t))`` of the last LISTA preactivation u against its
+threshold t, used straight-through: the forward pass counts the true support. A position that needs few
+atoms then pays for few, which is how the code spends its bits where the image needs them.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def logistic_bin_bits(values: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """-log2 of a logistic's mass on [v - 1/2, v + 1/2] for every entry of ``values`` (same shape).
+
+    ``loc`` and ``log_scale`` broadcast against ``values`` (one per channel, for a factorised prior). The mass is
+    floored at 1e-9 (about 30 bits), so an outlier cannot send the loss to infinity."""
+    scale = log_scale.exp()
+    mass = torch.sigmoid((values + 0.5 - loc) / scale) - torch.sigmoid((values - 0.5 - loc) / scale)
+    return -torch.log2(mass.clamp_min(1e-9))
+
+
+def bernoulli_bits(active: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
+    """Bits of a (soft) support ``active`` in [0, 1] under Bernoulli(sigmoid(logit)), per entry (same shape)."""
+    log_p = nn.functional.logsigmoid(logit)
+    log_not_p = nn.functional.logsigmoid(-logit)
+    return -(active * log_p + (1 - active) * log_not_p) / math.log(2)
+
+
+class SparseCodeRate(nn.Module):
+    """The factorised entropy model of sparse codes (see the module doc): rows (N, K) -> bits per row (N,).
+
+    Args:
+        n_atoms: K.
+        temperature: the width of the soft activity, relative to the threshold.
+        initial_density: the support probability every atom starts with.
+    """
+
+    def __init__(self, n_atoms: int, temperature: float = 0.5, initial_density: float = 0.1):
+        super().__init__()
+        if not temperature > 0 or not 0 < initial_density < 1:
+            raise ValueError(f"need temperature > 0 and 0 < initial_density < 1, got {temperature}, "
+                             f"{initial_density}")
+        self.temperature = float(temperature)
+        self.support_logit = nn.Parameter(torch.full((n_atoms,), math.log(initial_density / (1 - initial_density))))
+        self.value_loc = nn.Parameter(torch.zeros(n_atoms))
+        self.value_log_scale = nn.Parameter(torch.zeros(n_atoms))
+
+    def soft_support(self, codes: torch.Tensor, preactivation: torch.Tensor | None,
+                     threshold: torch.Tensor | None) -> torch.Tensor:
+        """(N, K): the true support (codes != 0) in the forward pass; the gradient of the soft activity of
+        ``preactivation`` against ``threshold`` (K,) in the backward pass (none without them)."""
+        hard = (codes != 0).float()
+        if preactivation is None or threshold is None or not preactivation.requires_grad:
+            return hard
+        t = threshold.detach().float().clamp_min(1e-6)
+        soft = torch.sigmoid((preactivation.float().abs() - t) / (self.temperature * t))
+        return hard + (soft - soft.detach())
+
+    def forward(self, codes: torch.Tensor, step: torch.Tensor | float, preactivation: torch.Tensor | None = None,
+                threshold: torch.Tensor | None = None) -> torch.Tensor:
+        """Bits (N,) of rows of codes (N, K) with their values quantised by ``step``: noisy in training, rounded
+        (a non-zero keeps at least one step, as the coder sends it) in eval mode."""
+        active = self.soft_support(codes, preactivation, threshold)
+        values = codes.float() / step
+        if self.training:
+            values = values + torch.rand_like(values) - 0.5
+        else:
+            values = torch.where(codes != 0, torch.sign(values) * torch.round(values).abs().clamp_min(1), values)
+        value_bits = logistic_bin_bits(values, self.value_loc, self.value_log_scale)
+        support_bits = bernoulli_bits(active, self.support_logit)
+        return (support_bits + active * value_bits).sum(-1)
