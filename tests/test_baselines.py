@@ -263,3 +263,18 @@ def test_residual_vq_rate_sums_its_stages_and_its_usage_counts_each_stage():
     result = diagnostics.result()
     assert result["codebook_size"] == 32 and result["codes_used"] == 3
     assert result["perplexity"] == pytest.approx(2 ** 1.5)  # shares 1/2, 1/4, 1/4
+
+
+def test_every_layer_running_lista_shares_its_defaults():
+    """LISTA, the bottleneck and SCVAE read n_iter and lam from one place; the cap (and the refit and balancing
+    that need it) is the model's, off in the layers, as their docstrings say."""
+    from scvae.sparse import LISTA, SparseCodingBottleneck
+
+    def defaults(fn):
+        return {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+
+    layers = [defaults(LISTA.__init__), defaults(SparseCodingBottleneck.__init__), defaults(SCVAE.__init__)]
+    for key in ("n_iter", "lam", "learn_step", "learn_threshold", "usage_floor", "refit_ridge", "grad_iterations"):
+        assert len({layer[key] for layer in layers}) == 1, key
+    assert [layer["max_active"] for layer in layers] == [None, None, 33]
+    assert "caps at 33" in SparseCodingBottleneck.__doc__ and "caps at 33" in LISTA.__doc__

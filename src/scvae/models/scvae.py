@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 
 from ..sparse import LISTA, SparseCodingBottleneck, keep_largest
+from ..sparse.lista import LAM, N_ITER
 from ..sparse.quantize import quantization_indices
 from ..sparse.refit import REFIT_RIDGE
 from .backbone import Decoder, Encoder
@@ -40,7 +41,7 @@ class SCVAE(AutoencoderModel):
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
-                 z_channels: int = 64, n_atoms: int = 256, n_iter: int = 4, lam: float = 0.3,
+                 z_channels: int = 64, n_atoms: int = 256, n_iter: int = N_ITER, lam: float = LAM,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = 33, dead_atom_threshold: float = 0.0, usage_floor: float = 0.05,

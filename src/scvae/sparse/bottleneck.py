@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dictionary import dct_dictionary
-from .lista import LISTA, from_rows, to_rows
+from .lista import LAM, LISTA, N_ITER, from_rows, to_rows
 from .quantize import quantize_codes
 from .rate import SparseCodeRate
 from .refit import REFIT_RIDGE
@@ -84,10 +84,11 @@ class SparseCodingBottleneck(nn.Module):
             quantisation step is learned (starting at ``quantize_step``, which must then be > 0), and the
             support gets a gradient through LISTA's last preactivation. 0: no rate term.
         The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing,
-            grad_iterations, ...).
+            grad_iterations, ...), with its defaults: no cap, so no refit and no balancing, unlike
+            :class:`~scvae.models.SCVAE`, which caps at 33 atoms, refits and balances.
     """
 
-    def __init__(self, dim: int, n_atoms: int | None = None, *, n_iter: int = 16, lam: float = 0.3,
+    def __init__(self, dim: int, n_atoms: int | None = None, *, n_iter: int = N_ITER, lam: float = LAM,
                  max_active: int | None = None, latent_norm: str = "rms", latent_weight: float = 0.01,
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,

@@ -18,6 +18,9 @@ from .refit import REFIT_RIDGE, refit_on_support
 from .solvers import soft_threshold
 from .unrolled_ista import unrolled_ista
 
+# The defaults of every layer that runs LISTA (LISTA, SparseCodingBottleneck, SCVAE), defined once here
+N_ITER = 4  # T, the small presets' choice (docs/design.md)
+LAM = 0.3  # the threshold floor, on the RMS-normalised latent
 _INIT_RAW = -6.0  # softplus(-6) ~ 0.0025: learnable offsets start (almost) at their floor
 
 
@@ -47,7 +50,9 @@ class LISTA(nn.Module):
         per_iteration: one step size and threshold per iteration (ALISTA-style) instead of tied ones.
         untied: Gregor & LeCun's LISTA with free per-iteration matrices W_t (K, d) and S_t (K, K),
             initialised at D^T / c and I - D^T D / c.
-        max_active: optional hard cap k on the number of non-zeros per code: after the T iterations only
+        max_active: optional hard cap k on the number of non-zeros per code (default None, no cap: a layer does
+            not know which k suits its K; :class:`~scvae.models.SCVAE` caps at 33 of 256, and with the cap turns
+            ``refit`` and ``balance_step`` on, which need it): after the T iterations only
             the k largest-magnitude entries are kept (gradients flow through the kept ones). Unrolled ISTA
             on a coherent dictionary is far from converged after T steps and leaves many small non-zeros;
             the cap is the explicit "target number of active atoms" sparsity control.
@@ -79,7 +84,7 @@ class LISTA(nn.Module):
             the step and thresholds stay fixed.
     """
 
-    def __init__(self, dictionary: torch.Tensor, n_iter: int = 16, lam: float = 0.1, *,
+    def __init__(self, dictionary: torch.Tensor, n_iter: int = N_ITER, lam: float = LAM, *,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = None, dead_atom_threshold: float = 0.0, usage_decay: float = 0.99,
