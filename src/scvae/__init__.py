@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 logging.getLogger("scvae").addHandler(logging.NullHandler())
 _EXPORTS = {
     ".config": ["RunConfig", "TrainConfig", "build_model", "resolve_config"],
+    ".data": ["image_tensor"],
     ".models": ["MODEL_REGISTRY", "SCVAE", "AutoencoderModel", "SCVAEOutput"],
     ".presets": ["PRESETS"],
     ".sparse": ["LISTA", "dct_dictionary", "fista", "ista", "lasso_objective", "soft_threshold"],

@@ -178,6 +178,13 @@ def _warn_near_duplicates(train, train_names, val, val_names) -> None:
                       stacklevel=3)
 
 
+def image_tensor(path: str | os.PathLike, size: int | None = None, channels: int = 3) -> torch.Tensor:
+    """One photo as the (1, C, H, W) tensor in [-1, 1] a model takes: whole, or with its shorter side resized to
+    ``size`` (aspect kept, no crop). Feed it to ``model.reconstruct_any_size`` or ``encode_any_size``."""
+    arr = load_image(path, channels)
+    return to_tensor(resize_shorter(arr, size) if size else arr)[None]
+
+
 def image_batch(paths: list[str | os.PathLike], size: int, channels: int = 3) -> torch.Tensor:
     """Load specific files as a (N, C, size, size) batch (shorter side resized, central crop)."""
     arrs = [center_crop(resize_shorter(load_image(p, channels), size), size) for p in paths]
