@@ -77,15 +77,18 @@ class SparseCodingBottleneck(nn.Module):
             in training (straight-through gradient) and at inference: the decoder learns to read coarse
             values, which sets the rate of the values (``scvae.evaluation.estimate_rate``). 0 keeps
             real-valued codes.
-        latent_weight, sparsity_weight, usage_weight, usage_temperature: the weights of the latent loss
-            ``mean((z - D a)^2)``, of the L1 term on the codes and of the soft usage-balance loss.
+        latent_weight: the weight of the latent loss ``mean((z - D a)^2)``.
+        sparsity_weight: the weight of the L1 term on the codes.
+        usage_weight: the weight of the soft usage-balance loss (:func:`soft_usage_kl`).
+        usage_temperature: that loss's temperature, relative to the threshold.
         rate_weight: if > 0, the codes are trained for rate: the loss gains ``rate_weight`` x the mean bits
             per latent vector under :class:`~scvae.sparse.rate.SparseCodeRate` (support plus values), the
             quantisation step is learned (starting at ``quantize_step``, which must then be > 0), and the
             support gets a gradient through LISTA's last preactivation. 0: no rate term.
-        The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing,
-            grad_iterations, ...), with its defaults: no cap, so no refit and no balancing, unlike
-            :class:`~scvae.models.SCVAE`, which caps at 33 atoms, refits and balances.
+
+    The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing,
+    grad_iterations, ...), with its defaults: no cap, so no refit and no balancing, unlike
+    :class:`~scvae.models.SCVAE`, which caps at 33 atoms, refits and balances.
     """
 
     def __init__(self, dim: int, n_atoms: int | None = None, *, n_iter: int = N_ITER, lam: float = LAM,

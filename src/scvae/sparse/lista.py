@@ -62,7 +62,8 @@ class LISTA(nn.Module):
             normalised residual z - D a of one of the worst-represented rows (K-SVD's remedy for unused
             atoms, the dictionary's analogue of a VQ dead-code restart). 0 disables it.
         usage_decay: the decay of that moving average.
-        usage_floor, balance_step: loss-free usage balancing of the ``max_active`` selection (the
+        usage_floor: the usage below which an atom's selection bias grows (see ``balance_step``).
+        balance_step: loss-free usage balancing of the ``max_active`` selection (the
             auxiliary-loss-free load balancing of mixture-of-experts routers, DeepSeek-V3): a per-atom
             bias is added to |a| when choosing which non-zeros to keep, never to the kept values. With
             every training batch (:meth:`update_usage`) the bias of each atom selected at fewer than
