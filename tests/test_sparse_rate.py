@@ -22,8 +22,7 @@ def test_logistic_bin_bits_is_the_mass_of_the_unit_bin():
 
 
 def test_bernoulli_bits():
-    logit = torch.tensor([math.log(0.2 / 0.8)] * 2)
-    bits = bernoulli_bits(torch.tensor([1.0, 0.0]), logit)
+    bits = bernoulli_bits(torch.tensor([1.0, 0.0]), torch.tensor([0.2, 0.2]))
     assert bits.tolist() == pytest.approx([-math.log2(0.2), -math.log2(0.8)], rel=1e-6)
 
 
@@ -31,13 +30,13 @@ def test_eval_bits_count_the_support_and_the_rounded_values_of_each_row():
     torch.manual_seed(0)
     rate = SparseCodeRate(4).eval()
     with torch.no_grad():
-        rate.support_logit.copy_(torch.tensor([-2.0, -1.0, 0.0, 1.0]))
+        rate.support_frequency.copy_(torch.tensor([0.1, 0.3, 0.5, 0.8]))
         rate.value_loc.copy_(torch.tensor([0.5, -0.5, 0.0, 1.0]))
         rate.value_log_scale.copy_(torch.tensor([0.0, 0.3, -0.2, 0.1]))
     codes = torch.tensor([[0.0, 0.9, 0.0, -0.2], [1.3, 0.0, 0.0, 0.0]])
     step = 0.5
     bits = rate(codes, step)
-    p = torch.sigmoid(rate.support_logit).tolist()
+    p = rate.support_probability().tolist()
     expected = []
     for row in codes.tolist():
         total = 0.0
@@ -50,6 +49,17 @@ def test_eval_bits_count_the_support_and_the_rounded_values_of_each_row():
             total -= math.log2(p[k]) + math.log2(dist.cdf(n + 0.5) - dist.cdf(n - 0.5))
         expected.append(total)
     assert bits.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_support_probabilities_track_the_activity_frequencies():
+    rate = SparseCodeRate(3, decay=0.5)
+    codes = torch.tensor([[1.0, 0.0, 0.0], [2.0, 3.0, 0.0]])  # frequencies 1, 1/2, 0
+    for _ in range(30):
+        rate(codes, 1.0)
+    assert rate.support_frequency.tolist() == pytest.approx([1.0, 0.5, 0.0], abs=1e-6)
+    assert rate.support_probability().tolist() == pytest.approx([1 - 1e-4, 0.5, 1e-4])
+    rate.eval()(codes, 1.0)  # evaluation leaves them alone
+    assert rate.support_frequency.tolist() == pytest.approx([1.0, 0.5, 0.0], abs=1e-6)
 
 
 def test_the_support_counts_hard_forward_and_passes_a_soft_gradient_to_the_preactivation():
@@ -85,7 +95,7 @@ def test_scvae_rate_loss_is_weighted_per_pixel_like_the_ae():
     positions = 8 * 8  # ch_mult (1, 2): factor 2
     bits_per_image = out.losses["bits"] * positions
     expected = out.losses["recon"] + 0.01 * out.losses["latent"] + 0.01 * bits_per_image / x[0].numel()
-    assert float(out.loss) == pytest.approx(float(expected), rel=1e-5)
+    assert float(out.loss.detach()) == pytest.approx(float(expected), rel=1e-5)
     assert model.symbol_step() == pytest.approx(1.0)
 
 
