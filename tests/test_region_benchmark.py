@@ -92,3 +92,59 @@ def test_the_merge_hierarchy_cuts_a_two_region_image_along_its_boundary():
     assert len(np.unique(halves)) == 2 and (halves[:, :40] == halves[0, 0]).all() and (halves[:, 40:] == halves[0, -1]).all()
     assert len(np.unique(hierarchy.cut(1))) == 1
     assert len(np.unique(hierarchy.cut(5))) == min(5, int(hierarchy.superpixels.max()) + 1)
+
+
+def _bsds_layout(root, n=2):
+    """A BSDS-style pair of folders: photos with a bright square, and .mat files with two annotators each."""
+    from PIL import Image
+    from scipy.io import savemat
+
+    images, truths = root / "images", root / "truth"
+    images.mkdir(parents=True), truths.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        photo = rng.integers(0, 60, (48, 64, 3)).astype(np.uint8)
+        photo[10:34, 20:50] += 150
+        Image.fromarray(photo).save(images / f"{i:03d}.jpg")
+        square = np.ones((48, 64), np.uint16)
+        square[10:34, 20:50] = 2
+        coarse = np.ones((48, 64), np.uint16)
+        cells = np.empty((1, 2), dtype=object)
+        for j, seg in enumerate([square, coarse]):
+            cells[0, j] = {"Segmentation": seg, "Boundaries": np.zeros_like(seg, bool)}
+        savemat(truths / f"{i:03d}.mat", {"groundTruth": cells})
+    return images, truths
+
+
+def test_segment_eval_scores_bsds_ground_truth(tmp_path, capsys):
+    """--ground-truth: several annotators per image, covering / PRI / VoI at ODS and OIS for each method."""
+    import json
+
+    from scvae.cli import main
+
+    images, truths = _bsds_layout(tmp_path)
+    out = tmp_path / "eval"
+    code = main(["segment-eval", "--model", str(tmp_path / "unused"), "--images", str(images), "--ground-truth",
+                 str(truths), "--methods", "felzenszwalb,pixels", "--overlays", "1", "--out", str(out), "--no-progress"])
+    assert code == 0
+    result = json.loads((out / "region_eval.json").read_text())
+    assert result["n_images"] == 2 and set(result["methods"]) == {"felzenszwalb", "pixels"}
+    pixels = result["methods"]["pixels"]
+    assert pixels["ois"]["covering"] >= pixels["ods"]["covering"] > 0.7  # the square is easy for k-means
+    assert "| pixels |" in (out / "region_eval.md").read_text() and (out / "overlays.png").stat().st_size > 1000
+    assert "covering ODS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "give one of --masks"),
+    (["--masks", "x"], "give one of --masks"),
+    (["--methods", "felzenszwalb,bogus"], "unknown bogus"),
+])
+def test_segment_eval_ground_truth_errors_leave_nothing(tmp_path, capsys, extra, message):
+    from scvae.cli import main
+
+    images, truths = _bsds_layout(tmp_path, n=1)
+    argv = ["segment-eval", "--model", str(tmp_path / "unused"), "--images", str(images), "--out", str(tmp_path / "o")]
+    argv += [] if extra == [] else ["--ground-truth", str(truths), *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "o").exists()

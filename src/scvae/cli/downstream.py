@@ -143,6 +143,10 @@ def cmd_segment_eval(args: argparse.Namespace) -> int:
 
     _positive("limit", args.limit)
     out = Path(args.out) if args.out else Path(args.model) / "segment_eval"
+    if (args.masks is None) == (args.ground_truth is None):
+        raise ScvaeError("give one of --masks DIR (one mask per image) or --ground-truth DIR (BSDS .mat files)")
+    if args.ground_truth is not None:
+        return _region_eval(args, out)
     pairs = pair_images_with_masks(args.images, args.masks, args.mask_suffix)[: args.limit]
     names = _class_names(args.class_names)
     labels = mask_labels(pairs, args.ignore, args.mask_mode, args.threshold) if names or args.k is None else set()
@@ -159,6 +163,49 @@ def cmd_segment_eval(args: argparse.Namespace) -> int:
                                    args.overlays, progress=not args.no_progress, class_names=names)
     paths = write_segmentation_eval(result, out, title=f"{args.images} vs {args.masks}")
     print(segmentation_table(result) + f"\nwrote {paths['json']}, {paths['md']}, {paths['png']}")
+    return 0
+
+
+def _region_eval(args: argparse.Namespace, out: Path) -> int:
+    """segment-eval against BSDS-style ground truth: several human segmentations per image, scored with
+    covering, PRI and VoI at ODS and OIS over each method's sweep."""
+    import json
+
+    from skimage.segmentation import mark_boundaries
+
+    from ..data import load_image
+    from ..downstream.region_benchmark import read_bsds_ground_truth
+    from ..downstream.region_methods import (NEEDS_MODEL, SWEEPS, best_segmentation, bsds_pairs, region_table,
+                                             run_region_benchmark)
+    from ..evaluation.plots import panel_figure
+    from ..files import write_text_atomic
+    from ..training import load_model
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in SWEEPS]
+    if not methods or unknown:
+        raise ScvaeError(f"--methods: unknown {', '.join(unknown) or 'none given'}; choose from {', '.join(SWEEPS)}")
+    pairs = bsds_pairs(args.images, args.ground_truth, args.limit)
+    files = [out / "region_eval.json", out / "region_eval.md", out / "overlays.png"]
+    claim_outputs(files, overwrite=args.overwrite)
+    model = load_model(args.model) if any(m in NEEDS_MODEL for m in methods) else None
+    result = run_region_benchmark(pairs, methods, model, None if args.no_progress else print)
+    rows = []
+    for path, truth in pairs[: args.overlays]:
+        image = load_image(path, 3)
+        row = [image, mark_boundaries(image, read_bsds_ground_truth(truth)[0], color=(1, 0, 0))]
+        for method in methods:
+            labels = best_segmentation(method, image, result["methods"][method]["ods"]["covering_parameter"], model)
+            row.append(mark_boundaries(image, labels, color=(1, 1, 0)))
+        rows.append([np.asarray(v if np.asarray(v).dtype == np.uint8 else np.asarray(v) * 255).astype(np.uint8)
+                     for v in row])
+    out.mkdir(parents=True, exist_ok=True)
+    table = region_table(result)
+    write_text_atomic(files[0], json.dumps(result, indent=2) + "\n")
+    write_text_atomic(files[1], f"# {args.images} vs {args.ground_truth}, {result['n_images']} images\n\n{table}\n")
+    if rows:
+        panel_figure(rows, ["photo", "a human segmentation", *methods], str(files[2]), height=2.2)
+    print(table + f"\nwrote {files[0]}, {files[1]}" + (f", {files[2]}" if rows else ""))
     return 0
 
 
@@ -227,7 +274,12 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment-eval", help="score code clustering against masks, with pixel and latent baselines")
     p.add_argument("--model", required=True, help="run directory or saved model directory")
     p.add_argument("--images", required=True, help="folder of images")
-    p.add_argument("--masks", required=True, help="folder of masks with the images' file names")
+    p.add_argument("--masks", help="folder of masks with the images' file names")
+    p.add_argument("--ground-truth", help="instead of --masks: BSDS-style <name>.mat files with several human "
+                                          "segmentations per image, scored with covering, PRI and VoI at ODS and OIS")
+    p.add_argument("--methods", default="merge-codes,felzenszwalb,pixels",
+                   help="with --ground-truth: the methods, each over its own sweep (default "
+                        "merge-codes,felzenszwalb,pixels; also slic, quickshift, codes, merge)")
     clustering(p, "clusters (default: classes in the masks)")
     p.add_argument("--baseline", action="append", default=[], help="another model (VAE / VQ-VAE run) to compare")
     p.add_argument("--ignore", type=int, action="append", default=[], help="mask label to ignore (repeatable)")

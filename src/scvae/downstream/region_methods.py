@@ -1,0 +1,119 @@
+"""The segmenters the BSDS500 region benchmark compares, each over its own parameter sweep, and the benchmark
+run itself: every method on the same images, scored against every annotator (:mod:`.region_benchmark`).
+
+- scikit-image's ``felzenszwalb`` (scale), ``slic`` (number of segments) and ``quickshift`` (max distance);
+- ``pixels``: k-means on RGB + position; ``codes``: k-means on a model's per-position codes;
+- ``merge`` and ``merge-codes``: superpixels merged by colour and boundaries, the latter also by the codes'
+  atom histograms (:mod:`.region_merging`); one hierarchy per image gives every number of regions.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..data import load_image
+from ..errors import ScvaeError
+from .region_benchmark import ImageScore, benchmark, read_bsds_ground_truth, score_image
+from .segmentation import CodeFeatures, PixelFeatures, SegmentOptions, segment
+
+SWEEPS = {  # method: its parameter's values
+    "felzenszwalb": [50, 100, 200, 400, 800, 1600, 3200],  # scale (sigma 0.8, min_size = scale / 4)
+    "slic": [4, 8, 16, 32, 64, 128],  # n_segments (compactness 10)
+    "quickshift": [10, 20, 40, 80],  # max_dist (kernel_size 5)
+    "pixels": [2, 3, 4, 6, 8, 12, 16],  # k of k-means on RGB + position
+    "codes": [2, 3, 4, 6, 8, 12, 16],  # k of k-means on the model's per-position codes
+    "merge": [2, 3, 4, 6, 8, 12, 16, 24, 32],  # regions cut from the colour + boundary hierarchy
+    "merge-codes": [2, 3, 4, 6, 8, 12, 16, 24, 32],  # ... with the codes' atom histograms as texture
+}
+HIERARCHICAL = ("merge", "merge-codes")  # one hierarchy per image, cut at every value of the sweep
+NEEDS_MODEL = ("codes", "merge-codes")
+
+
+def segmenter(method: str, model=None) -> Callable:
+    """For a flat method, a function (image uint8 (H, W, 3), parameter) -> labels (H, W); for a hierarchical
+    one, image -> a hierarchy whose ``cut(n)`` gives n regions. ``model``: an SC-VAE for the code methods."""
+    from skimage import segmentation
+
+    if method not in SWEEPS:
+        raise ScvaeError(f"unknown method {method!r}; choose from {', '.join(SWEEPS)}")
+    if method in NEEDS_MODEL and model is None:
+        raise ScvaeError(f"the {method} method needs a model")
+    if method == "felzenszwalb":
+        return lambda im, p: segmentation.felzenszwalb(im, scale=p, sigma=0.8, min_size=max(20, p // 4))
+    if method == "slic":
+        return lambda im, p: segmentation.slic(im, n_segments=p, compactness=10, start_label=1)
+    if method == "quickshift":
+        return lambda im, p: segmentation.quickshift(im, kernel_size=5, max_dist=p, ratio=0.5)
+    if method in ("pixels", "codes"):
+        features = PixelFeatures() if method == "pixels" else CodeFeatures(model, None)
+        return lambda im, p: segment(features, im, SegmentOptions(k=p, position_weight=1.0))
+    from .region_merging import build_hierarchy
+
+    texture = CodeFeatures(model, None, space="codes") if method == "merge-codes" else None
+    return lambda im: build_hierarchy(im, None if texture is None else texture(im))
+
+
+def bsds_pairs(images: str | Path, ground_truth: str | Path, limit: int | None = None) -> list[tuple[Path, Path]]:
+    """(image, ``<stem>.mat``) pairs of a BSDS-style layout: every jpg/png in ``images`` with its ground truth."""
+    images, ground_truth = Path(images), Path(ground_truth)
+    for folder in (images, ground_truth):
+        if not folder.is_dir():
+            raise ScvaeError(f"{folder}: not a folder")
+    paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    pairs = [(p, ground_truth / f"{p.stem}.mat") for p in paths if (ground_truth / f"{p.stem}.mat").is_file()]
+    if not pairs:
+        raise ScvaeError(f"{images}: no image has a <name>.mat ground truth in {ground_truth}")
+    return pairs[:limit]
+
+
+def run_region_benchmark(pairs: Sequence[tuple[Path, Path]], methods: Sequence[str], model=None,
+                         progress: Callable[[str], None] | None = None) -> dict:
+    """Every method over its sweep on every (image, ground truth) pair; returns, per method, the measures at
+    ODS and OIS (:func:`~.region_benchmark.benchmark`) and the seconds per image and setting."""
+    truths = [read_bsds_ground_truth(gt) for _, gt in pairs]
+    results = {}
+    for method in methods:
+        fn, sweep = segmenter(method, model), SWEEPS[method]
+        scores: list[list[ImageScore]] = []
+        seconds = 0.0
+        for (path, _), gts in zip(pairs, truths):
+            image = load_image(path, 3)
+            t0 = time.perf_counter()
+            if method in HIERARCHICAL:  # one run gives every number of regions
+                hierarchy = fn(image)
+                seconds += (time.perf_counter() - t0) * len(sweep)
+                scores.append([score_image(hierarchy.cut(n), gts) for n in sweep])
+                continue
+            row = []
+            for parameter in sweep:
+                t0 = time.perf_counter()
+                labels = fn(image, parameter)
+                seconds += time.perf_counter() - t0
+                row.append(score_image(labels, gts))
+            scores.append(row)
+        results[method] = {**benchmark(scores, sweep), "sec_per_image": seconds / (len(pairs) * len(sweep))}
+        if progress is not None:
+            o = results[method]["ods"]
+            progress(f"{method}: ODS covering {o['covering']:.3f}, PRI {o['pri']:.3f}, VoI {o['voi']:.3f}")
+    return {"n_images": len(pairs), "methods": results}
+
+
+def best_segmentation(method: str, image: np.ndarray, parameter, model=None) -> np.ndarray:
+    """``method``'s labels (H, W) for ``image`` at one ``parameter`` (a hierarchy is cut there)."""
+    fn = segmenter(method, model)
+    return fn(image).cut(parameter) if method in HIERARCHICAL else fn(image, parameter)
+
+
+def region_table(result: dict) -> str:
+    """Markdown: one row per method, each measure at ODS (its parameter in brackets) and OIS, and the time."""
+    lines = ["| method | covering ODS | OIS | PRI ODS | OIS | VoI ODS | OIS | s per image and setting |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in result["methods"].items():
+        o, i = r["ods"], r["ois"]
+        lines.append(f"| {name} | {o['covering']:.3f} ({o['covering_parameter']}) | {i['covering']:.3f} | "
+                     f"{o['pri']:.3f} ({o['pri_parameter']}) | {i['pri']:.3f} | {o['voi']:.3f} ({o['voi_parameter']}) | "
+                     f"{i['voi']:.3f} | {r['sec_per_image']:.2f} |")
+    return "\n".join(lines)
