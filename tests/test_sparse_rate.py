@@ -33,7 +33,7 @@ def test_eval_bits_count_the_support_and_the_rounded_values_of_each_row():
         rate.support_frequency.copy_(torch.tensor([0.1, 0.3, 0.5, 0.8]))
         rate.value_loc.copy_(torch.tensor([0.5, -0.5, 0.0, 1.0]))
         rate.value_log_scale.copy_(torch.tensor([0.0, 0.3, -0.2, 0.1]))
-    codes = torch.tensor([[0.0, 0.9, 0.0, -0.2], [1.3, 0.0, 0.0, 0.0]])
+    codes = torch.tensor([[0.0, 0.9, 0.0, -0.4], [1.3, 0.0, 0.1, 0.0]])  # 0.1 rounds to 0: out of the support
     step = 0.5
     bits = rate(codes, step)
     p = rate.support_probability().tolist()
@@ -41,10 +41,10 @@ def test_eval_bits_count_the_support_and_the_rounded_values_of_each_row():
     for row in codes.tolist():
         total = 0.0
         for k, a in enumerate(row):
-            if a == 0:
+            n = round(a / step)
+            if n == 0:
                 total -= math.log2(1 - p[k])
                 continue
-            n = math.copysign(max(1, abs(round(a / step))), a)  # an active value never rounds to 0
             dist = scipy.stats.logistic(loc=rate.value_loc[k].item(), scale=math.exp(rate.value_log_scale[k].item()))
             total -= math.log2(p[k]) + math.log2(dist.cdf(n + 0.5) - dist.cdf(n - 0.5))
         expected.append(total)

@@ -83,8 +83,9 @@ class SparseCodingBottleneck(nn.Module):
         usage_temperature: that loss's temperature, relative to the threshold.
         rate_weight: if > 0, the codes are trained for rate: the loss gains ``rate_weight`` x the mean bits
             per latent vector under :class:`~scvae.sparse.rate.SparseCodeRate` (support plus values), the
-            quantisation step is learned (starting at ``quantize_step``, which must then be > 0), and the
-            support gets a gradient through LISTA's last preactivation. 0: no rate term.
+            quantisation step is learned (starting at ``quantize_step``, which must then be > 0), a value
+            that rounds to 0 leaves the support, and the support gets a gradient through LISTA's last
+            preactivation. 0: no rate term.
 
     The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing,
     grad_iterations, ...), with its defaults: no cap, so no refit and no balancing, unlike
@@ -149,8 +150,12 @@ class SparseCodingBottleneck(nn.Module):
         return rows.reshape(like.shape[0], like.shape[1], -1)
 
     def quantize(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes rounded to the ``quantize_step`` grid (support kept, straight-through); unchanged if 0."""
-        return quantize_codes(codes, self._step()) if self.quantize_step > 0 else codes
+        """Codes rounded to the ``quantize_step`` grid (straight-through); unchanged if 0."""
+        if self.quantize_step <= 0:
+            return codes
+        # trained for rate, a value below half a step leaves the support (it would cost more than it gives);
+        # otherwise the support is LISTA's and a kept value never rounds to 0
+        return quantize_codes(codes, self._step(), keep_support=self.rate_weight == 0)
 
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (B, d, h, w) or (B, N, d) -> sparse codes (B, K, h, w) or (B, N, K)."""

@@ -86,15 +86,13 @@ class SparseCodeRate(nn.Module):
 
     def forward(self, codes: torch.Tensor, step: torch.Tensor | float, preactivation: torch.Tensor | None = None,
                 threshold: torch.Tensor | None = None) -> torch.Tensor:
-        """Bits (N,) of rows of codes (N, K) with their values quantised by ``step``: noisy in training, rounded
-        (a non-zero keeps at least one step, as the coder sends it) in eval mode. In training mode the batch's
-        support is then folded into the frequencies."""
-        active = self.soft_support(codes, preactivation, threshold)
+        """Bits (N,) of rows of codes (N, K) with their values quantised by ``step`` (noisy in training, rounded
+        in eval mode); a value that rounds to 0 is out of the support. In training mode the batch's support is
+        then folded into the frequencies."""
         values = codes.float() / step
-        if self.training:
-            values = values + torch.rand_like(values) - 0.5
-        else:
-            values = torch.where(codes != 0, torch.sign(values) * torch.round(values).abs().clamp_min(1), values)
+        codes = codes * (torch.round(values) != 0)  # what the coder sends: a value that rounds to 0 is not active
+        active = self.soft_support(codes, preactivation, threshold)
+        values = values + torch.rand_like(values) - 0.5 if self.training else torch.round(values)
         value_bits = logistic_bin_bits(values, self.value_loc, self.value_log_scale)
         support_bits = bernoulli_bits(active, self.support_probability())
         if self.training:
