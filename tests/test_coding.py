@@ -41,15 +41,20 @@ def _crops(n: int = 12, size: int = 16, seed: int = 0) -> CropDataset:
     return CropDataset(images, size, [f"c{i}" for i in range(n)], random_crop=False)
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "ae", "vae", "vqvae", "vqvae-strong", "fsq", "rvq"])
+SC_RATE = dict(n_atoms=36, max_active=6, quantize_step=0.7, rate_weight=0.01)  # learned step, adaptive support
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "scvae-rate", "ae", "vae", "vqvae", "vqvae-strong", "fsq", "rvq"])
 def test_every_family_round_trips_exactly_at_the_models_rate(model_type):
     torch.manual_seed(0)
-    extra = dict(n_atoms=36, max_active=6) if model_type == "scvae" else {}
-    model = MODEL_REGISTRY[model_type](**SMALL, **extra)
+    extra = {"scvae": dict(n_atoms=36, max_active=6), "scvae-rate": SC_RATE}.get(model_type, {})
+    model = MODEL_REGISTRY[model_type.removesuffix("-rate")](**SMALL, **extra)
     model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)  # initialised codebooks
     model.eval()
     entropy_model = fit_entropy_model(model, _crops(), limit=None)
     assert (entropy_model.step is None) == (model_type in ("vqvae", "vqvae-strong", "fsq", "rvq"))
+    if model_type == "scvae-rate":
+        assert entropy_model.step == pytest.approx(0.7)  # the model's own (learned) step
     images = torch.cat([x for _, x in _crops(6, 24, seed=1).eval_batches(6)])  # unseen images, not the grid size
     payload, ideal = 0.0, 0.0
     for x in images:

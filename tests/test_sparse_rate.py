@@ -119,3 +119,18 @@ def test_packed_codes_round_trip_and_are_smaller(tmp_path):
     indices = torch.randint(0, 9, (2, 4, 4))  # a VQ's indices stay dense
     assert save_codes(str(tmp_path / "i.safetensors"), indices, {}) == "dense"
     assert torch.equal(load_codes(str(tmp_path / "i.safetensors")), indices)
+
+
+def test_a_rate_trained_scvae_saves_and_loads_its_step_and_frequencies(tmp_path):
+    torch.manual_seed(0)
+    model = SCVAE(**SMALL, n_atoms=32, max_active=6, quantize_step=1.0, rate_weight=0.01, balance_step=0.0)
+    model.train()(torch.rand(4, 3, 16, 16) * 2 - 1)  # moves the frequencies
+    with torch.no_grad():
+        model.bottleneck.log_step.fill_(-0.5)
+    model.save_pretrained(tmp_path / "m")
+    loaded = SCVAE.from_pretrained(tmp_path / "m")
+    assert loaded.symbol_step() == pytest.approx(float(torch.tensor(-0.5).exp()))
+    frequencies = model.bottleneck.rate.support_frequency
+    assert torch.equal(loaded.bottleneck.rate.support_frequency, frequencies) and not torch.all(frequencies == 0.1)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(loaded.encode(x).codes, model.eval().encode(x).codes)
