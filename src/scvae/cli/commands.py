@@ -156,7 +156,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     line = f"codes {shapes} -> {out}"
     if layout == "packed":
         line += " (packed: active atoms' indices and values; read with scvae.sparse.load_codes)"
-    if model.model_type == "scvae":
+    if model.sparse_codes:
         stats = DIAGNOSTICS["scvae"]()
         stats.update(SimpleNamespace(codes=codes))
         r = stats.result()

@@ -63,7 +63,7 @@ class CodeFeatures:
         if space not in ("decoder", "codes"):
             raise ScvaeError(f"space must be 'decoder' (D a) or 'codes' (the codes themselves), got {space!r}")
         self.model, self.size, self.margin, self.space = model.eval(), size, margin, space
-        self.name = name or (f"{model.model_type} codes" if model.model_type == "scvae" else f"{model.model_type} latents")
+        self.name = name or f"{model.model_type} {'codes' if model.sparse_codes else 'latents'}"
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> FeatureGrid:

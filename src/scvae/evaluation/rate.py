@@ -75,14 +75,10 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
     for _, x in dataset.eval_batches(batch_size, limit):
         x = x.to(device)
         images.append(x.cpu())
-        if model.model_type == "vae":
-            from ..models.vae import kl_per_dim
-
-            mean, logvar = model.posterior(x)
-            codes.append(mean.cpu())
-            kl_bits.append(kl_per_dim(mean, logvar).flatten(1).sum(1).double().cpu() / math.log(2))
-        else:
-            codes.append(model.encode(x).codes.cpu())
+        codes.append(model.encode(x).codes.cpu())
+        bits_back = model.bits_back(x) if kl else None
+        if bits_back is not None:
+            kl_bits.append(bits_back.cpu())
     x, c = torch.cat(images), torch.cat(codes)
     pixels = x.shape[-1] * x.shape[-2]
 
@@ -91,26 +87,30 @@ def estimate_rate(model, dataset: CropDataset, batch_size: int = 64, limit: int 
 
     base = psnr_of(c)
     try:
-        if model.model_type == "vae" and kl:
+        if kl_bits:
             bits = float(torch.cat(kl_bits).mean())
             return RateReport("KL of the posterior (bits)", bits, bits / pixels, base, base)
-        if c.dtype in (torch.int32, torch.int64):
-            positions = c.shape[-1] * c.shape[-2]
-            bound = math.log2(model.codebook_size) * c[0].numel()  # every stage's index at every position
-            if c.dim() == 4:  # a residual VQ's stages (N, Q, h, w)
-                bits = float(channel_entropy_bits(c).sum()) * positions
-                return RateReport("sum of the residual stages' index entropies", bits, bits / pixels, base, base,
-                                  bound_bits_per_image=bound)
-            if hasattr(model, "level_indices") and model.codebook_size > c.numel() / 8:
-                bits = float(channel_entropy_bits(model.level_indices(c.to(device)).cpu()).sum()) * positions
-                return RateReport("sum of the FSQ dimensions' entropies", bits, bits / pixels, base, base,
-                                  bound_bits_per_image=bound)
-            bits = entropy_bits(c) * positions
-            return RateReport("entropy of code indices", bits, bits / pixels, base, base, bound_bits_per_image=bound)
-        return _quantised_rate(model, c, psnr_of, base, max_psnr_loss, pixels, sparse=model.model_type == "scvae",
+        if not c.is_floating_point():
+            return _index_rate(model, c, base, pixels, device)
+        return _quantised_rate(model, c, psnr_of, base, max_psnr_loss, pixels, sparse=model.sparse_codes,
                                step=step or model.symbol_step())
     finally:
         model.train(was)
+
+
+def _index_rate(model, c: torch.Tensor, base: float, pixels: int, device) -> RateReport:
+    """Discrete codes: the joint entropy of the code index at each position, or, where a position holds
+    several coded channels (a residual VQ's stages) or the joint alphabet is too large for the samples (a
+    large FSQ), the sum of the channels' entropies."""
+    positions = c.shape[-1] * c.shape[-2]
+    bound = math.log2(model.codebook_size) * c[0].numel()  # every stage's index at every position
+    symbols = model.to_symbols(c.to(device)).cpu()
+    if symbols.shape[1] == 1 or (c.dim() == 3 and model.codebook_size <= c.numel() / 8):
+        bits = entropy_bits(c) * positions
+        return RateReport("entropy of code indices", bits, bits / pixels, base, base, bound_bits_per_image=bound)
+    bits = float(channel_entropy_bits(symbols).sum()) * positions
+    return RateReport(f"sum of the {model.coded_channel}s' entropies", bits, bits / pixels, base, base,
+                      bound_bits_per_image=bound)
 
 
 def decoded_psnr(model, codes: torch.Tensor, images: torch.Tensor, batch_size: int = 64,

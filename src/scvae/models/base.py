@@ -135,6 +135,13 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         (SC-VAE: at most ``max_active`` atoms per position; VQ-VAE: the nearest code indices)."""
 
     # --- symbols: what an entropy coder codes (scvae.coding) ---------------------------------------
+    coded_channel = "latent channel"  # what one channel of to_symbols is, for the rate's description
+    sparse_codes = False  # codes whose zeros are a support (SC-VAE): the rate also reports the support's bits
+
+    def bits_back(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The bits-back rate of each image (B,), for a model with a posterior (the VAE's KL); else None."""
+        return None
+
     def symbol_step(self) -> float | None:
         """The quantisation step the model's own codes sit on (None: continuous codes, a step is chosen
         for them; discrete codes ignore it)."""
@@ -326,6 +333,8 @@ def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
 
 class IndexCodes:
     """Symbols of models whose codes are one code index per position, (B, h, w)."""
+
+    coded_channel = "code index"
 
     def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
         """Indices (B, h, w) -> (B, 1, h, w): one coded channel, the code index (``step`` is ignored)."""

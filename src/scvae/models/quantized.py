@@ -173,6 +173,7 @@ class FSQVAE(_QuantizedAutoencoder):
     """FSQ autoencoder: ``levels`` (e.g. [8, 5, 5, 5]: 1000 implicit codes) after a learned projection."""
 
     model_type = "fsq"
+    coded_channel = "FSQ dimension"
 
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
@@ -223,6 +224,7 @@ class ResidualVQVAE(_QuantizedAutoencoder):
     SoundStream's 0.99: the single VQ's 0.8 left 16 stages 0.6 dB worse (docs/design.md, *Sixth round*)."""
 
     model_type = "rvq"
+    coded_channel = "residual stage"
 
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,

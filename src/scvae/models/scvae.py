@@ -37,6 +37,7 @@ class SCVAE(AutoencoderModel):
     """
 
     model_type = "scvae"
+    coded_channel, sparse_codes = "atom", True
 
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,

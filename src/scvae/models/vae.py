@@ -1,6 +1,8 @@
 """Gaussian VAE baseline on the same backbone: a diagonal Gaussian posterior per latent position."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -46,6 +48,12 @@ class VAE(ContinuousCodes, AutoencoderModel):
         """mean, logvar of q(z | x), each (B, d, h, w); logvar clamped to [-30, 20]."""
         mean, logvar = self.encoder(x).float().chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
+
+    @torch.no_grad()
+    def bits_back(self, x: torch.Tensor) -> torch.Tensor:
+        """KL(q(z | x) || N(0, I)) of each image in bits (B,): the rate of bits-back coding."""
+        mean, logvar = self.posterior(x)
+        return kl_per_dim(mean, logvar).flatten(1).sum(1).double() / math.log(2)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> posterior means (B, d, h, w): the deterministic code."""
