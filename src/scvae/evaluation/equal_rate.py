@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def upper_envelope(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """(bits, psnr) pairs -> the corners of their upper concave hull, sorted by bits: those that no other
@@ -54,10 +56,9 @@ def seed_means(points: list[dict[str, Any]], family: str) -> list[dict[str, Any]
 def envelope_at(front: list[tuple[float, float]], bits: float) -> float | None:
     """PSNR of the envelope ``front`` (sorted (bits, psnr)) at ``bits``, linear between its neighbours; None
     outside its range."""
-    for (b0, p0), (b1, p1) in zip(front, front[1:]):
-        if b0 <= bits <= b1:
-            return p0 + (p1 - p0) * (bits - b0) / (b1 - b0)
-    return front[0][1] if len(front) == 1 and bits == front[0][0] else None
+    if not front or not front[0][0] <= bits <= front[-1][0]:
+        return None
+    return float(np.interp(bits, [b for b, _ in front], [p for _, p in front]))
 
 
 OTHERS = "others"  # ``against`` for the envelope of every family but ``family``
