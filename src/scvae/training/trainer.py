@@ -123,6 +123,81 @@ def _stop_on_sigterm():
     return signal.signal(signal.SIGTERM, handler)
 
 
+def _restore(out: Path, model, optimizer, objective: Objective, ema: WeightEMA | None,
+             t) -> tuple[int, float, int]:
+    """Load ``checkpoints/last`` into the model, optimizer, objective and EMA, and the RNG; returns the step it
+    reached, the best held-out PSNR so far and the schedule's length."""
+    from ..models import AutoencoderModel
+
+    last = out / "checkpoints" / "last"
+    state = load_trainer_state(last)
+    saved = AutoencoderModel.from_pretrained(last)
+    try:
+        model.load_state_dict(saved.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        objective.load_state_dict(state.get("objective", {}))
+        if ema is not None:
+            ema.load_state_dict(state["ema"] if "ema" in state else model.state_dict())
+        start, best = int(state["step"]), float(state["best_psnr"])
+        schedule = int(state.get("schedule_steps", t.steps))
+        torch.set_rng_state(state["rng"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ScvaeError(f"{last}: does not match {CONFIG_FILE} or is damaged "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if start >= t.steps:
+        raise ScvaeError(f"{out}: finished at step {start} of {t.steps}; to train further: "
+                         f"scvae train --out {out} --resume --steps N (N > {start})")
+    return start, best, schedule
+
+
+@dataclass
+class _Checkpointer:
+    """Writes ``checkpoints/last`` (the model) and ``checkpoints/best`` (what validation scores) with the
+    trainer state; the first write settles a run that ``--overwrite`` moved aside."""
+
+    out: Path
+    model: torch.nn.Module
+    evaluated: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    objective: Objective
+    ema: WeightEMA | None
+    aside: Path | None
+
+    def save(self, name: str, step: int, best: float, schedule: int) -> None:
+        state = {"optimizer": self.optimizer.state_dict(), "step": step, "best_psnr": best,
+                 "rng": torch.get_rng_state(), "schedule_steps": schedule, "objective": self.objective.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        save_checkpoint(self.out / "checkpoints" / name, self.evaluated if name == "best" else self.model, state)
+        if self.aside is not None:  # the new run can now be resumed: the run it replaced can go
+            settle_replaced_run(self.out, self.aside, started=True)
+            self.aside = None
+
+
+def _optimizer_step(step: int, t, ddp_model, model, objective: Objective, optimizer, batches, device,
+                    autocast, dist) -> tuple[Any, torch.Tensor, torch.Tensor, dict]:
+    """One optimizer step over ``grad_accum`` micro-batches; returns the last micro-batch's output, input,
+    loss and the objective's extra scalars."""
+    if dist.rank > 0:  # own noise (VAE sampling) per rank, a function of (seed, step, rank) so resume is exact
+        torch.manual_seed(seed_for(t.seed, step, dist.rank))
+    optimizer.zero_grad(set_to_none=True)
+    for micro in range(t.grad_accum):
+        x = next(batches).to(device)
+        last = micro == t.grad_accum - 1
+        with contextlib.nullcontext() if last or not dist.enabled else ddp_model.no_sync():
+            with autocast:  # DDP all-reduces gradients only in the last micro-batch's backward
+                output = ddp_model(x)
+            loss, extra = objective.loss(step, x, output, model)
+            if not torch.isfinite(loss):
+                raise ScvaeError(f"loss became {loss.item()} at step {step}: training diverged "
+                                 f"(lower lr or raise grad_clip); the last checkpoint is kept")
+            (loss / t.grad_accum).backward()
+    if t.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+    optimizer.step()
+    return output, x, loss, extra
+
+
 def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, device: torch.device,
               train_set: CropDataset, val_set: CropDataset, resume: bool, progress: bool,
               aside: Path | None, command: list[str] | None) -> TrainResult:
@@ -130,28 +205,9 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
     dist.barrier()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr,
                                  betas=tuple(t.betas), eps=t.adam_eps, weight_decay=t.weight_decay)
-    start, best, schedule = 0, -math.inf, t.steps
     ema = WeightEMA(model, t.ema_decay) if t.ema_decay > 0 else None
     evaluated = ema.model if ema is not None else model  # what validation scores and "best" keeps
-    if resume:
-        state = load_trainer_state(out / "checkpoints" / "last")
-        from ..models import AutoencoderModel
-        saved = AutoencoderModel.from_pretrained(out / "checkpoints" / "last")
-        try:
-            model.load_state_dict(saved.state_dict())
-            optimizer.load_state_dict(state["optimizer"])
-            objective.load_state_dict(state.get("objective", {}))
-            if ema is not None:
-                ema.load_state_dict(state["ema"] if "ema" in state else model.state_dict())
-            start, best = int(state["step"]), float(state["best_psnr"])
-            schedule = int(state.get("schedule_steps", t.steps))
-            torch.set_rng_state(state["rng"])
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise ScvaeError(f"{out / 'checkpoints' / 'last'}: does not match {CONFIG_FILE} or is damaged "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-        if start >= t.steps:
-            raise ScvaeError(f"{out}: finished at step {start} of {t.steps}; to train further: "
-                             f"scvae train --out {out} --resume --steps N (N > {start})")
+    start, best, schedule = _restore(out, model, optimizer, objective, ema, t) if resume else (0, -math.inf, t.steps)
     if dist.is_main:
         save_run_config(run, out / CONFIG_FILE)
         _record_start(out, start, command)
@@ -164,19 +220,8 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
     batches = iter(step_loader(train_set, sampler, start * t.grad_accum, t.steps * t.grad_accum, workers))
     logger = MetricsLogger(out, dist.is_main, start if resume else None, run)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    checkpoints = _Checkpointer(out, model, evaluated, optimizer, objective, ema, aside)
     last_val: dict[str, float] = {}
-
-    def checkpoint(name: str, step: int) -> None:
-        nonlocal aside
-        state = {"optimizer": optimizer.state_dict(), "step": step, "best_psnr": best, "rng": torch.get_rng_state(),
-                 "schedule_steps": schedule, "objective": objective.state_dict()}
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        save_checkpoint(out / "checkpoints" / name, evaluated if name == "best" else model, state)
-        if aside is not None:  # the new run can now be resumed: the run it replaced can go
-            settle_replaced_run(out, aside, started=True)
-            aside = None
-
     if dist.is_main:
         log.info("training %s (%s preset) in %s: steps %d to %d, %d training / %d held-out images, %s%s", run.model_type,
                  run.preset, out, start, t.steps, len(train_set), len(val_set), device,
@@ -189,31 +234,15 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
         for step in range(start, t.steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, run, schedule)
-            if dist.rank > 0:  # own noise (VAE sampling) per rank, a function of (seed, step, rank) so resume is exact
-                torch.manual_seed(seed_for(t.seed, step, dist.rank))
-            optimizer.zero_grad(set_to_none=True)
-            for micro in range(t.grad_accum):
-                x = next(batches).to(device)
-                last = micro == t.grad_accum - 1
-                with contextlib.nullcontext() if last or not dist.enabled else ddp_model.no_sync():
-                    with autocast:  # DDP all-reduces gradients only in the last micro-batch's backward
-                        output = ddp_model(x)
-                    loss, extra = objective.loss(step, x, output, model)
-                    if not torch.isfinite(loss):
-                        raise ScvaeError(f"loss became {loss.item()} at step {step}: training diverged "
-                                         f"(lower lr or raise grad_clip); the last checkpoint is kept")
-                    (loss / t.grad_accum).backward()
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
+            output, x, loss, extra = _optimizer_step(step, t, ddp_model, model, objective, optimizer, batches,
+                                                     device, autocast, dist)
             if ema is not None:
                 ema.update(model)
             step_stats = {k: float(v) for k, v in
                           {**model.after_step(output), **extra, **objective.after_step(step, x, output)}.items()}
-            completed = step + 1
+            completed = done = step + 1
             timed += 1
             bar.update(1)
-            done = step + 1
             if done % t.log_every == 0 or done == t.steps:
                 values = {**_train_values(output, x, loss), **step_stats,
                           "sec_per_step": (time.perf_counter() - t0) / timed}
@@ -228,12 +257,12 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
                 _save_val_grid(evaluated, val_set, out / GRID_FILE, device)
                 if report.psnr > best:
                     best = report.psnr
-                    checkpoint("best", done)
+                    checkpoints.save("best", done, best, schedule)
             if dist.is_main and (done % t.save_every == 0 or done == t.steps):
-                checkpoint("last", done)
+                checkpoints.save("last", done, best, schedule)
     except KeyboardInterrupt:
         if dist.is_main and completed > start:
-            checkpoint("last", completed)
+            checkpoints.save("last", completed, best, schedule)
         raise ScvaeError(f"interrupted at step {completed}; continue with: scvae train --out {out} --resume") from None
     finally:
         bar.close()
