@@ -2,6 +2,9 @@
 
 After every optimizer step: w_ema <- decay * w_ema + (1 - decay) * w. Buffers (usage statistics, EMA
 codebooks) are copied as they are: they are already running averages of their own.
+
+Hand-written rather than ``torch.optim.swa_utils.AveragedModel``: that one would average the buffers or leave
+them stale, and its state dict (``module.*``, ``n_averaged``) would not load the EMA earlier checkpoints hold.
 """
 from __future__ import annotations
 

@@ -53,7 +53,8 @@ class TrainResult:
 def lr_at(step: int, run: RunConfig, schedule_steps: int | None = None) -> float:
     """Linear warmup to ``lr`` then cosine decay to ``lr * min_lr_ratio`` at ``schedule_steps`` (default
     ``steps``), constant after it. A run extended by ``--resume --steps N`` keeps the schedule its first
-    start planned, so the learning rate never jumps back up: the added steps run at the floor."""
+    start planned, so the learning rate never jumps back up: the added steps run at the floor. A pure function
+    of the step rather than a ``torch.optim.lr_scheduler``: resuming needs no scheduler state, only the step."""
     t = run.train
     total = schedule_steps or t.steps
     if step < t.warmup_steps:
