@@ -17,11 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from scvae.data import load_image
-from scvae.downstream.region_benchmark import read_bsds_ground_truth
-from scvae.downstream.region_methods import best_segmentation, bsds_pairs, region_table, run_region_benchmark
+from scvae.downstream.region_methods import bsds_pairs, overlay_rows, region_table, run_region_benchmark
 from scvae.errors import ScvaeError
 
 
@@ -33,31 +29,13 @@ def load(model_dir: str | None):
     return load_model(model_dir)
 
 
-def run(data: Path, split: str, methods: list[str], model: str | None, limit: int | None) -> dict:
-    pairs = bsds_pairs(data / "images" / split, data / "groundTruth" / split, limit)
-    result = run_region_benchmark(pairs, methods, load(model), lambda line: print(line, file=sys.stderr, flush=True))
-    return {"split": split, **result}
-
-
-def overlays(data: Path, result: dict, methods: list[str], model: str | None, n: int, png: str) -> None:
+def overlays(pairs, result: dict, model, png: str) -> None:
     """The photo, one human segmentation and each method at its covering-best parameter, boundaries drawn."""
-    from skimage.segmentation import mark_boundaries
-
     from scvae.evaluation.plots import panel_figure
 
-    split, loaded = result["split"], load(model)
-    rows = []
-    for path, truth in bsds_pairs(data / "images" / split, data / "groundTruth" / split, n):
-        image = load_image(path, 3)
-        human = read_bsds_ground_truth(truth)[0]
-        row = [image, mark_boundaries(image, human, color=(1, 0, 0))]
-        for method in methods:
-            best = result["methods"][method]["ods"]["covering_parameter"]
-            row.append(mark_boundaries(image, best_segmentation(method, image, best, loaded), color=(1, 1, 0)))
-        rows.append([(np.asarray(v) * (255 if np.asarray(v).dtype != np.uint8 else 1)).astype(np.uint8) for v in row])
-    titles = ["photo", "a human segmentation"] + [
-        f"{m} ({result['methods'][m]['ods']['covering_parameter']})" for m in methods]
-    panel_figure(rows, titles, png, height=2.2)
+    titles = ["photo", "a human segmentation"] + [f"{m} ({r['ods']['covering_parameter']})"
+                                                   for m, r in result["methods"].items()]
+    panel_figure(overlay_rows(pairs, result, model), titles, png, height=2.2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlays", type=int, default=0, help="images drawn in --png (default 0: none)")
     parser.add_argument("--png", default="overlays.png")
     args = parser.parse_args(argv)
+    data, methods = Path(args.data), [m.strip() for m in args.methods.split(",")]
     try:
-        result = run(Path(args.data), args.split, [m.strip() for m in args.methods.split(",")], args.model,
-                     args.limit)
+        pairs = bsds_pairs(data / "images" / args.split, data / "groundTruth" / args.split, args.limit)
+        model = load(args.model)
+        result = {"split": args.split, **run_region_benchmark(
+            pairs, methods, model, lambda line: print(line, file=sys.stderr, flush=True))}
     except ScvaeError as err:
         print(f"bsds_regions: {err}", file=sys.stderr)
         return 2
@@ -82,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.overlays:
-        overlays(Path(args.data), result, [m.strip() for m in args.methods.split(",")], args.model, args.overlays,
-                 args.png)
+        overlays(pairs[: args.overlays], result, model, args.png)
     return 0
 
 

@@ -171,11 +171,7 @@ def _region_eval(args: argparse.Namespace, out: Path) -> int:
     covering, PRI and VoI at ODS and OIS over each method's sweep."""
     import json
 
-    from skimage.segmentation import mark_boundaries
-
-    from ..data import load_image
-    from ..downstream.region_benchmark import read_bsds_ground_truth
-    from ..downstream.region_methods import (NEEDS_MODEL, SWEEPS, best_segmentation, bsds_pairs, region_table,
+    from ..downstream.region_methods import (NEEDS_MODEL, SWEEPS, bsds_pairs, overlay_rows, region_table,
                                              run_region_benchmark)
     from ..evaluation.plots import panel_figure
     from ..files import write_text_atomic
@@ -190,15 +186,7 @@ def _region_eval(args: argparse.Namespace, out: Path) -> int:
     claim_outputs(files, overwrite=args.overwrite)
     model = load_model(args.model) if any(m in NEEDS_MODEL for m in methods) else None
     result = run_region_benchmark(pairs, methods, model, None if args.no_progress else print)
-    rows = []
-    for path, truth in pairs[: args.overlays]:
-        image = load_image(path, 3)
-        row = [image, mark_boundaries(image, read_bsds_ground_truth(truth)[0], color=(1, 0, 0))]
-        for method in methods:
-            labels = best_segmentation(method, image, result["methods"][method]["ods"]["covering_parameter"], model)
-            row.append(mark_boundaries(image, labels, color=(1, 1, 0)))
-        rows.append([np.asarray(v if np.asarray(v).dtype == np.uint8 else np.asarray(v) * 255).astype(np.uint8)
-                     for v in row])
+    rows = overlay_rows(pairs[: args.overlays], result, model)
     out.mkdir(parents=True, exist_ok=True)
     table = region_table(result)
     write_text_atomic(files[0], json.dumps(result, indent=2) + "\n")

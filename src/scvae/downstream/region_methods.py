@@ -101,10 +101,25 @@ def run_region_benchmark(pairs: Sequence[tuple[Path, Path]], methods: Sequence[s
     return {"n_images": len(pairs), "methods": results}
 
 
-def best_segmentation(method: str, image: np.ndarray, parameter, model=None) -> np.ndarray:
-    """``method``'s labels (H, W) for ``image`` at one ``parameter`` (a hierarchy is cut there)."""
-    fn = segmenter(method, model)
-    return fn(image).cut(parameter) if method in HIERARCHICAL else fn(image, parameter)
+def overlay_rows(pairs: Sequence[tuple[Path, Path]], result: dict, model=None) -> list[list[np.ndarray]]:
+    """For each (image, ground truth) pair, uint8 (H, W, 3) panels: the photo, its first human segmentation,
+    and each method of ``result`` at its covering-best parameter (ODS), region boundaries drawn."""
+    from skimage.segmentation import mark_boundaries
+
+    def drawn(image: np.ndarray, labels: np.ndarray, colour: tuple) -> np.ndarray:
+        return (mark_boundaries(image, labels, color=colour) * 255).round().astype(np.uint8)
+
+    best = {m: r["ods"]["covering_parameter"] for m, r in result["methods"].items()}
+    fns = {m: segmenter(m, model) for m in best}
+    rows = []
+    for path, truth in pairs:
+        image = load_image(path, 3)
+        row = [image, drawn(image, read_bsds_ground_truth(truth)[0], (1, 0, 0))]
+        for method, fn in fns.items():
+            labels = fn(image).cut(best[method]) if method in HIERARCHICAL else fn(image, best[method])
+            row.append(drawn(image, labels, (1, 1, 0)))
+        rows.append(row)
+    return rows
 
 
 def region_table(result: dict) -> str:
