@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..sparse.rate import logistic_bin_bits
 from .backbone import Decoder, Encoder
 from .base import AutoencoderModel, ContinuousCodes, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
@@ -56,10 +57,8 @@ class AE(ContinuousCodes, AutoencoderModel):
     def latent_bits(self, latent: torch.Tensor) -> torch.Tensor:
         """Bits of each image's latent (B, d, h, w) under the factorised prior: per entry -log2 of the
         logistic's mass on [y - 1/2, y + 1/2]; (B,)."""
-        loc = self.prior_loc.view(1, -1, 1, 1)
-        scale = self.prior_log_scale.exp().view(1, -1, 1, 1)
-        mass = torch.sigmoid((latent + 0.5 - loc) / scale) - torch.sigmoid((latent - 0.5 - loc) / scale)
-        return -torch.log2(mass.clamp_min(1e-9)).flatten(1).sum(1)
+        bits = logistic_bin_bits(latent, self.prior_loc.view(1, -1, 1, 1), self.prior_log_scale.view(1, -1, 1, 1))
+        return bits.flatten(1).sum(1)
 
     def forward(self, x: torch.Tensor) -> AutoencoderOutput:
         z = self.encoder(x)

@@ -61,7 +61,7 @@ class SCVAE(AutoencoderModel):
             learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom, per_iteration=per_iteration,
             untied=untied, dead_atom_threshold=dead_atom_threshold, usage_floor=usage_floor,
             balance_step=balance_step, grad_iterations=grad_iterations, refit=refit, refit_ridge=refit_ridge,
-            quantize_step=quantize_step, rate_weight=rate_weight / (in_channels * 4 ** (len(ch_mult) - 1)))
+            quantize_step=quantize_step, rate_weight=rate_weight / (in_channels * self.downsampling_factor ** 2))
         self._register_load_state_dict_pre_hook(_rename_old_lista_keys)
 
     @property

@@ -151,7 +151,7 @@ class SparseCodingBottleneck(nn.Module):
 
     def quantize(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes rounded to the ``quantize_step`` grid (straight-through); unchanged if 0."""
-        if self.quantize_step <= 0:
+        if self.rate_weight == 0 and self._fixed_step <= 0:
             return codes
         # trained for rate, a value below half a step leaves the support (it would cost more than it gives);
         # otherwise the support is LISTA's and a kept value never rounds to 0
