@@ -104,6 +104,11 @@ def test_rate_points_rates_finished_runs_for_rd_margins(tiny_run, tmp_path):
     points = json.loads((tmp_path / "p.json").read_text())["points"]
     assert [p["family"] for p in points] == ["scvae"] and points[0]["bits_per_image"] > 0
     assert points[0]["setting"] == {"run": "run"}
+    run("rate_points.py", str(tiny_run), "--out", str(tmp_path / "s.json"), "--limit", "3", "--sweep")
+    swept = json.loads((tmp_path / "s.json").read_text())["points"]
+    steps = [p["setting"].get("step") for p in swept]
+    assert len(swept) == 9 and steps[0] is None and steps[1:] == sorted(steps[1:], reverse=True)
+    assert swept[1]["bits_per_image"] < swept[-1]["bits_per_image"]  # coarser steps cost fewer bits
 
 
 BSDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsds500"
