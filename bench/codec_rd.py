@@ -9,6 +9,7 @@ figure:
 
     python bench/codec_rd.py runs/cifar-compare/scvae runs/cifar-compare/ae --steps auto,1,0.5,0.25 \\
         --images 200 --json codec_rd.json --figure codec_rd.png
+    python bench/codec_rd.py runs/scr-adaptive-0.01 --context --images 1000  # the spatial context's saving
 """
 from __future__ import annotations
 
@@ -32,14 +33,17 @@ from scvae.training import build_datasets, load_model
 QUALITIES = (1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 
-def code_run(run_dir: Path, steps: list[str], fit_images: int, n_images: int) -> tuple[list[dict], torch.Tensor]:
+def code_run(run_dir: Path, steps: list[str], fit_images: int, n_images: int,
+             contexts: tuple[bool, ...] = (False,)) -> tuple[list[dict], torch.Tensor]:
     run = load_run_config(run_dir / "config.yaml")
     train_set, val_set = build_datasets(run)
     model = load_model(run_dir / "checkpoints" / "last")
     images = torch.cat([x for _, x in val_set.eval_batches(64, n_images)])
     rows = []
-    for step in (steps if model.symbol_step() is None else ["auto"]):
-        entropy_model = fit_entropy_model(model, train_set, fit_images, step=None if step == "auto" else float(step))
+    plan = [(s, c) for s in (steps if model.symbol_step() is None else ["auto"]) for c in contexts]
+    for step, context in plan:
+        entropy_model = fit_entropy_model(model, train_set, fit_images, step=None if step == "auto" else float(step),
+                                          context=context)
         bits, ideal, psnr, encode, decode = [], [], [], 0.0, 0.0
         for x in images:
             t0 = time.perf_counter()
@@ -51,11 +55,12 @@ def code_run(run_dir: Path, steps: list[str], fit_images: int, n_images: int) ->
             bits.append(8 * len(encoded.data))
             ideal.append(float(entropy_model.bits(encoded.symbols)[0]))
             psnr.append(float(psnr_per_image(to_unit(y), to_unit(x[None]))[0]))
-        rows.append({"run": run_dir.name, "family": model.model_type, "step": entropy_model.step,
+        rows.append({"run": run_dir.name, "family": model.model_type, "context": context,
+                     "step": entropy_model.step,
                      "step_setting": step, "bits": float(np.mean(bits)), "ideal_bits": float(np.mean(ideal)),
                      "psnr": float(np.mean(psnr)), "encode_ms": 1000 * encode / len(images),
                      "decode_ms": 1000 * decode / len(images), "n_images": len(images)})
-        if entropy_model.step is None:
+        if entropy_model.step is None and context == contexts[-1]:
             break  # discrete codes: the step does not apply
     return rows, images
 
@@ -92,9 +97,10 @@ def figure(rows: list[dict], anchors: dict[str, list[dict]], path: Path) -> None
     for name, curve in anchors.items():
         ax.plot([p["bits"] for p in curve], [p["psnr"] for p in curve], "--", color="grey" if name == "JPEG" else "k",
                 label=f"{name} (Pillow, file size)")
-    for run in dict.fromkeys(r["run"] for r in rows):
-        points = sorted((r for r in rows if r["run"] == run), key=lambda r: r["bits"])
-        ax.plot([r["bits"] for r in points], [r["psnr"] for r in points], "o-", label=f"{run} (file size)")
+    for run, context in dict.fromkeys((r["run"], r["context"]) for r in rows):
+        points = sorted((r for r in rows if (r["run"], r["context"]) == (run, context)), key=lambda r: r["bits"])
+        ax.plot([r["bits"] for r in points], [r["psnr"] for r in points], "o-" if not context else "s--",
+                label=f"{run}{', context' if context else ''} (file size)")
     ax.set_xscale("log")
     ax.set_xlabel("bits per image (mean file size, header included)")
     ax.set_ylabel("held-out PSNR (dB)")
@@ -111,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="auto", help="comma-separated steps for continuous codes, or auto")
     parser.add_argument("--fit-images", type=int, default=2000)
     parser.add_argument("--images", type=int, default=200, help="held-out images to code")
+    parser.add_argument("--context", action="store_true",
+                        help="code each setting twice: per-channel model, then with spatial context")
     parser.add_argument("--json")
     parser.add_argument("--figure")
     args = parser.parse_args(argv)
@@ -119,18 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         for run in map(Path, args.runs):
             if not (run / "config.yaml").is_file():
                 raise ScvaeError(f"{run}: not a training run (no config.yaml)")
-            coded, images = code_run(run, args.steps.split(","), args.fit_images, args.images)
+            coded, images = code_run(run, args.steps.split(","), args.fit_images, args.images,
+                                     (False, True) if args.context else (False,))
             rows += coded
     except (ScvaeError, OSError, ValueError) as err:
         print(f"codec_rd: {err}", file=sys.stderr)
         return 2
     anchors = {fmt: pillow_curve(images, fmt) for fmt in ("JPEG", "WEBP")}
-    print(f"| run | family | step | file bits | model's rate | file / rate | PSNR | JPEG at those bits | "
-          f"WebP at those bits | encode ms | decode ms |\n|{'---|' * 11}")
+    print(f"| run | family | context | step | file bits | model's rate | file / rate | PSNR | JPEG at those bits | "
+          f"WebP at those bits | encode ms | decode ms |\n|{'---|' * 12}")
     for r in rows:
         step = "" if r["step"] is None else f"{r['step']:.3g}"
         jpeg, webp = (at_bits(anchors[f], r["bits"]) for f in ("JPEG", "WEBP"))
-        print(f"| {r['run']} | {r['family']} | {step} | {r['bits']:.0f} | {r['ideal_bits']:.0f} | "
+        print(f"| {r['run']} | {r['family']} | {'yes' if r['context'] else 'no'} | {step} | {r['bits']:.0f} | {r['ideal_bits']:.0f} | "
               f"{(r['bits'] - HEADER_BITS) / r['ideal_bits']:.4f} | {r['psnr']:.2f} | "
               f"{'' if jpeg is None else f'{jpeg:.2f}'} | {'' if webp is None else f'{webp:.2f}'} | "
               f"{r['encode_ms']:.1f} | {r['decode_ms']:.1f} |")

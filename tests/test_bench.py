@@ -83,9 +83,10 @@ def test_rd_margins_reads_points_files_and_names_a_missing_one(tmp_path):
 
 def test_codec_rd_codes_real_files_beside_jpeg_and_webp(tiny_run, tmp_path):
     out = run("codec_rd.py", str(tiny_run), "--steps", "auto,0.5", "--fit-images", "6", "--images", "3",
-              "--json", str(tmp_path / "c.json"), "--figure", str(tmp_path / "c.png"))
+              "--context", "--json", str(tmp_path / "c.json"), "--figure", str(tmp_path / "c.png"))
     result = json.loads((tmp_path / "c.json").read_text())
-    assert [r["step_setting"] for r in result["rows"]] == ["auto", "0.5"] and result["rows"][1]["step"] == 0.5
+    assert [(r["step_setting"], r["context"]) for r in result["rows"]] == [
+        ("auto", False), ("auto", True), ("0.5", False), ("0.5", True)] and result["rows"][2]["step"] == 0.5
     assert all(r["bits"] > result["header_bits"] and r["encode_ms"] > 0 for r in result["rows"])
     assert {"JPEG", "WEBP"} == set(result["anchors"]) and "| file bits |" in out
     assert (tmp_path / "c.png").stat().st_size > 0

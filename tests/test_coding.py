@@ -20,7 +20,7 @@ SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
 def test_the_model_counts_symbols_and_prices_them_by_their_frequencies(tmp_path):
     symbols = torch.tensor([[[[0, 0], [1, 2]]], [[[0, 1], [1, 1]]]])  # (N 2, C 1, 2, 2)
     model = ChannelEntropyModel.fit(symbols, None, "ae")
-    assert model.alphabets[0].tolist() == [0, 1, 2] and model.counts[0].tolist() == [3, 4, 1]
+    assert model.alphabets[0].tolist() == [0, 1, 2] and model.counts[0].tolist() == [[3, 4, 1]]
     p = np.array([3, 4, 1, 1]) / 9  # the escape symbol's pseudo-count is 1
     assert np.allclose(model.probabilities(0), p)
     expected = -np.log2(p[[0, 0, 1, 2]]).sum()
@@ -30,6 +30,28 @@ def test_the_model_counts_symbols_and_prices_them_by_their_frequencies(tmp_path)
     loaded = ChannelEntropyModel.load(model.save(tmp_path / "m.safetensors"))
     assert loaded.fingerprint() == model.fingerprint() and loaded.step is None
     assert ChannelEntropyModel.fit(symbols + 1, None, "ae").fingerprint() != model.fingerprint()
+
+
+def test_the_context_model_counts_each_neighbour_context_and_prices_symbols_by_it(tmp_path):
+    from scvae.coding.entropy_model import neighbour_context
+
+    symbols = torch.tensor([[[[0, 2, 2], [0, 0, 2]]], [[[0, 0, 0], [0, 0, 1]]]])  # (N 2, C 1, 2, 3), mode 0
+    contexts = neighbour_context(symbols.numpy(), np.array([0]))
+    # left + up neighbours that are not 0, outside the grid counting as 0
+    assert contexts[0, 0].tolist() == [[0, 0, 1], [0, 1, 1]] and contexts[1, 0].tolist() == [[0, 0, 0], [0, 0, 0]]
+    model = ChannelEntropyModel.fit(symbols, None, "scvae", context=True)
+    assert model.modes.tolist() == [0] and model.alphabets[0].tolist() == [0, 1, 2]
+    assert model.counts[0].tolist() == [[7, 1, 1], [1, 0, 2], [0, 0, 0]]
+    overall = np.array([8, 1, 3]) / 12
+    p = np.append(np.array([1, 0, 2]) + 3 * overall, 1.0)  # context 1: smoothed towards the channel
+    assert np.allclose(model.probabilities(0, 1), p / p.sum())
+    table = np.stack([model.probabilities(0, k) for k in range(3)])
+    index = np.searchsorted([0, 1, 2], symbols.numpy()[0, 0])
+    expected = -np.log2(table[contexts[0, 0], index]).sum()
+    assert math.isclose(float(model.bits(symbols)[0]), expected, rel_tol=1e-12)
+    loaded = ChannelEntropyModel.load(model.save(tmp_path / "c.safetensors"))
+    assert loaded.fingerprint() == model.fingerprint() and loaded.counts[0].tolist() == model.counts[0].tolist()
+    assert ChannelEntropyModel.fit(symbols, None, "scvae").fingerprint() != model.fingerprint()
 
 
 def _crops(n: int = 12, size: int = 16, seed: int = 0) -> CropDataset:
@@ -44,14 +66,20 @@ def _crops(n: int = 12, size: int = 16, seed: int = 0) -> CropDataset:
 SC_RATE = dict(n_atoms=36, max_active=6, quantize_step=0.7, rate_weight=0.01)  # learned step, adaptive support
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "scvae-rate", "ae", "vae", "vqvae", "vqvae-strong", "fsq", "rvq"])
-def test_every_family_round_trips_exactly_at_the_models_rate(model_type):
+FAMILIES = ["scvae", "scvae-rate", "ae", "vae", "vqvae", "vqvae-strong", "fsq", "rvq"]
+
+
+# the context model on one family of each kind of symbol: sparse, dense, one index, several indices
+@pytest.mark.parametrize("model_type,context", [(m, False) for m in FAMILIES] +
+                         [(m, True) for m in ("scvae-rate", "ae", "vqvae", "rvq")])
+def test_every_family_round_trips_exactly_at_the_models_rate(model_type, context):
     torch.manual_seed(0)
     extra = {"scvae": dict(n_atoms=36, max_active=6), "scvae-rate": SC_RATE}.get(model_type, {})
     model = MODEL_REGISTRY[model_type.removesuffix("-rate")](**SMALL, **extra)
     model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)  # initialised codebooks
     model.eval()
-    entropy_model = fit_entropy_model(model, _crops(), limit=None)
+    entropy_model = fit_entropy_model(model, _crops(), limit=None, context=context)
+    assert entropy_model.contexts == (3 if context else 1)
     assert (entropy_model.step is None) == (model_type in ("vqvae", "vqvae-strong", "fsq", "rvq"))
     if model_type == "scvae-rate":
         assert entropy_model.step == pytest.approx(0.7)  # the model's own (learned) step
@@ -105,6 +133,13 @@ def test_compress_and_decompress_commands(tiny_run, tmp_path, capsys):
     assert main(["decompress", *files, "--model", str(tiny_run), "--out", str(back)]) == 0
     assert sorted(p.name for p in back.iterdir()) == ["p0.png", "p1.png", "p2.png"]
     assert Image.open(back / "p1.png").size == (30, 20)
+    context_out = tmp_path / "zc"
+    assert main([*argv[:-4], "--out", str(context_out), "--fit-images", "8", "--context"]) == 0
+    files = sorted(map(str, context_out.glob("*.scvz")))
+    assert main(["decompress", *files, "--model", str(tiny_run), "--out", str(tmp_path / "back_c")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "back_c" / "p1.png")),
+                          np.asarray(Image.open(back / "p1.png")))  # the same codes, coded otherwise
+    capsys.readouterr()
     _refused(capsys, argv, tmp_path, "already exists; pass --overwrite")
     (tmp_path / "junk.scvz").write_bytes(b"SCVZ\x01\x00" + bytes(30))
     _refused(capsys, ["decompress", str(tmp_path / "junk.scvz"), "--model", str(tiny_run), "--out", str(back / "j"),

@@ -36,7 +36,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     else:
         fit_set = (folder_datasets(args.fit_data, model.resolution, model.in_channels)[0] if args.fit_data
                    else training_images(args.model, None, model))
-        entropy_model = fit_entropy_model(model, fit_set, args.fit_images)
+        entropy_model = fit_entropy_model(model, fit_set, args.fit_images, context=args.context)
         entropy_model.save(out / ENTROPY_MODEL)
     records = []
     for path, target in zip(paths, targets):
@@ -94,6 +94,9 @@ def add_coding_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--entropy-model", help=f"a saved {ENTROPY_MODEL} (default: fit one, written to --out)")
     p.add_argument("--fit-data", help="images to fit the entropy model on (default: the run's training split)")
     p.add_argument("--fit-images", type=int, default=2000, help="crops to fit on (default 2000)")
+    p.add_argument("--context", action="store_true",
+                   help="fit a model with spatial context: each channel's distribution chosen by how many of the "
+                        "left and up neighbours are busy (smaller files, slower decoding)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_compress)
 

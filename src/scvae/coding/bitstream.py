@@ -14,7 +14,8 @@ bytes    type   content
 14-15    u16    reserved (0)
 =======  =====  ==========================================================
 
-The symbols are coded channel by channel in raster order, then the values of escaped symbols. A file's
+The symbols are coded channel by channel in raster order, then the values of escaped symbols. With a
+context model each symbol is coded with its context's distribution, and decoded position by position. A file's
 size is therefore the header, plus the ideal code length of its symbols under the model, plus the range
 coder's rounding and its final word (at most 64 bits).
 """
@@ -34,6 +35,7 @@ MAGIC, VERSION = b"SCVZ", 1
 HEADER = struct.Struct("<4sBBHHIH")
 HEADER_BITS = 8 * HEADER.size
 _OFFSET = 2 ** (RAW_BITS - 1)
+_BY_SYMBOL = constriction.stream.model.Categorical(perfect=False)  # probabilities given with each symbol
 
 
 @dataclass
@@ -48,11 +50,15 @@ class Encoded:
 def encode_symbols(symbols: np.ndarray, model: ChannelEntropyModel) -> np.ndarray:
     """Symbols (C, h, w) int64 -> the range coder's words (uint32)."""
     encoder = constriction.stream.queue.RangeEncoder()
+    contexts = model.symbol_contexts(symbols)
     escaped = []
-    for c, categorical in enumerate(model.categoricals()):
+    for c in range(model.n_channels):
         values = symbols[c].ravel()
-        index = model.alphabet_indices(c, values)
-        encoder.encode(index.astype(np.int32), categorical)
+        index = model.alphabet_indices(c, values).astype(np.int32)
+        if model.modes is None:
+            encoder.encode(index, model.categoricals()[c])
+        else:  # one distribution per symbol, chosen by its context
+            encoder.encode(index, _BY_SYMBOL, model.probability_table(c)[contexts[c].ravel()])
         escaped.append(values[index == len(model.alphabets[c])])
     raw = np.concatenate(escaped) + _OFFSET
     if raw.size:
@@ -62,14 +68,31 @@ def encode_symbols(symbols: np.ndarray, model: ChannelEntropyModel) -> np.ndarra
     return encoder.get_compressed()
 
 
+def _decode_channel(decoder, model: ChannelEntropyModel, c: int, h: int, w: int) -> np.ndarray:
+    """Channel ``c``'s alphabet indices (h * w,), position by position when each one's context depends on the
+    neighbours decoded before it."""
+    if model.modes is None:
+        return decoder.decode(model.categoricals()[c], h * w)
+    table, alphabet = model.probability_table(c), model.alphabets[c]
+    busy = np.zeros((h, w), bool)  # differs from the mode (an escaped symbol never is the mode)
+    mode_index = np.searchsorted(alphabet, model.modes[c])
+    index = np.zeros((h, w), np.int64)
+    for i in range(h):
+        for j in range(w):
+            context = int(j > 0 and busy[i, j - 1]) + int(i > 0 and busy[i - 1, j])
+            index[i, j] = decoder.decode(_BY_SYMBOL, table[context:context + 1])[0]
+            busy[i, j] = index[i, j] != mode_index
+    return index.ravel()
+
+
 def decode_symbols(words: np.ndarray, shape: tuple[int, int, int], model: ChannelEntropyModel) -> np.ndarray:
     """The inverse of :func:`encode_symbols`: words -> symbols of ``shape`` (C, h, w)."""
     channels, h, w = shape
     decoder = constriction.stream.queue.RangeDecoder(words)
     out = np.zeros((channels, h * w), np.int64)
     escapes = []
-    for c, categorical in enumerate(model.categoricals()):
-        index = decoder.decode(categorical, h * w)
+    for c in range(model.n_channels):
+        index = _decode_channel(decoder, model, c, h, w)
         alphabet = model.alphabets[c]
         escape = index == len(alphabet)
         out[c] = np.where(escape, 0, alphabet[np.minimum(index, max(len(alphabet) - 1, 0))] if len(alphabet) else 0)
