@@ -16,5 +16,8 @@ def test_a_model_saved_before_the_bottleneck_modules_loads_and_codes_as_it_did(f
     model = AutoencoderModel.from_pretrained(SAVED / family)
     expected = load_file(str(SAVED / family / "expected.safetensors"))
     codes = model.encode(expected["images"]).codes
-    assert torch.equal(codes, expected["codes"])
+    if codes.is_floating_point():  # the same up to the thread count's summation order
+        assert torch.allclose(codes, expected["codes"], atol=1e-5)
+    else:
+        assert torch.equal(codes, expected["codes"])
     assert torch.allclose(model.decode(codes).sample, expected["reconstruction"], atol=1e-5)
