@@ -48,7 +48,7 @@ def test_scvae_defaults_are_the_recommended_preset():
 def test_fsq_rounds_each_dimension_to_its_levels_with_a_straight_through_gradient():
     torch.manual_seed(0)
     model = FSQVAE(**SMALL, levels=[8, 5, 3])
-    fsq = model.quantizer
+    fsq = model.bottleneck.quantizer
     z = torch.randn(4, len([8, 5, 3]), 6, 6) * 3
     z.requires_grad_(True)
     codes = fsq.quantize(z.permute(0, 2, 3, 1))  # (B, h, w, 3) in [-1, 1], before project_out
@@ -64,14 +64,14 @@ def test_fsq_rounds_each_dimension_to_its_levels_with_a_straight_through_gradien
     out = model(torch.rand(2, 3, 16, 16) * 2 - 1)
     assert out.indices.shape == (2, 8, 8) and int(out.indices.max()) < 120
     assert torch.allclose(model.decode(model.encode(torch.zeros(1, 3, 16, 16)).codes).sample,
-                          model.decoder(model.quantize(model.encoder(torch.zeros(1, 3, 16, 16)))[0]), atol=1e-5)
+                          model.decoder(model.bottleneck.quantize(model.encoder(torch.zeros(1, 3, 16, 16)))[0]), atol=1e-5)
 
 
 def test_strong_vq_restarts_a_dead_code_on_encoder_outputs():
     torch.manual_seed(0)
     model = StrongVQVAE(**SMALL, codebook_size=16, codebook_dim=4, dead_code_threshold=2.0, kmeans_init=False)
     model.train()
-    book = model.quantizer._codebook
+    book = model.bottleneck.quantizer._codebook
     book.embed.data[0, 3] = torch.tensor([1.0, 0.0, 0.0, 0.0]) * 1e3  # a code no input is near
     book.cluster_size.data[0, 3] = 0.0  # ... and whose usage has decayed to nothing
     before = book.embed.data[0, 3].clone()
@@ -222,7 +222,7 @@ def test_strong_vq_lookup_agrees_with_the_library():
     model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)
     model.eval()
     z = model.encoder(torch.rand(4, 3, 16, 24) * 2 - 1)
-    assert torch.equal(model.nearest_codes(z), model.quantize(z)[1])
+    assert torch.equal(model.nearest_codes(z), model.bottleneck.quantize(z)[1])
 
 
 def test_residual_vq_decodes_the_sum_of_its_stages_as_the_library_does():
@@ -231,13 +231,13 @@ def test_residual_vq_decodes_the_sum_of_its_stages_as_the_library_does():
     model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)  # k-means init of every stage
     model.eval()
     z = model.encoder(torch.rand(2, 3, 16, 24) * 2 - 1)  # an 8 x 12 grid
-    quantized, indices, _ = model.quantize(z)
+    quantized, indices, _ = model.bottleneck.quantize(z)
     assert indices.shape == (2, 3, 8, 12) and torch.equal(model.nearest_codes(z), indices)
-    library = model.quantizer.get_output_from_indices(indices.flatten(2).transpose(1, 2))  # (B, h*w, d)
-    assert torch.allclose(model.vectors_from_indices(indices), library.transpose(1, 2).reshape(2, 16, 8, 12), atol=1e-6)
-    assert torch.allclose(model.vectors_from_indices(indices), quantized, atol=1e-5)
+    library = model.bottleneck.quantizer.get_output_from_indices(indices.flatten(2).transpose(1, 2))  # (B, h*w, d)
+    assert torch.allclose(model.bottleneck.vectors_from_indices(indices), library.transpose(1, 2).reshape(2, 16, 8, 12), atol=1e-6)
+    assert torch.allclose(model.bottleneck.vectors_from_indices(indices), quantized, atol=1e-5)
     # each stage quantises what the ones before left, so the error falls stage by stage
-    books = model.quantizer.codebooks
+    books = model.bottleneck.quantizer.codebooks
     errors = [(z - sum(books[q][indices[:, q]] for q in range(n)).permute(0, 3, 1, 2)).square().mean()
               for n in (1, 2, 3)]
     assert errors[0] > errors[1] > errors[2]

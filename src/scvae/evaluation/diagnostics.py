@@ -143,7 +143,7 @@ class PosteriorDiagnostics(Diagnostics):
         self.sum = self.sumsq = self.kl = None
 
     def update(self, output: Any) -> None:
-        from ..models.vae import kl_per_dim
+        from ..bottlenecks import kl_per_dim
 
         mean = output.mean.detach().double().cpu()
         kl = kl_per_dim(output.mean.detach(), output.logvar.detach()).double().cpu()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from abc import ABCMeta, abstractmethod
+from abc import ABCMeta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,7 +20,6 @@ from .. import __version__
 from ..errors import ScvaeError
 from ..files import read_text_file, write_text_atomic
 from ..resources import require_memory
-from ..sparse.quantize import quantization_indices
 from .hub import ModelConfig, download, looks_like_repo_id
 from .outputs import AutoencoderOutput, DecoderOutput, EncoderOutput
 
@@ -110,33 +109,50 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         if "recon_loss" in config:
             reconstruction_loss(config["recon_loss"], torch.zeros(1), torch.zeros(1))  # validates the name
         self.config = ModelConfig(config)
+        if self.legacy_prefixes:
+            self._register_load_state_dict_pre_hook(self._rename_legacy_keys)
+
+    def _rename_legacy_keys(self, state_dict: dict, prefix: str, *args) -> None:
+        for old, new in self.legacy_prefixes.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
 
     def backbone_config(self) -> dict[str, Any]:
         """Encoder/decoder keyword arguments shared by every model (all but channels)."""
         return {k: self.config[k] for k in BACKBONE_KEYS}
 
-    # --- subclasses implement these -------------------------------------------------------------
-    @abstractmethod
+    # --- the bottleneck: every family is encoder -> bottleneck -> decoder (scvae.bottlenecks) ----------
+    bottleneck: nn.Module
+    sparse_codes = False  # codes whose zeros are a support (SC-VAE): the rate also reports the support's bits
+    # checkpoint key prefixes from before the family's bottleneck was a module, and where they live now
+    legacy_prefixes: ClassVar[dict[str, str]] = {}
+
+    @_no_grad_in_eval_mode
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) in [-1, 1] -> the model's codes (see :class:`EncoderOutput`)."""
+        return self.bottleneck.encode(self.encoder(x))
 
-    @abstractmethod
     def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes as returned by :meth:`encode` -> the decoder's input (B, d, h, w)."""
+        return self.bottleneck.synthesize(codes)
 
-    @abstractmethod
+    @_no_grad_in_eval_mode
     def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes -> real-valued per-position vectors (B, F, h, w) of the code space, where codes are
         averaged, clustered and sampled (SC-VAE: the sparse codes; VAE: the means; VQ-VAE: code vectors)."""
+        return self.bottleneck.code_vectors(codes)
 
-    @abstractmethod
+    @_no_grad_in_eval_mode
     def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
         """Any vectors (B, F, h, w) of the code space -> the nearest codes the model can produce
         (SC-VAE: at most ``max_active`` atoms per position; VQ-VAE: the nearest code indices)."""
+        return self.bottleneck.nearest_codes(vectors)
 
     # --- symbols: what an entropy coder codes (scvae.coding) ---------------------------------------
-    coded_channel = "latent channel"  # what one channel of to_symbols is, for the rate's description
-    sparse_codes = False  # codes whose zeros are a support (SC-VAE): the rate also reports the support's bits
+    @property
+    def coded_channel(self) -> str:
+        """What one channel of :meth:`to_symbols` is, for the rate's description."""
+        return self.bottleneck.coded_channel
 
     def bits_back(self, x: torch.Tensor) -> torch.Tensor | None:
         """The bits-back rate of each image (B,), for a model with a posterior (the VAE's KL); else None."""
@@ -145,16 +161,17 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
     def symbol_step(self) -> float | None:
         """The quantisation step the model's own codes sit on (None: continuous codes, a step is chosen
         for them; discrete codes ignore it)."""
-        return None
+        own = getattr(self.bottleneck, "symbol_step", None)
+        return own() if own is not None else None
 
     def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
         """Codes from :meth:`encode` -> the integers an entropy coder codes, (B, C, h, w) int64, one channel
-        per coded quantity. Continuous codes (this default): each entry's nearest multiple of ``step``."""
-        return quantization_indices(codes.float(), step, keep_support=False).long()
+        per coded quantity (continuous codes: each entry's nearest multiple of ``step``)."""
+        return self.bottleneck.to_symbols(codes, step)
 
     def from_symbols(self, symbols: torch.Tensor, step: float | None = None) -> torch.Tensor:
         """The inverse of :meth:`to_symbols`: symbols (B, C, h, w) -> codes :meth:`decode` takes."""
-        return symbols.float() * step
+        return self.bottleneck.from_symbols(symbols, step)
 
     # --- shared -----------------------------------------------------------------------------------
     def after_step(self, output: AutoencoderOutput) -> dict[str, float]:
@@ -300,22 +317,6 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         return (model.to(dtype=dtype) if dtype is not None else model).eval()
 
 
-class ContinuousCodes:
-    """Mixin for models whose codes are real latents (AE, VAE): the codes are the decoder's input and
-    every real vector is a valid code."""
-
-    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
-        """Latents (B, d, h, w) are the decoder's input."""
-        return codes
-
-    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes.float()
-
-    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Every real vector is a valid latent."""
-        return vectors.float()
-
-
 def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``config.json`` of a saved model, with clear errors for missing or corrupt files."""
     path = Path(directory) / CONFIG_NAME
@@ -329,16 +330,3 @@ def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ScvaeError(f"{path}: expected a JSON object")
     return config
-
-
-class IndexCodes:
-    """Symbols of models whose codes are one code index per position, (B, h, w)."""
-
-    coded_channel = "code index"
-
-    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
-        """Indices (B, h, w) -> (B, 1, h, w): one coded channel, the code index (``step`` is ignored)."""
-        return codes.long()[:, None]
-
-    def from_symbols(self, symbols: torch.Tensor, step: float | None = None) -> torch.Tensor:
-        return symbols[:, 0]

@@ -1,68 +1,23 @@
-"""Strong discrete baselines on the same backbone, with the quantizers practitioners use
-(vector-quantize-pytorch): a VQ-VAE with the modern anti-collapse recipe, and FSQ.
+"""The quantised baselines on the same backbone: encoder -> a quantizer bottleneck -> decoder.
 
-- ``vqvae-strong``: l2-normalised (cosine) lookup in a low-dimensional projection (ViT-VQGAN, LlamaGen),
-  EMA codebook, k-means initialisation and dead-code restart (SoundStream).
-- ``fsq``: Finite Scalar Quantization (Mentzer et al. 2023): a projection to ``len(levels)`` bounded
-  scalars, each rounded to one of ``levels[i]`` values; implicit codebook of prod(levels) codes, no
-  codebook to collapse and no auxiliary loss.
-- ``rvq``: residual VQ (SoundStream, EnCodec): ``num_quantizers`` EMA codebooks in turn, each quantising
-  what the ones before left; the decoder gets the sum. It reaches the high rates a single codebook cannot.
+- ``vqvae``: the plain VQ-VAE (:class:`~scvae.bottlenecks.VQBottleneck`), anti-collapse options off;
+- ``vqvae-strong``: the modern VQ recipe (:class:`~scvae.bottlenecks.StrongVQBottleneck`);
+- ``fsq``: Finite Scalar Quantization (:class:`~scvae.bottlenecks.FSQBottleneck`);
+- ``rvq``: residual VQ (:class:`~scvae.bottlenecks.ResidualVQBottleneck`).
 
-Codes are indices (B, h, w), as for :class:`~scvae.models.vqvae.VQVAE`; the residual VQ's are (B, Q, h, w),
-one index per stage.
+Codes are indices (B, h, w); the residual VQ's are (B, Q, h, w), one index per stage.
 """
 from __future__ import annotations
 
-import math
-from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from ..collective import all_gather_rows, broadcast_from_main, is_distributed
+from ..bottlenecks import FSQBottleneck, ResidualVQBottleneck, StrongVQBottleneck, VQBottleneck
 from .backbone import Decoder, Encoder
-from .base import AutoencoderModel, AutoencoderOutput, IndexCodes, register_model
+from .base import AutoencoderModel, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
-
-
-def codebooks_from_global_batch(quantizer: nn.Module) -> None:
-    """Under torch.distributed, make the k-means init and dead-code restarts of vector-quantize-pytorch's
-    codebooks in ``quantizer`` draw from the global batch, as one process would.
-
-    The library's own distributed path gives each rank a random share of the samples, so a run on N ranks
-    cannot equal one process. Here the rows (h, n, d) of every rank are gathered in rank order (the global
-    batch's order), rank 0 runs the library's one-process code on them with its random stream, and the
-    codebook is broadcast from rank 0. Gathering happens only on the steps that init or restart. The EMA
-    statistics stay synced by the library (an all-reduce of counts and sums). A no-op outside
-    torch.distributed.
-    """
-    from vector_quantize_pytorch.vector_quantize_pytorch import Codebook, batched_sample_vectors
-
-    if not is_distributed():
-        return
-    for book in (m for m in quantizer.modules() if isinstance(m, Codebook)):
-        book.sample_fn = book.replace_sample_fn = batched_sample_vectors
-        book.kmeans_all_reduce_fn = lambda tensor: tensor  # the rows are already global
-        book.init_embed_ = _on_global_rows(book, book.init_embed_, lambda b: not b.initted)
-        book.expire_codes_ = _on_global_rows(book, book.expire_codes_, lambda b: b.training and bool(
-            b.has_dead_code_replacement and (b.cluster_size < b.threshold_ema_dead_code).any()))
-
-
-def _on_global_rows(book: nn.Module, update, needed):
-    def on_global_rows(rows: torch.Tensor, mask=None, seq_mask=None) -> None:
-        if mask is not None or seq_mask is not None:
-            raise ValueError("masked sequences are not gathered across ranks; the models here pass none")
-        if not needed(book):  # the same answer on every rank: the counts are synced
-            return
-        rows = rows.flatten(1, -2)  # (h, n, d): one head, n = this rank's positions
-        update(all_gather_rows(rows.transpose(0, 1)).transpose(0, 1))
-        for buffer in (book.embed, book.embed_avg, book.cluster_size):
-            broadcast_from_main(buffer.data)
-    return on_global_rows
 
 
 @dataclass
@@ -72,58 +27,48 @@ class QuantizedOutput(AutoencoderOutput):
     indices: torch.Tensor | None = None
 
 
-class _QuantizedAutoencoder(IndexCodes, AutoencoderModel):
-    """encoder -> quantizer -> decoder; subclasses build ``self.quantizer`` and say how indices map back."""
+class _QuantizedAutoencoder(AutoencoderModel):
+    """encoder -> quantizer bottleneck -> decoder; loss = reconstruction + the bottleneck's loss."""
 
-    quantizer: nn.Module
+    legacy_prefixes = {"quantizer.": "bottleneck.quantizer."}
 
-    def _build_backbone(self) -> None:
+    def _build(self, bottleneck) -> None:
         cfg = self.config
         self.encoder = Encoder(in_channels=cfg["in_channels"], z_channels=cfg["z_channels"], **self.backbone_config())
         self.decoder = Decoder(out_channels=cfg["in_channels"], z_channels=cfg["z_channels"], **self.backbone_config())
+        self.bottleneck = bottleneck
 
     @property
-    @abstractmethod
     def codebook_size(self) -> int:
-        """Number of distinct codes."""
-
-    @abstractmethod
-    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """z (B, d, h, w) -> (quantised (B, d, h, w), indices (B, h, w), auxiliary loss (scalar))."""
-
-    @abstractmethod
-    def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """Indices (B, h, w) -> decoder inputs (B, d, h, w)."""
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> code indices (B, h, w)."""
-        return self.nearest_codes(self.encoder(x))
-
-    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
-        """Indices (B, h, w) -> their vectors (B, d, h, w); real vectors pass unchanged."""
-        if codes.dtype in (torch.int32, torch.int64):
-            return self.vectors_from_indices(codes.long())
-        return codes
-
-    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.synthesize(codes).float()
-
-    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
-        """(B, d, h, w) -> indices (B, h, w) of the codes they quantise to (no codebook update)."""
-        was = self.quantizer.training
-        self.quantizer.eval()
-        with torch.no_grad():
-            indices = self.quantize(vectors.float())[1]
-        self.quantizer.train(was)
-        return indices
+        """Number of distinct codes (per stage for the residual VQ)."""
+        return self.bottleneck.codebook_size
 
     def forward(self, x: torch.Tensor) -> QuantizedOutput:
         z = self.encoder(x)
-        quantized, indices, aux = self.quantize(z.float())
-        x_hat = self.decoder(quantized.to(z.dtype))
+        out = self.bottleneck(z)
+        x_hat = self.decoder(out.latent_hat.to(z.dtype))
         recon = reconstruction_loss(self.config["recon_loss"], x_hat, x)
-        return QuantizedOutput(reconstruction=x_hat, latent=z, loss=recon + aux,
-                               losses={"recon": recon.detach(), "quantizer": aux.detach()}, indices=indices)
+        return QuantizedOutput(reconstruction=x_hat, latent=z, loss=recon + out.loss,
+                               losses={"recon": recon.detach(), **out.losses}, indices=out.codes)
+
+
+@register_model
+class VQVAE(_QuantizedAutoencoder):
+    """VQ-VAE: loss = recon + codebook loss (unless EMA) + commitment_weight * ||z - sg(e)||^2."""
+
+    model_type = "vqvae"
+    legacy_prefixes = {"quantizer.": "bottleneck."}
+
+    def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
+                 ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
+                 attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
+                 z_channels: int = 16, codebook_size: int = 121, commitment_weight: float = 0.25,
+                 ema: bool = False, ema_decay: float = 0.99, dead_code_threshold: float = 0.0,
+                 l2_normalize: bool = False, recon_loss: str = "mse"):
+        super().__init__(locals())
+        self._build(VQBottleneck(codebook_size, z_channels, ema=ema, decay=ema_decay,
+                                 dead_code_threshold=dead_code_threshold, l2_normalize=l2_normalize,
+                                 commitment_weight=commitment_weight))
 
 
 @register_model
@@ -140,32 +85,9 @@ class StrongVQVAE(_QuantizedAutoencoder):
                  commitment_weight: float = 0.25, dead_code_threshold: float = 2.0, kmeans_init: bool = True,
                  recon_loss: str = "mse"):
         super().__init__(locals())
-        from vector_quantize_pytorch import VectorQuantize
-        self._build_backbone()
-        self.quantizer = VectorQuantize(
-            dim=z_channels, codebook_size=codebook_size, codebook_dim=codebook_dim, use_cosine_sim=True,
-            decay=decay, kmeans_init=kmeans_init, threshold_ema_dead_code=dead_code_threshold,
-            commitment_weight=commitment_weight, accept_image_fmap=True, channel_last=False)
-        codebooks_from_global_batch(self.quantizer)
-
-    @property
-    def codebook_size(self) -> int:
-        return int(self.config["codebook_size"])
-
-    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        quantized, indices, loss = self.quantizer(z)
-        return quantized, indices, loss.reshape(())
-
-    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
-        """(B, d, h, w) -> indices (B, h, w): the highest cosine similarity in the projected space (the
-        library's lookup written out, so it also exports to ONNX; a test checks they agree)."""
-        rows = F.normalize(self.quantizer.project_in(vectors.float().permute(0, 2, 3, 1)), dim=-1)
-        return (rows @ F.normalize(self.quantizer.codebook, dim=-1).T).argmax(-1)
-
-    def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        # The codebook lookup and output projection written out: the library's get_output_from_indices
-        # reads the last axis of (B, h, w) indices as codebook heads, and it bakes shapes into ONNX traces.
-        return self.quantizer.project_out(self.quantizer.codebook[indices]).permute(0, 3, 1, 2)
+        self._build(StrongVQBottleneck(z_channels, codebook_size, codebook_dim=codebook_dim, decay=decay,
+                                       commitment_weight=commitment_weight, dead_code_threshold=dead_code_threshold,
+                                       kmeans_init=kmeans_init))
 
 
 @register_model
@@ -173,58 +95,29 @@ class FSQVAE(_QuantizedAutoencoder):
     """FSQ autoencoder: ``levels`` (e.g. [8, 5, 5, 5]: 1000 implicit codes) after a learned projection."""
 
     model_type = "fsq"
-    coded_channel = "FSQ dimension"
 
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
                  z_channels: int = 64, levels: Sequence[int] = (8, 5, 5, 5), recon_loss: str = "mse"):
         super().__init__(locals())
-        from vector_quantize_pytorch import FSQ
-        self.config["levels"] = [int(v) for v in levels]
-        if not self.config["levels"] or min(self.config["levels"]) < 2:
-            raise ValueError(f"levels must be a non-empty list of integers >= 2, got {list(levels)}")
-        if math.prod(self.config["levels"]) > 2 ** 24:  # the library builds a table of every code
-            raise ValueError(f"levels {list(levels)} give {math.prod(levels):,} codes; vector-quantize-pytorch "
-                             f"stores every code, so at most 2**24 are supported")
-        self._build_backbone()
-        self.quantizer = FSQ(levels=self.config["levels"], dim=z_channels, channel_first=True)
-
-    @property
-    def codebook_size(self) -> int:
-        return math.prod(self.config["levels"])
-
-    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        quantized, indices = self.quantizer(z)
-        return quantized, indices, z.new_zeros(())
-
-    def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.quantizer.indices_to_codes(indices)
+        bottleneck = FSQBottleneck(z_channels, levels)
+        self.config["levels"] = bottleneck.levels
+        self._build(bottleneck)
 
     def level_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, h, w) -> each dimension's level (B, len(levels), h, w), integers in [0, levels[i])."""
-        return self.quantizer.indices_to_level_indices(indices.long()).permute(0, 3, 1, 2)
-
-    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
-        """Indices (B, h, w) -> the levels (B, len(levels), h, w): one coded channel per FSQ dimension."""
-        return self.level_indices(codes)
-
-    def from_symbols(self, symbols: torch.Tensor, step: float | None = None) -> torch.Tensor:
-        """Levels (B, D, h, w) -> indices (B, h, w): the mixed-radix number the library's indices are."""
-        levels = torch.tensor(self.config["levels"], device=symbols.device)
-        basis = torch.cumprod(torch.cat([levels.new_ones(1), levels[:-1]]), dim=0)
-        return (symbols.long() * basis[None, :, None, None]).sum(1)
+        return self.bottleneck.level_indices(indices)
 
 
 @register_model
 class ResidualVQVAE(_QuantizedAutoencoder):
-    """Residual VQ-VAE: ``num_quantizers`` stages of ``codebook_size`` Euclidean codes in the full latent
-    (cosine lookup would ignore the residuals' shrinking norms), each with EMA (``decay``), k-means init and
-    dead-code restart; up to ``num_quantizers * log2(codebook_size)`` bits per position. The EMA decay is
-    SoundStream's 0.99: the single VQ's 0.8 left 16 stages 0.6 dB worse (docs/design.md, *Sixth round*)."""
+    """Residual VQ-VAE: ``num_quantizers`` stages of ``codebook_size`` Euclidean codes, each with EMA
+    (``decay``), k-means init and dead-code restart; up to ``num_quantizers * log2(codebook_size)`` bits per
+    position. The EMA decay is SoundStream's 0.99: the single VQ's 0.8 left 16 stages 0.6 dB worse
+    (docs/design.md, *Sixth round*)."""
 
     model_type = "rvq"
-    coded_channel = "residual stage"
 
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
@@ -233,53 +126,10 @@ class ResidualVQVAE(_QuantizedAutoencoder):
                  commitment_weight: float = 0.25, dead_code_threshold: float = 2.0, kmeans_init: bool = True,
                  recon_loss: str = "mse"):
         super().__init__(locals())
-        from vector_quantize_pytorch import ResidualVQ
-        if num_quantizers < 1:
-            raise ValueError(f"num_quantizers must be at least 1, got {num_quantizers}")
-        self._build_backbone()
-        # The library's accept_image_fmap mishandles channel-first maps, so positions go in as a sequence.
-        self.quantizer = ResidualVQ(
-            dim=z_channels, num_quantizers=num_quantizers, codebook_size=codebook_size, decay=decay,
-            kmeans_init=kmeans_init, threshold_ema_dead_code=dead_code_threshold, commitment_weight=commitment_weight)
-        codebooks_from_global_batch(self.quantizer)
-
-    @property
-    def codebook_size(self) -> int:
-        """Codes per stage."""
-        return int(self.config["codebook_size"])
+        self._build(ResidualVQBottleneck(z_channels, codebook_size, num_quantizers, decay=decay,
+                                         commitment_weight=commitment_weight,
+                                         dead_code_threshold=dead_code_threshold, kmeans_init=kmeans_init))
 
     @property
     def num_codebooks(self) -> int:
-        return int(self.config["num_quantizers"])
-
-    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """z (B, d, h, w) -> (the sum of the stages' codes (B, d, h, w), indices (B, Q, h, w), loss)."""
-        b, d, h, w = z.shape
-        quantized, indices, losses = self.quantizer(z.flatten(2).transpose(1, 2))
-        return (quantized.transpose(1, 2).reshape(b, d, h, w), indices.transpose(1, 2).reshape(b, -1, h, w),
-                losses.sum())
-
-    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
-        """(B, d, h, w) -> indices (B, Q, h, w): stage by stage, the nearest code to what the stages before
-        left (the library's greedy lookup written out, so it also exports to ONNX; a test checks they agree)."""
-        residual = self.quantizer.project_in(vectors.float().permute(0, 2, 3, 1))
-        indices = []
-        for book in self.quantizer.codebooks:  # (K, d) each
-            index = torch.cdist(residual.flatten(0, 2), book).argmin(-1).reshape(residual.shape[:-1])
-            residual = residual - book[index]
-            indices.append(index)
-        return torch.stack(indices, dim=1)
-
-    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
-        """Indices (B, Q, h, w) are the symbols: one coded channel per stage."""
-        return codes.long()
-
-    def from_symbols(self, symbols: torch.Tensor, step: float | None = None) -> torch.Tensor:
-        return symbols
-
-    def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """Indices (B, Q, h, w) -> the sum of each stage's code (B, d, h, w) (the library's
-        ``get_output_from_indices`` written out, as :meth:`nearest_codes` is; a test checks they agree)."""
-        books = self.quantizer.codebooks  # (Q, K, d)
-        summed = sum(books[q][indices[:, q]] for q in range(books.shape[0]))  # (B, h, w, d)
-        return self.quantizer.project_out(summed).permute(0, 3, 1, 2)
+        return self.bottleneck.num_codebooks

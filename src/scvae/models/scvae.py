@@ -6,9 +6,8 @@ from typing import Sequence
 
 import torch
 
-from ..sparse import LISTA, SparseCodingBottleneck, keep_largest
+from ..sparse import LISTA, SparseCodingBottleneck
 from ..sparse.lista import LAM, N_ITER
-from ..sparse.quantize import quantization_indices
 from ..sparse.refit import REFIT_RIDGE
 from .backbone import Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
@@ -37,7 +36,8 @@ class SCVAE(AutoencoderModel):
     """
 
     model_type = "scvae"
-    coded_channel, sparse_codes = "atom", True
+    sparse_codes = True
+    legacy_prefixes = {"lista.": "bottleneck.lista."}  # before the bottleneck module, LISTA sat at the top
 
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
@@ -62,7 +62,6 @@ class SCVAE(AutoencoderModel):
             untied=untied, dead_atom_threshold=dead_atom_threshold, usage_floor=usage_floor,
             balance_step=balance_step, grad_iterations=grad_iterations, refit=refit, refit_ridge=refit_ridge,
             quantize_step=quantize_step, rate_weight=rate_weight / (in_channels * self.downsampling_factor ** 2))
-        self._register_load_state_dict_pre_hook(_rename_old_lista_keys)
 
     @property
     def lista(self) -> LISTA:
@@ -76,37 +75,6 @@ class SCVAE(AutoencoderModel):
         """Encoder output, scale-normalised when ``latent_norm == 'rms'``: (B, d, h, w)."""
         return self.bottleneck.normalize(self.encoder(x))
 
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) -> sparse codes (B, K, H/f, W/f)."""
-        return self.bottleneck.encode(self.encoder(x))
-
-    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, K, h, w) -> D a (B, d, h, w)."""
-        return self.bottleneck.synthesize(codes)
-
-    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
-        """The sparse codes are the code space: (B, K, h, w) unchanged (as float32)."""
-        return codes.float()
-
-    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
-        """(B, K, h, w) -> the same with only the ``max_active`` largest-magnitude entries kept per position
-        (the model's own sparsity) and, with a ``quantize_step``, the kept values on its grid: codes of the
-        kind the decoder was trained on."""
-        k, vectors = self.config["max_active"], vectors.float()
-        if k is not None and k < vectors.shape[1]:
-            bias = self.lista.selection_bias if self.lista.balance_step > 0 else None
-            vectors = keep_largest(vectors, k, dim=1, bias=bias)
-        return self.bottleneck.quantize(vectors)
-
-    def symbol_step(self) -> float | None:
-        """A quantisation-aware model's own ``quantize_step``; None for real-valued codes."""
-        return self.bottleneck.quantize_step or None
-
-    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
-        """Codes (B, K, h, w) -> (B, K, h, w) int64: per atom, 0 where it is inactive, else the nearest non-zero
-        multiple n of ``step`` (a kept atom never rounds to 0: the support is coded exactly)."""
-        return quantization_indices(codes.float(), step, keep_support=True).long()
-
     def after_step(self, output: SCVAEOutput) -> dict[str, float]:
         """Dead-atom restarts of a learned dictionary, after the optimizer step."""
         return {"restarted": float(self.bottleneck.restart_dead_atoms(output.latent, output.codes))}
@@ -119,8 +87,3 @@ class SCVAE(AutoencoderModel):
         return SCVAEOutput(reconstruction=x_hat, latent=out.latent, loss=recon + out.loss,
                            losses={"recon": recon.detach(), **out.losses}, codes=out.codes, latent_hat=out.latent_hat)
 
-
-def _rename_old_lista_keys(state_dict, prefix, *args) -> None:
-    """Checkpoints from before the bottleneck module kept the LISTA layer at ``lista.*``."""
-    for key in [k for k in state_dict if k.startswith(prefix + "lista.")]:
-        state_dict[prefix + "bottleneck." + key[len(prefix):]] = state_dict.pop(key)

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dictionary import dct_dictionary
-from .lista import LAM, LISTA, N_ITER, from_rows, to_rows
-from .quantize import quantize_codes
+from .lista import LAM, LISTA, N_ITER, from_rows, keep_largest, to_rows
+from .quantize import quantization_indices, quantize_codes
 from .rate import SparseCodeRate
 from .refit import REFIT_RIDGE
 
@@ -165,6 +165,36 @@ class SparseCodingBottleneck(nn.Module):
     def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, K, h, w) or (B, N, K) -> D a of the same layout with d channels."""
         return self._unrows(self.lista.synthesize(self._rows(codes)), codes)
+
+    # --- the interface every bottleneck shares (scvae.bottlenecks.base) ---------------------------------
+    coded_channel = "atom"
+
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        """The sparse codes are the code space: (B, K, h, w) unchanged (as float32)."""
+        return codes.float()
+
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, K, h, w) -> the same with only the ``max_active`` largest-magnitude entries kept per position
+        (LISTA's own selection, with its balancing bias) and, with a quantisation step, the kept values on
+        its grid: codes of the kind the decoder was trained on."""
+        k, vectors = self.lista.max_active, vectors.float()
+        if k is not None and k < vectors.shape[1]:
+            bias = self.lista.selection_bias if self.lista.balance_step > 0 else None
+            vectors = keep_largest(vectors, k, dim=1, bias=bias)
+        return self.quantize(vectors)
+
+    def symbol_step(self) -> float | None:
+        """A quantisation-aware bottleneck's own step; None for real-valued codes."""
+        return self.quantize_step or None
+
+    def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        """Codes (B, K, h, w) -> (B, K, h, w) int64: per atom, 0 where it is inactive, else the nearest non-zero
+        multiple n of ``step`` (a kept atom never rounds to 0: the support is coded exactly)."""
+        return quantization_indices(codes.float(), step, keep_support=True).long()
+
+    def from_symbols(self, symbols: torch.Tensor, step: float | None = None) -> torch.Tensor:
+        """The inverse of :meth:`to_symbols`."""
+        return symbols.float() * step
 
     def forward(self, z: torch.Tensor) -> BottleneckOutput:
         z = self.normalize(z)
