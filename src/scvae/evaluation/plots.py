@@ -24,7 +24,7 @@ def usage_histogram(result: dict[str, Any], path: str | os.PathLike) -> None:
         total = max(1, sum(counts))
         ordered = sorted(counts, reverse=True)
         ax.bar(range(len(ordered)), [100 * c / total for c in ordered], width=1.0, color="#3b6ea5")
-        unit = "atom" if result["model_type"] == "scvae" else "code"
+        unit = result.get("usage_unit", "code")
         never = sum(1 for c in counts if c == 0)
         ax.set_xlabel(f"{unit} (sorted by use); {never} of {len(counts)} never used")
         ax.set_ylabel("% of all activations")

@@ -66,7 +66,8 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
                                "bits_per_pixel": rate.bits_per_pixel}
     scores, skipped = score_dataset(model, dataset, metric_weights, batch_size, limit, device)
     metrics.update(scores)
-    return {"model_type": model.model_type, "parameters": sum(p.numel() for p in model.parameters()),
+    return {"model_type": model.model_type, "usage_unit": "atom" if model.sparse_codes else "code",
+            "parameters": sum(p.numel() for p in model.parameters()),
             "data": {"source": str(source), "n_images": report.n_images, "resolution": model.resolution,
                      "crop_size": size},
             "metrics": metrics, "rate": rate.to_dict(), "diagnostics": report.diagnostics, "usage_counts": report.usage_counts,
