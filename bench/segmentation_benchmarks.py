@@ -18,8 +18,9 @@ import warnings
 from pathlib import Path
 
 from scvae.data.masks import pair_images_with_masks
-from scvae.downstream import SegmentOptions, comparison_methods, evaluate_segmentation, write_segmentation_eval
+from scvae.downstream import SegmentOptions, comparison_methods, evaluate_segmentation
 from scvae.downstream.segmentation_eval import result_json
+from scvae.reporting.command_files import write_segmentation_eval
 
 # name: (images, masks, k, ignore) relative to the data root (layouts of ../shared/data, see its README)
 DATASETS = {

@@ -168,7 +168,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..evaluation.report import EVAL_FILES, evaluate_source, write_eval
+    from ..evaluation.report import evaluate_source
+    from ..reporting.command_files import EVAL_FILES, write_eval
     from ..training import load_model
 
     if args.batch_size < 1:

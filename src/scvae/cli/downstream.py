@@ -137,9 +137,9 @@ def _class_names(value: str | None) -> list[str] | None:
 
 def cmd_segment_eval(args: argparse.Namespace) -> int:
     from ..data.masks import pair_images_with_masks
-    from ..downstream import comparison_methods, evaluate_segmentation, write_segmentation_eval
-    from ..downstream.segmentation_eval import (SEGMENT_EVAL_FILES, check_class_names, mask_labels,
-                                                segmentation_table)
+    from ..downstream import comparison_methods, evaluate_segmentation
+    from ..reporting.command_files import SEGMENT_EVAL_FILES, write_segmentation_eval
+    from ..downstream.segmentation_eval import check_class_names, mask_labels, segmentation_table
 
     _positive("limit", args.limit)
     out = Path(args.out) if args.out else Path(args.model) / "segment_eval"

@@ -2,10 +2,10 @@
 from .generation import CodePrior, GenerationResult, collect_code_vectors, fit_code_prior, generate
 from .interpolation import Interpolation, interpolate, monotonicity_violation
 from .segmentation import CodeFeatures, FeatureGrid, PixelFeatures, SegmentOptions, segment
-from .segmentation_eval import comparison_methods, evaluate_segmentation, write_segmentation_eval
+from .segmentation_eval import comparison_methods, evaluate_segmentation
 from .segmentation_metrics import SegmentationScorer, match_clusters, score_all
 
 __all__ = ["CodePrior", "GenerationResult", "collect_code_vectors", "fit_code_prior", "generate", "Interpolation",
            "interpolate", "monotonicity_violation", "CodeFeatures", "FeatureGrid", "PixelFeatures", "SegmentOptions",
-           "segment", "comparison_methods", "evaluate_segmentation", "write_segmentation_eval", "SegmentationScorer", "match_clusters",
+           "segment", "comparison_methods", "evaluate_segmentation", "SegmentationScorer", "match_clusters",
            "score_all"]

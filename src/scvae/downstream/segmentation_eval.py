@@ -1,7 +1,6 @@
 """Score segmentation methods against ground-truth masks, all on the same images in one run."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -12,8 +11,7 @@ from tqdm.auto import tqdm
 
 from ..data.masks import load_mask, load_pair
 from ..errors import ScvaeError
-from ..files import write_text_atomic
-from ..evaluation.plots import colorize, overlay, panel_figure
+from ..evaluation.plots import colorize, overlay
 from .segmentation import CodeFeatures, FeatureFn, PixelFeatures, SegmentOptions, segment
 from .segmentation_metrics import SegmentationScorer, class_of_cluster, paired_miou_difference
 
@@ -105,7 +103,7 @@ def _recoloured_to_classes(labels: np.ndarray, mask: np.ndarray, ignore: Sequenc
     return lookup[labels]
 
 
-def _legend(result: dict[str, Any]) -> dict[int, str] | None:
+def class_legend(result: dict[str, Any]) -> dict[int, str] | None:
     """Class id -> name for the overlays: the named classes that are scored (ignored labels are drawn black)."""
     names = result.get("class_names")
     if not names:
@@ -148,28 +146,3 @@ def paired_rows(result: dict[str, Any]) -> dict[str, dict[str, str]]:
 def result_json(result: dict[str, Any]) -> dict[str, Any]:
     """The JSON-ready part of an :func:`evaluate_segmentation` result (the overlay pictures left out)."""
     return {k: v for k, v in result.items() if not k.startswith("overlay_")}
-
-
-SEGMENT_EVAL_FILES = ("segment_eval.json", "segment_eval.md", "overlays.png")
-
-
-def write_segmentation_eval(result: dict[str, Any], out: str | os.PathLike, title: str = "") -> dict[str, Path]:
-    """segment_eval.json, segment_eval.md and overlays.png in ``out``."""
-    from ..evaluation.report import markdown_text
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {kind: out / name for kind, name in zip(("json", "md", "png"), SEGMENT_EVAL_FILES)}
-    write_text_atomic(paths["json"], json.dumps({"title": title, **result_json(result)}, indent=2) + "\n")
-    ignore = f", ignoring label(s) {', '.join(map(str, result['ignore']))}" if result["ignore"] else ""
-    write_text_atomic(paths["md"], (
-        f"# Unsupervised segmentation{': ' + markdown_text(title) if title else ''}\n\n"
-        f"{result['n_images']} images, k = {result['k']}, position weight {result['position_weight']}, "
-        f"whitened components {result['whiten'] or 'off'}, refinement {result['refine']}{ignore}. "
-        "Clusters matched to classes per image (Hungarian); mIoU over classes with IoU from set-wide sums; "
-        "ARI/NMI averaged over images.\n\n"
-        + segmentation_table(result)))
-    if result["overlay_rows"]:
-        panel_figure(result["overlay_rows"], result["overlay_titles"], paths["png"], result["overlay_names"],
-                     legend=_legend(result))
-    return paths

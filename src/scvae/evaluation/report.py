@@ -1,11 +1,10 @@
-"""``scvae eval``: whole-set metrics and diagnostics of one model, written as JSON, Markdown and a PNG."""
+"""``scvae eval``'s computation: whole-set metrics and diagnostics of one model, as a JSON-ready result,
+and the Markdown helpers the written reports share (the files: :mod:`scvae.reporting.command_files`)."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,7 +12,6 @@ import torch
 from ..data import CropDataset, open_images
 from ..errors import ScvaeError
 from ..resources import require_memory
-from ..files import write_text_atomic
 from ..models import AutoencoderModel
 from .perceptual import MetricWeights, score_dataset
 from .rate import estimate_rate
@@ -74,7 +72,6 @@ def evaluate_source(model: AutoencoderModel, source: str | os.PathLike, batch_si
             "skipped": skipped, "conventions": CONVENTIONS, "versions": package_versions()}
 
 
-EVAL_FILES = ("eval.json", "eval.md", "usage_histogram.png")
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~])")  # what makes emphasis, code, links, HTML, cells
@@ -99,21 +96,3 @@ def markdown_table(rows: dict[str, dict[str, Any]], columns: list[str]) -> str:
     for name, row in rows.items():
         lines.append(f"| {markdown_text(name)} | " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write_eval(result: dict[str, Any], out: str | os.PathLike) -> dict[str, Path]:
-    """eval.json, eval.md and a usage histogram PNG (atoms / codes, or KL per channel) in ``out``."""
-    from .plots import usage_histogram
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {kind: out / name for kind, name in zip(("json", "md", "png"), EVAL_FILES)}
-    write_text_atomic(paths["json"], json.dumps(result, indent=2) + "\n")
-    scalars = {**result["metrics"], **{k: v for k, v in result["diagnostics"].items() if isinstance(v, (int, float))}}
-    md = [f"# Evaluation of a {result['model_type']} model on {result['data']['n_images']} images",
-          "", markdown_table({"value": scalars}, list(scalars)), ""]
-    md += [f"- {line}" for line in result["skipped"]]
-    md += ["", "Conventions: " + "; ".join(f"{k}: {v}" for k, v in result["conventions"].items())]
-    write_text_atomic(paths["md"], "\n".join(md) + "\n")
-    usage_histogram(result, paths["png"])
-    return paths
