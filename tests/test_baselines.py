@@ -13,7 +13,9 @@ from scvae.models import AE, FSQVAE, MODEL_REGISTRY, ResidualVQVAE, StrongVQVAE
 from scvae.presets import model_settings
 from scvae.sparse import LISTA, dct_dictionary
 
-SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
+from .tiny import TINY_BACKBONE
+
+SMALL = TINY_BACKBONE
 
 
 @pytest.mark.parametrize("model_type", sorted(MODEL_REGISTRY))

@@ -5,8 +5,9 @@ import torch
 from scvae import SCVAE
 from scvae.sparse import LISTA, SparseCodingBottleneck, dct_dictionary, from_rows, to_rows
 
-TINY = dict(resolution=16, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=16, n_atoms=36, n_iter=4,
-            max_active=6, usage_weight=0.1, sparsity_weight=0.01)
+from .tiny import TINY_SCVAE
+
+TINY = dict(TINY_SCVAE, num_res_blocks=1, n_iter=4, max_active=6, usage_weight=0.1, sparsity_weight=0.01)
 
 
 def test_scvae_numbers_are_the_unrolled_lista_path():

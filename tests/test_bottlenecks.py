@@ -8,6 +8,8 @@ from scvae.bottlenecks import (Bottleneck, BottleneckOutput, FSQBottleneck, Gaus
 from scvae.models import MODEL_REGISTRY
 from scvae.sparse import SparseCodingBottleneck
 
+from .tiny import TINY_BACKBONE
+
 D = 16
 BOTTLENECKS = {
     "sparse": lambda: SparseCodingBottleneck(D, 36, max_active=4, quantize_step=0.5),
@@ -61,6 +63,6 @@ def test_the_gaussian_bottleneck_samples_in_training_and_gives_the_mean_and_its_
 
 @pytest.mark.parametrize("model_type", sorted(MODEL_REGISTRY))
 def test_every_model_is_encoder_bottleneck_decoder(model_type):
-    model = MODEL_REGISTRY[model_type](resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
+    model = MODEL_REGISTRY[model_type](**TINY_BACKBONE)
     assert isinstance(model.bottleneck, Bottleneck)
     assert model.coded_channel == model.bottleneck.coded_channel

@@ -13,8 +13,9 @@ from scvae.data import CropDataset
 from scvae.models import MODEL_REGISTRY
 
 from .test_output_safety import _refused
+from .tiny import TINY_BACKBONE
 
-SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
+SMALL = TINY_BACKBONE
 
 
 def test_the_model_counts_symbols_and_prices_them_by_their_frequencies(tmp_path):

@@ -8,7 +8,9 @@ from scvae.downstream import fit_code_prior, generate, interpolate, monotonicity
 from scvae.models import SCVAE, VAE, VQVAE
 from scvae.training import load_model
 
-SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
+from .tiny import TINY_BACKBONE
+
+SMALL = TINY_BACKBONE
 
 
 @pytest.fixture(scope="module")

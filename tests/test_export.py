@@ -6,8 +6,10 @@ import torch
 from scvae.cli import main
 from scvae.models import MODEL_REGISTRY
 
+from .tiny import TINY_BACKBONE
+
 ort = pytest.importorskip("onnxruntime")
-SMALL = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
+SMALL = TINY_BACKBONE
 
 
 @pytest.mark.parametrize("model_type", ["scvae", "scvae-no-refit", "ae", "vqvae-strong", "fsq", "rvq"])

@@ -11,7 +11,9 @@ import scvae
 from scvae.errors import ScvaeError
 from scvae.models import SCVAE, AutoencoderModel
 
-TINY = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16, n_atoms=36)
+from .tiny import TINY_SCVAE
+
+TINY = TINY_SCVAE
 
 
 @pytest.fixture

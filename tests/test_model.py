@@ -5,8 +5,9 @@ import torch
 
 from scvae import SCVAE, AutoencoderModel, ScvaeError
 
-TINY = dict(resolution=16, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=16, n_atoms=36, n_iter=4,
-            usage_weight=0.1, sparsity_weight=0.01)
+from .tiny import TINY_BACKBONE, TINY_SCVAE
+
+TINY = dict(TINY_SCVAE, num_res_blocks=1, n_iter=4, usage_weight=0.1, sparsity_weight=0.01)
 
 
 def test_forward_shapes_and_loss_terms():
@@ -95,8 +96,7 @@ def test_paper_presets_match_the_official_backbone_size(preset, millions):
 def test_every_inference_method_runs_without_autograd_in_eval_mode(model_type):
     from scvae.models import MODEL_REGISTRY
 
-    small = dict(resolution=16, ch=8, ch_mult=[1, 2], z_channels=16)
-    model = MODEL_REGISTRY[model_type](**small, **({"n_atoms": 36, "max_active": 6} if model_type == "scvae" else {}))
+    model = MODEL_REGISTRY[model_type](**TINY_BACKBONE, **({"n_atoms": 36, "max_active": 6} if model_type == "scvae" else {}))
     model.train()(torch.rand(4, 3, 16, 16) * 2 - 1)  # initialised codebooks
     model.eval()
     x = torch.rand(2, 3, 16, 16) * 2 - 1
