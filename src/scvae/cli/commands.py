@@ -133,7 +133,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     from types import SimpleNamespace
 
-    from ..evaluation import DIAGNOSTICS
+    from ..evaluation import SparseCodeDiagnostics
 
     paths = check_images(args.images)
     out = Path(args.out)
@@ -157,7 +157,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if layout == "packed":
         line += " (packed: active atoms' indices and values; read with scvae.sparse.load_codes)"
     if model.sparse_codes:
-        stats = DIAGNOSTICS["scvae"]()
+        stats = SparseCodeDiagnostics()
         stats.update(SimpleNamespace(codes=codes))
         r = stats.result()
         line += (f"; active atoms per code: mean {r['active_mean']:.2f} ({100 * r['active_frac']:.1f}% of "

@@ -16,15 +16,24 @@ from typing import Any
 
 import torch
 
-DIAGNOSTICS: dict[str, type["Diagnostics"]] = {}
+from ..bottlenecks import (FSQBottleneck, GaussianBottleneck, ResidualVQBottleneck, StrongVQBottleneck,
+                           VQBottleneck)
+from ..sparse import SparseCodingBottleneck
+
+DIAGNOSTICS: dict[type, type["Diagnostics"]] = {}  # bottleneck class -> the diagnostics of its codes
 
 
-def _register(*model_types: str):
+def _register(*bottlenecks: type):
     def wrap(cls):
-        for model_type in model_types:
-            DIAGNOSTICS[model_type] = cls
+        for bottleneck in bottlenecks:
+            DIAGNOSTICS[bottleneck] = cls
         return cls
     return wrap
+
+
+def diagnostics_for(model) -> type["Diagnostics"] | None:
+    """The diagnostics of ``model``'s bottleneck (atom usage, codebook usage, KL per channel), or None."""
+    return next((d for b, d in DIAGNOSTICS.items() if isinstance(model.bottleneck, b)), None)
 
 
 class Diagnostics(ABC):
@@ -65,7 +74,7 @@ def hoyer(codes: torch.Tensor) -> torch.Tensor:
     return (math.sqrt(k) - l1[keep] / l2[keep]) / (math.sqrt(k) - 1)
 
 
-@_register("scvae")
+@_register(SparseCodingBottleneck)
 class SparseCodeDiagnostics(Diagnostics):
     def __init__(self):
         self.atom_counts: torch.Tensor | None = None
@@ -99,7 +108,7 @@ class SparseCodeDiagnostics(Diagnostics):
         return self.atom_counts.tolist() if self.atom_counts is not None else None
 
 
-@_register("vqvae", "vqvae-strong", "fsq", "rvq")
+@_register(VQBottleneck, StrongVQBottleneck, FSQBottleneck, ResidualVQBottleneck)
 class CodebookDiagnostics(Diagnostics):
     """Code usage. A residual VQ's indices (B, Q, h, w) count per stage: its Q codebooks are Q * K codes."""
 
@@ -135,7 +144,7 @@ class CodebookDiagnostics(Diagnostics):
         return self.counts.tolist() if self.counts is not None else None
 
 
-@_register("vae")
+@_register(GaussianBottleneck)
 class PosteriorDiagnostics(Diagnostics):
     def __init__(self, threshold: float = 0.01):
         self.threshold = threshold

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ..data import CropDataset
 from ..models import AutoencoderModel
-from .diagnostics import DIAGNOSTICS
+from .diagnostics import diagnostics_for
 from .metrics import psnr_per_image, ssim_per_image, to_unit
 
 
@@ -39,7 +39,7 @@ def evaluate_reconstruction(model: AutoencoderModel, dataset: CropDataset, batch
     was_training = model.training
     model.eval()
     psnrs, ssims = [], []
-    diagnostics = DIAGNOSTICS.get(model.model_type)
+    diagnostics = diagnostics_for(model)
     diagnostics = diagnostics.for_model(model) if diagnostics else None
     n = len(dataset) if limit is None else min(limit, len(dataset))
     batches = tqdm(dataset.eval_batches(batch_size, limit), total=math.ceil(n / batch_size), desc="evaluating",
