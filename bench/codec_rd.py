@@ -33,6 +33,24 @@ from scvae.training import build_datasets, load_model
 QUALITIES = (1, 3, 5, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 
+def code_images(model, entropy_model, images: torch.Tensor) -> dict:
+    """Compress and decompress each image (C, H, W): mean file bits, ideal bits, PSNR and times."""
+    bits, ideal, psnr, encode, decode = [], [], [], 0.0, 0.0
+    for x in images:
+        t0 = time.perf_counter()
+        encoded = compress_image(model, entropy_model, x[None])
+        t1 = time.perf_counter()
+        y, _ = decompress_image(model, entropy_model, encoded.data)
+        decode += time.perf_counter() - t1
+        encode += t1 - t0
+        bits.append(8 * len(encoded.data))
+        ideal.append(float(entropy_model.bits(encoded.symbols)[0]))
+        psnr.append(float(psnr_per_image(to_unit(y), to_unit(x[None]))[0]))
+    return {"bits": float(np.mean(bits)), "ideal_bits": float(np.mean(ideal)), "psnr": float(np.mean(psnr)),
+            "encode_ms": 1000 * encode / len(images), "decode_ms": 1000 * decode / len(images),
+            "n_images": len(images)}
+
+
 def code_run(run_dir: Path, steps: list[str], fit_images: int, n_images: int,
              contexts: tuple[bool, ...] = (False,)) -> tuple[list[dict], torch.Tensor]:
     run = load_run_config(run_dir / "config.yaml")
@@ -40,27 +58,13 @@ def code_run(run_dir: Path, steps: list[str], fit_images: int, n_images: int,
     model = load_model(run_dir / "checkpoints" / "last")
     images = torch.cat([x for _, x in val_set.eval_batches(64, n_images)])
     rows = []
-    plan = [(s, c) for s in (steps if model.symbol_step() is None else ["auto"]) for c in contexts]
-    for step, context in plan:
-        entropy_model = fit_entropy_model(model, train_set, fit_images, step=None if step == "auto" else float(step),
-                                          context=context)
-        bits, ideal, psnr, encode, decode = [], [], [], 0.0, 0.0
-        for x in images:
-            t0 = time.perf_counter()
-            encoded = compress_image(model, entropy_model, x[None])
-            t1 = time.perf_counter()
-            y, _ = decompress_image(model, entropy_model, encoded.data)
-            decode += time.perf_counter() - t1
-            encode += t1 - t0
-            bits.append(8 * len(encoded.data))
-            ideal.append(float(entropy_model.bits(encoded.symbols)[0]))
-            psnr.append(float(psnr_per_image(to_unit(y), to_unit(x[None]))[0]))
-        rows.append({"run": run_dir.name, "family": model.model_type, "context": context,
-                     "step": entropy_model.step,
-                     "step_setting": step, "bits": float(np.mean(bits)), "ideal_bits": float(np.mean(ideal)),
-                     "psnr": float(np.mean(psnr)), "encode_ms": 1000 * encode / len(images),
-                     "decode_ms": 1000 * decode / len(images), "n_images": len(images)})
-        if entropy_model.step is None and context == contexts[-1]:
+    for step in (steps if model.symbol_step() is None else ["auto"]):
+        for context in contexts:
+            entropy_model = fit_entropy_model(model, train_set, fit_images, context=context,
+                                              step=None if step == "auto" else float(step))
+            rows.append({"run": run_dir.name, "family": model.model_type, "context": context,
+                         "step": entropy_model.step, "step_setting": step, **code_images(model, entropy_model, images)})
+        if entropy_model.step is None:
             break  # discrete codes: the step does not apply
     return rows, images
 

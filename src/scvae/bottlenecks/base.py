@@ -9,7 +9,8 @@ latents to codes and codes back; :meth:`Bottleneck.to_symbols` gives the integer
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from contextlib import contextmanager
+from typing import ClassVar, Iterator
 
 import torch
 from torch import nn
@@ -70,17 +71,14 @@ class IndexSymbols:
         return symbols[:, 0]
 
 
-def no_update(quantizer: nn.Module):
-    """A context that puts ``quantizer`` in eval mode (no codebook update) and restores its mode after."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def scope():
-        was = quantizer.training
-        quantizer.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            quantizer.train(was)
-    return scope()
+@contextmanager
+def no_update(quantizer: nn.Module) -> Iterator[None]:
+    """Run the block with ``quantizer`` in eval mode (no codebook update) and without autograd, then restore
+    its mode."""
+    was = quantizer.training
+    quantizer.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        quantizer.train(was)

@@ -13,6 +13,7 @@ where the library's would bake shapes into ONNX traces (tests check they agree w
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Sequence
 
 import torch
@@ -65,14 +66,14 @@ class _LibraryBottleneck(Bottleneck):
 
     quantizer: nn.Module
 
+    @abstractmethod
     def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z (B, d, h, w) -> (quantised (B, d, h, w), indices, auxiliary loss (scalar))."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def codebook_size(self) -> int:
         """Number of distinct codes (per stage for the residual VQ)."""
-        raise NotImplementedError
 
     def forward(self, z: torch.Tensor) -> BottleneckOutput:
         quantized, indices, aux = self.quantize(z.float())
@@ -93,8 +94,9 @@ class _LibraryBottleneck(Bottleneck):
             return self.vectors_from_indices(codes.long())
         return codes
 
+    @abstractmethod
     def vectors_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Indices -> the decoder's input (B, d, h, w)."""
 
 
 class StrongVQBottleneck(IndexSymbols, _LibraryBottleneck):

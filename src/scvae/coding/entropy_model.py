@@ -63,17 +63,15 @@ class ChannelEntropyModel:
         """Count the symbols (N, C, h, w) of the fitting images, channel by channel (and context by context)."""
         symbols = symbols.numpy().astype(np.int64)
         alphabets = [np.unique(symbols[:, c]) for c in range(symbols.shape[1])]
-        counts = [np.bincount(np.searchsorted(a, symbols[:, c].ravel()), minlength=len(a)).astype(np.float64)
-                  for c, a in enumerate(alphabets)]
+        indices = [np.searchsorted(a, symbols[:, c].ravel()) for c, a in enumerate(alphabets)]
+        counts = [np.bincount(i, minlength=len(a)).astype(np.float64) for i, a in zip(indices, alphabets)]
         if not context:
             return cls(alphabets, [n[None] for n in counts], step, model_type)
         modes = np.array([a[np.argmax(n)] if len(a) else 0 for a, n in zip(alphabets, counts)], np.int64)
         contexts = neighbour_context(symbols, modes)
-        by_context = []
-        for c, a in enumerate(alphabets):
-            n = np.zeros((CONTEXTS, len(a)))
-            np.add.at(n, (contexts[:, c].ravel(), np.searchsorted(a, symbols[:, c].ravel())), 1.0)
-            by_context.append(n)
+        by_context = [np.zeros((CONTEXTS, len(a))) for a in alphabets]
+        for c, (n, index) in enumerate(zip(by_context, indices)):
+            np.add.at(n, (contexts[:, c].ravel(), index), 1.0)
         return cls(alphabets, by_context, step, model_type, modes)
 
     @property
