@@ -6,7 +6,15 @@ pixel accuracy, ARI and NMI (see scvae.downstream.segmentation_metrics). Prints 
 bench/results/segmentation.json plus an overlay PNG per dataset.
 
     python bench/segmentation_benchmarks.py --model runs/x [--baseline runs/vae --baseline runs/vq]
-        [--data-root ../shared/data | $SCVAE_SHARED_DATA] [--datasets horse,camvid,isbi] [--limit N]
+        [--data-root ../shared/data | $SCVAE_SHARED_DATA] [--datasets horse,camvid,isbi,bsds500] [--limit N]
+        [--regions] [--split val]
+
+``--regions`` puts the region method (superpixels merged by colour, boundaries and the codes' atom
+histograms, cut at k regions) first, so the paired mIoU intervals are its margins over the others.
+
+``bsds500`` is scored differently: against all its annotators with covering, PRI and VoI at ODS, OIS and each
+method's fixed parameter (chosen on train), every method over its own sweep
+(scvae.downstream.region_methods); ``--split`` picks train or val.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from pathlib import Path
 
 from scvae.data.masks import pair_images_with_masks
 from scvae.downstream import SegmentOptions, comparison_methods, evaluate_segmentation
+from scvae.downstream.region_methods import SWEEPS, bsds_pairs, region_table, run_region_benchmark
 from scvae.downstream.segmentation_eval import result_json
 from scvae.reporting.command_files import write_segmentation_eval
 
@@ -36,6 +45,18 @@ CLASS_NAMES = {  # mask label i is named at position i (the CamVid order is SegN
 }
 
 
+def bsds500(root: Path, split: str, names: list[str], first_method, limit: int | None) -> dict:
+    """The region benchmark on BSDS500 ``split``; prints its table and returns its JSON."""
+    model = getattr(first_method, "model", None) or first_method.texture.model
+    pairs = bsds_pairs(root / "bsds500/images" / split, root / "bsds500/groundTruth" / split, limit)
+    t0 = time.perf_counter()
+    result = {"split": split, **run_region_benchmark(pairs, names, model, progress=print), "seconds": 0.0}
+    result["seconds"] = time.perf_counter() - t0
+    print(f"\nBSDS500 {split}, {result['n_images']} images (parameter at ODS in brackets)\n\n{region_table(result)}\n",
+          flush=True)
+    return result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
@@ -47,15 +68,21 @@ def main() -> None:
     p.add_argument("--position-weight", type=float, default=1.0)
     p.add_argument("--whiten", type=int, default=0)
     p.add_argument("--refine", default="none", choices=["none", "slic"])
+    p.add_argument("--regions", action="store_true", help="the region method first (margins over the others)")
+    p.add_argument("--split", default="val", help="bsds500: the split (default val)")
+    p.add_argument("--bsds-methods", default=",".join(SWEEPS), help="bsds500: the methods (default: all)")
     p.add_argument("--out", default="bench/results")
     args = p.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     root, out = Path(args.data_root), Path(args.out)
-    methods = comparison_methods(args.model, args.baseline, args.size, args.position_weight)
+    methods = comparison_methods(args.model, args.baseline, args.size, args.position_weight, regions=args.regions)
     summary = {"model": args.model, "baselines": args.baseline, "size": args.size,
                "position_weight": args.position_weight, "whiten": args.whiten, "refine": args.refine, "datasets": {}}
     print("| dataset | k | images | method | mIoU | pixel acc | ARI | NMI | s/image |\n" + "|---" * 9 + "|")
     for name in args.datasets.split(","):
+        if name == "bsds500":
+            summary["datasets"][name] = bsds500(root, args.split, args.bsds_methods.split(","), methods[0], args.limit)
+            continue
         images, masks, k, ignore = DATASETS[name]
         pairs = pair_images_with_masks(root / images, root / masks)[: args.limit]
         options = SegmentOptions(k=k, position_weight=args.position_weight, whiten=args.whiten, refine=args.refine)

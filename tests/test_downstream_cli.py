@@ -67,6 +67,24 @@ def test_segment_regions_mode_finds_the_rectangle(tiny_run, masked_set, tmp_path
     assert agree > 0.9
 
 
+def test_segment_regions_mode_chooses_the_number_of_regions_by_level(tiny_run, masked_set, tmp_path, capsys):
+    """Without --k the hierarchy is cut at --level: a high level leaves one region, a low one many; a bad
+    level is refused in one line before anything is written."""
+    image = str(sorted((masked_set / "rgb").glob("*.jpg"))[0])
+    counts = {}
+    for level in (0.01, 1000.0):
+        out = tmp_path / f"seg{level}"
+        assert main(["segment", "--model", str(tiny_run), image, "--method", "regions", "--level", str(level),
+                     "--out", str(out)]) == 0
+        counts[level] = len(np.unique(np.asarray(Image.open(out / "cat0_labels.png"))))
+    assert "regions at level 1000.0" in capsys.readouterr().out
+    assert counts[1000.0] == 1 and counts[0.01] > 2
+    assert main(["segment", "--model", str(tiny_run), image, "--method", "regions", "--level", "nan",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+    assert "--level must be a finite number > 0" in capsys.readouterr().err
+
+
 def test_segment_eval_table_with_a_baseline(tiny_run, masked_set, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["segment-eval", "--model", str(tiny_run), "--images", str(masked_set / "rgb"),

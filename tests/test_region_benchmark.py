@@ -94,6 +94,39 @@ def test_the_merge_hierarchy_cuts_a_two_region_image_along_its_boundary():
     assert len(np.unique(hierarchy.cut(5))) == min(5, int(hierarchy.superpixels.max()) + 1)
 
 
+def test_the_hierarchy_levels_are_monotone_and_the_default_level_keeps_the_halves_apart():
+    """Levels: one per merge, non-decreasing; cut_at(level) is cut(n) for the n regions left after the merges
+    at or under it, so the number of regions follows the image."""
+    from scvae.downstream.region_merging import DEFAULT_THRESHOLD, build_hierarchy
+    from scvae.downstream.segmentation import FeatureGrid
+
+    rng = np.random.default_rng(1)
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[:, :40], image[:, 40:] = (200, 60, 40), (40, 90, 200)
+    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+    texture = np.zeros((15, 20, 4), np.float32)
+    texture[:, :10, 0], texture[:, 10:, 3] = 1.0, 1.0
+    hierarchy = build_hierarchy(image, FeatureGrid(texture, 4, (60, 80)))
+    n = hierarchy.n_superpixels
+    assert n > 2 and len(hierarchy.levels) == n - 1 and (np.diff(hierarchy.levels) >= 0).all()
+    middle = float(hierarchy.levels[n // 2])
+    left = n - int((hierarchy.levels <= middle).sum())
+    assert (hierarchy.cut_at(middle) == hierarchy.cut(left)).all()
+    assert len(np.unique(hierarchy.cut_at(float(hierarchy.levels[-1])))) == 1
+    assert len(np.unique(hierarchy.cut_at(0.0))) == n
+    regions = hierarchy.cut_at(DEFAULT_THRESHOLD)  # the halves stay apart; slivers along the edge may remain
+    assert not set(np.unique(regions[:, :40])) & set(np.unique(regions[:, 40:])) and len(np.unique(regions)) <= 4
+
+
+def test_a_fixed_parameter_is_scored_apart_from_ods():
+    """benchmark(..., fixed=p) reports the dataset scores at p, which need not be the ODS choice."""
+    good, bad = ImageScore(9.0, 10.0, 0.9, 1.0), ImageScore(5.0, 10.0, 0.6, 2.0)
+    result = benchmark([[bad, good], [bad, good]], [1, 2], fixed=1)
+    assert result["ods"]["covering_parameter"] == 2 and result["fixed"] == {
+        "parameter": 1, "covering": 0.5, "pri": 0.6, "voi": 2.0}
+    assert "fixed" not in benchmark([[good]], [1])
+
+
 def _bsds_layout(root, n=2):
     """A BSDS-style pair of folders: photos with a bright square, and .mat files with two annotators each."""
     from PIL import Image

@@ -12,6 +12,10 @@ from .errors import ScvaeError
 PRESETS: dict[str, dict[str, Any]] = {}
 # `scvae generate` and the report's generation section share these, so the report shows what the command makes
 GENERATION_DEFAULTS = {"n": 16, "fit_images": 2000, "components": 64, "mixtures": 10, "seed": 0}
+# scvae segment --method regions: the hierarchy's level cut, merge-codes' covering-best at ODS on BSDS500 train
+# (docs/results/bsds_train.json); code_size, the shorter side images are encoded at, is the BSDS model's
+# working size (64 px crops of photos resized to 2.5 x 64 = 160 px) and keeps a 481 x 321 photo near 1 s
+REGION_DEFAULTS = {"level": 0.9, "code_size": 160}
 
 
 def register_preset(name: str, *, description: str, backbone: dict, train: dict | None = None,

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ScvaeError
-from ..presets import GENERATION_DEFAULTS
+from ..presets import GENERATION_DEFAULTS, REGION_DEFAULTS
 from .commands import check_images
 from .outputs import claim_outputs
 
@@ -96,24 +97,29 @@ def _segment_options(args: argparse.Namespace, k: int):
 def cmd_segment(args: argparse.Namespace) -> int:
     from ..data import load_image
     from ..downstream import CodeFeatures, segment
-    from ..downstream.region_merging import DEFAULT_REGIONS, segment_regions
+    from ..downstream.region_merging import CODE_SIZE, segment_regions
     from ..training import load_model
     from ..evaluation.plots import overlay, save_labels, save_rgb
 
     paths = check_images(args.images)
     regions = args.method == "regions"
-    k = args.k if args.k is not None else (DEFAULT_REGIONS if regions else 4)
-    options = _segment_options(args, k)
+    if not (args.level > 0 and math.isfinite(args.level)):
+        raise ScvaeError(f"--level must be a finite number > 0, got {args.level}")
+    k = args.k if args.k is not None else 4
+    options = _segment_options(args, 2 if regions and args.k is None else k)
     out = Path(args.out)
     targets = claim_outputs([out / f"{p.stem}_{kind}.png" for p in paths for kind in ("labels", "overlay")], paths,
                             overwrite=args.overwrite, sources=[p for p in paths for _ in range(2)])
-    features = CodeFeatures(load_model(args.model), args.size, space="codes" if regions else "decoder")
+    size = args.size if args.size is not None or not regions else CODE_SIZE
+    features = CodeFeatures(load_model(args.model), size, space="codes" if regions else "decoder")
     for i, path in enumerate(tqdm(paths, desc="segment", unit="img", disable=len(paths) < 2)):
         image = load_image(path, 3)
-        labels = segment_regions(image, features(image), k) if regions else segment(features, image, options)
+        labels = (segment_regions(image, features(image), args.k, args.level) if regions
+                  else segment(features, image, options))
         save_labels(labels, targets[2 * i])
         save_rgb(overlay(image, labels), targets[2 * i + 1])
-    what = f"{k} regions (superpixels merged by colour, atom histograms and boundaries)" if regions else f"k={k} clusters"
+    count = f"{args.k} regions" if args.k is not None else f"regions at level {args.level}"
+    what = f"{count} (superpixels merged by colour, atom histograms and boundaries)" if regions else f"k={k} clusters"
     print(f"segmented {len(paths)} image(s) into {what} -> {out} (<name>_labels.png, <name>_overlay.png)")
     return 0
 
@@ -185,8 +191,9 @@ def _region_eval(args: argparse.Namespace, out: Path) -> int:
     files = [out / "region_eval.json", out / "region_eval.md", out / "overlays.png"]
     claim_outputs(files, overwrite=args.overwrite)
     model = load_model(args.model) if any(m in NEEDS_MODEL for m in methods) else None
-    result = run_region_benchmark(pairs, methods, model, None if args.no_progress else print)
-    rows = overlay_rows(pairs[: args.overlays], result, model)
+    size = args.size if args.size is not None else REGION_DEFAULTS["code_size"]
+    result = run_region_benchmark(pairs, methods, model, None if args.no_progress else print, size)
+    rows = overlay_rows(pairs[: args.overlays], result, model, size)
     out.mkdir(parents=True, exist_ok=True)
     table = region_table(result)
     write_text_atomic(files[0], json.dumps(result, indent=2) + "\n")
@@ -250,11 +257,15 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="cluster per-position codes (image patches) into label maps and overlays")
     p.add_argument("--model", required=True, help="run directory or saved model directory")
     p.add_argument("images", nargs="+", help="image files (any size)")
-    clustering(p, "clusters (kmeans, default 4) or regions (regions, default 6)")
+    clustering(p, "clusters (kmeans, default 4) or regions (regions; default: as many as --level gives)")
     p.add_argument("--method", default="kmeans", choices=["kmeans", "regions"],
                    help="kmeans: cluster the per-position codes (--k clusters, default 4); regions: merge "
-                        "superpixels by colour, atom histograms and boundaries (--k regions, default 6, chosen on "
-                        "BSDS500 val)")
+                        "superpixels by colour, atom histograms and boundaries into a hierarchy, cut at --level "
+                        "(the number of regions follows the image) or at --k regions; codes at --size, default "
+                        f"{REGION_DEFAULTS['code_size']}")
+    p.add_argument("--level", type=float, default=REGION_DEFAULTS["level"],
+                   help=f"regions: the hierarchy's cut (default {REGION_DEFAULTS['level']}, the covering-best on BSDS500 train; "
+                        "higher: fewer, larger regions)")
     p.add_argument("--out", default="segments", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_segment)

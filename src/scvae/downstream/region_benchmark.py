@@ -87,9 +87,10 @@ def score_image(seg: np.ndarray, ground_truths: Sequence[np.ndarray]) -> ImageSc
                       float(np.mean([variation_of_information(t) for t in tables])))
 
 
-def benchmark(scores: Sequence[Sequence[ImageScore]], parameters: Sequence) -> dict:
+def benchmark(scores: Sequence[Sequence[ImageScore]], parameters: Sequence, fixed=None) -> dict:
     """``scores[i][j]``: image i segmented with ``parameters[j]``. Returns each measure at ODS (with its
-    parameter) and OIS, and every parameter's dataset scores (``sweep``)."""
+    parameter) and OIS, every parameter's dataset scores (``sweep``) and, when ``fixed`` is one of the
+    parameters, the scores at it (``fixed``: a parameter chosen elsewhere, not on these images)."""
     hits = np.array([[s.covering_hits for s in row] for row in scores])
     area = np.array([[s.covering_area for s in row] for row in scores])
     pri = np.array([[s.pri for s in row] for row in scores])
@@ -105,7 +106,8 @@ def benchmark(scores: Sequence[Sequence[ImageScore]], parameters: Sequence) -> d
                 "voi": float(voi.mean(0).min()), "voi_parameter": parameters[int(voi.mean(0).argmin())]},
         "ois": {"covering": float(hits[rows, best_cover].sum() / area[rows, best_cover].sum()),
                 "pri": float(pri.max(1).mean()), "voi": float(voi.min(1).mean())},
-        "sweep": sweep, "n_images": len(scores)}
+        "sweep": sweep, "n_images": len(scores),
+        **({"fixed": sweep[list(parameters).index(fixed)]} if fixed in list(parameters) else {})}
 
 
 def read_bsds_ground_truth(path: str | os.PathLike) -> list[np.ndarray]:

@@ -4,7 +4,10 @@ run itself: every method on the same images, scored against every annotator (:mo
 - scikit-image's ``felzenszwalb`` (scale), ``slic`` (number of segments) and ``quickshift`` (max distance);
 - ``pixels``: k-means on RGB + position; ``codes``: k-means on a model's per-position codes;
 - ``merge`` and ``merge-codes``: superpixels merged by colour and boundaries, the latter also by the codes'
-  atom histograms (:mod:`.region_merging`); one hierarchy per image gives every number of regions.
+  atom histograms (:mod:`.region_merging`); one hierarchy per image, cut at every level threshold.
+
+Each method also has a fixed parameter (:data:`FIXED`), its covering-best at ODS on BSDS500 train, so that
+a score on another split at that parameter is one that was not tuned on it.
 """
 from __future__ import annotations
 
@@ -17,24 +20,30 @@ import numpy as np
 from ..data import load_image
 from ..errors import ScvaeError
 from .region_benchmark import ImageScore, benchmark, read_bsds_ground_truth, score_image
+from .region_merging import CODE_SIZE, DEFAULT_THRESHOLD
 from .segmentation import CodeFeatures, PixelFeatures, SegmentOptions, segment
 
+LEVELS = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6, 1.8]
 SWEEPS = {  # method: its parameter's values
     "felzenszwalb": [50, 100, 200, 400, 800, 1600, 3200],  # scale (sigma 0.8, min_size = scale / 4)
     "slic": [4, 8, 16, 32, 64, 128],  # n_segments (compactness 10)
     "quickshift": [10, 20, 40, 80],  # max_dist (kernel_size 5)
     "pixels": [2, 3, 4, 6, 8, 12, 16],  # k of k-means on RGB + position
     "codes": [2, 3, 4, 6, 8, 12, 16],  # k of k-means on the model's per-position codes
-    "merge": [2, 3, 4, 6, 8, 12, 16, 24, 32],  # regions cut from the colour + boundary hierarchy
-    "merge-codes": [2, 3, 4, 6, 8, 12, 16, 24, 32],  # ... with the codes' atom histograms as texture
+    "merge": LEVELS,  # level thresholds of the colour + boundary hierarchy
+    "merge-codes": LEVELS,  # ... with the codes' atom histograms as texture
 }
+FIXED = {  # method: its covering-best parameter at ODS on BSDS500 train (docs/results/bsds_train.json)
+    "felzenszwalb": 800, "slic": 16, "quickshift": 40, "pixels": 3, "codes": 3, "merge": 0.8,
+    "merge-codes": DEFAULT_THRESHOLD}
 HIERARCHICAL = ("merge", "merge-codes")  # one hierarchy per image, cut at every value of the sweep
 NEEDS_MODEL = ("codes", "merge-codes")
 
 
-def segmenter(method: str, model=None) -> Callable:
+def segmenter(method: str, model=None, size: int | None = CODE_SIZE) -> Callable:
     """For a flat method, a function (image uint8 (H, W, 3), parameter) -> labels (H, W); for a hierarchical
-    one, image -> a hierarchy whose ``cut(n)`` gives n regions. ``model``: an SC-VAE for the code methods."""
+    one, image -> a hierarchy whose ``cut_at(level)`` gives its regions. ``model``: an SC-VAE for the code
+    methods, encoding images with the shorter side at ``size`` (None: their own size)."""
     from skimage import segmentation
 
     if method not in SWEEPS:
@@ -48,11 +57,11 @@ def segmenter(method: str, model=None) -> Callable:
     if method == "quickshift":
         return lambda im, p: segmentation.quickshift(im, kernel_size=5, max_dist=p, ratio=0.5)
     if method in ("pixels", "codes"):
-        features = PixelFeatures() if method == "pixels" else CodeFeatures(model, None)
+        features = PixelFeatures() if method == "pixels" else CodeFeatures(model, size)
         return lambda im, p: segment(features, im, SegmentOptions(k=p, position_weight=1.0))
     from .region_merging import build_hierarchy
 
-    texture = CodeFeatures(model, None, space="codes") if method == "merge-codes" else None
+    texture = CodeFeatures(model, size, space="codes") if method == "merge-codes" else None
     return lambda im: build_hierarchy(im, None if texture is None else texture(im))
 
 
@@ -70,22 +79,23 @@ def bsds_pairs(images: str | Path, ground_truth: str | Path, limit: int | None =
 
 
 def run_region_benchmark(pairs: Sequence[tuple[Path, Path]], methods: Sequence[str], model=None,
-                         progress: Callable[[str], None] | None = None) -> dict:
+                         progress: Callable[[str], None] | None = None, size: int | None = CODE_SIZE) -> dict:
     """Every method over its sweep on every (image, ground truth) pair; returns, per method, the measures at
-    ODS and OIS (:func:`~.region_benchmark.benchmark`) and the seconds per image and setting."""
+    ODS, OIS and the fixed parameter (:func:`~.region_benchmark.benchmark`), and the seconds per image and
+    setting (a hierarchy's one run counts once per image)."""
     truths = [read_bsds_ground_truth(gt) for _, gt in pairs]
     results = {}
     for method in methods:
-        fn, sweep = segmenter(method, model), SWEEPS[method]
+        fn, sweep = segmenter(method, model, size), SWEEPS[method]
         scores: list[list[ImageScore]] = []
         seconds = 0.0
         for (path, _), gts in zip(pairs, truths):
             image = load_image(path, 3)
             t0 = time.perf_counter()
-            if method in HIERARCHICAL:  # one run gives every number of regions
+            if method in HIERARCHICAL:  # one run gives every level
                 hierarchy = fn(image)
                 seconds += (time.perf_counter() - t0) * len(sweep)
-                scores.append([score_image(hierarchy.cut(n), gts) for n in sweep])
+                scores.append([score_image(hierarchy.cut_at(level), gts) for level in sweep])
                 continue
             row = []
             for parameter in sweep:
@@ -94,14 +104,15 @@ def run_region_benchmark(pairs: Sequence[tuple[Path, Path]], methods: Sequence[s
                 seconds += time.perf_counter() - t0
                 row.append(score_image(labels, gts))
             scores.append(row)
-        results[method] = {**benchmark(scores, sweep), "sec_per_image": seconds / (len(pairs) * len(sweep))}
+        results[method] = {**benchmark(scores, sweep, FIXED[method]), "sec_per_image": seconds / (len(pairs) * len(sweep))}
         if progress is not None:
             o = results[method]["ods"]
             progress(f"{method}: ODS covering {o['covering']:.3f}, PRI {o['pri']:.3f}, VoI {o['voi']:.3f}")
     return {"n_images": len(pairs), "methods": results}
 
 
-def overlay_rows(pairs: Sequence[tuple[Path, Path]], result: dict, model=None) -> list[list[np.ndarray]]:
+def overlay_rows(pairs: Sequence[tuple[Path, Path]], result: dict, model=None,
+                 size: int | None = CODE_SIZE) -> list[list[np.ndarray]]:
     """For each (image, ground truth) pair, uint8 (H, W, 3) panels: the photo, its first human segmentation,
     and each method of ``result`` at its covering-best parameter (ODS), region boundaries drawn."""
     from skimage.segmentation import mark_boundaries
@@ -110,25 +121,28 @@ def overlay_rows(pairs: Sequence[tuple[Path, Path]], result: dict, model=None) -
         return (mark_boundaries(image, labels, color=colour) * 255).round().astype(np.uint8)
 
     best = {m: r["ods"]["covering_parameter"] for m, r in result["methods"].items()}
-    fns = {m: segmenter(m, model) for m in best}
+    fns = {m: segmenter(m, model, size) for m in best}
     rows = []
     for path, truth in pairs:
         image = load_image(path, 3)
         row = [image, drawn(image, read_bsds_ground_truth(truth)[0], (1, 0, 0))]
         for method, fn in fns.items():
-            labels = fn(image).cut(best[method]) if method in HIERARCHICAL else fn(image, best[method])
+            labels = fn(image).cut_at(best[method]) if method in HIERARCHICAL else fn(image, best[method])
             row.append(drawn(image, labels, (1, 1, 0)))
         rows.append(row)
     return rows
 
 
 def region_table(result: dict) -> str:
-    """Markdown: one row per method, each measure at ODS (its parameter in brackets) and OIS, and the time."""
-    lines = ["| method | covering ODS | OIS | PRI ODS | OIS | VoI ODS | OIS | s per image and setting |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Markdown: one row per method, each measure at ODS (its parameter in brackets), OIS and the fixed
+    parameter, and the time."""
+    lines = ["| method | covering ODS | OIS | fixed | PRI ODS | OIS | fixed | VoI ODS | OIS | fixed | fixed parameter "
+             "| s per image and setting |", "|---" * 12 + "|"]
     for name, r in result["methods"].items():
         o, i = r["ods"], r["ois"]
+        f = r.get("fixed", {"covering": float("nan"), "pri": float("nan"), "voi": float("nan"), "parameter": "-"})
         lines.append(f"| {name} | {o['covering']:.3f} ({o['covering_parameter']}) | {i['covering']:.3f} | "
-                     f"{o['pri']:.3f} ({o['pri_parameter']}) | {i['pri']:.3f} | {o['voi']:.3f} ({o['voi_parameter']}) | "
-                     f"{i['voi']:.3f} | {r['sec_per_image']:.2f} |")
+                     f"{f['covering']:.3f} | {o['pri']:.3f} ({o['pri_parameter']}) | {i['pri']:.3f} | {f['pri']:.3f} | "
+                     f"{o['voi']:.3f} ({o['voi_parameter']}) | {i['voi']:.3f} | {f['voi']:.3f} | {f['parameter']} | "
+                     f"{r['sec_per_image']:.2f} |")
     return "\n".join(lines)

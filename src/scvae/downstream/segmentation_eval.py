@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from ..data.masks import load_mask, load_pair
 from ..errors import ScvaeError
 from ..evaluation.plots import colorize, overlay
+from .region_merging import CODE_SIZE, RegionMerging
 from .segmentation import CodeFeatures, FeatureFn, PixelFeatures, SegmentOptions, segment
 from .segmentation_metrics import SegmentationScorer, class_of_cluster, paired_miou_difference
 
@@ -55,7 +56,7 @@ def evaluate_segmentation(methods: Sequence[FeatureFn], pairs: Sequence[tuple[Pa
         row = [image, _ground_truth_picture(mask, ignore)] if shown else []
         for method in methods:
             t0 = time.perf_counter()
-            labels = segment(method, image, options)
+            labels = method.segment(image, options.k) if isinstance(method, RegionMerging) else segment(method, image, options)
             seconds[method.name] += time.perf_counter() - t0
             scorers[method.name].update(labels, mask)
             if shown:
@@ -76,12 +77,15 @@ def evaluate_segmentation(methods: Sequence[FeatureFn], pairs: Sequence[tuple[Pa
 
 
 def comparison_methods(model: str | os.PathLike, baselines: Sequence[str | os.PathLike] = (), size: int | None = None,
-                       position_weight: float = 1.0) -> list[FeatureFn]:
+                       position_weight: float = 1.0, regions: bool = False) -> list[FeatureFn | RegionMerging]:
     """The methods segment-eval compares: the model's codes, each baseline run's latents (named after its
-    folder) and k-means on pixels, all working at the same ``size``."""
+    folder) and k-means on pixels, all working at the same ``size``; with ``regions``, the region method
+    (superpixels merged by colour, boundaries and the model's atom histograms, cut at k regions) first."""
     from ..training import load_model
 
-    methods: list[FeatureFn] = [CodeFeatures(load_model(model), size)]
+    methods: list[FeatureFn | RegionMerging] = [CodeFeatures(load_model(model), size)]
+    if regions:
+        methods.insert(0, RegionMerging(CodeFeatures(methods[0].model, CODE_SIZE if size is None else size, space="codes")))
     for run in baselines:
         features = CodeFeatures(load_model(run), size)
         features.name = f"{features.name} ({Path(run).name})"
