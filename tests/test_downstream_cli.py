@@ -159,6 +159,8 @@ def test_report_is_self_contained(tiny_run, tmp_path):
     assert "How the run was made" in page and "train --data" in page and "torch " in page
     assert "the defaults of `scvae generate`" in page
     assert "of the files held out file by file" in page  # which held-out number this is
+    assert "Felzenszwalb-Huttenlocher, each at its parameter chosen on BSDS500 train" in page  # the regions panel
+    assert (tmp_path / "report_files" / "regions.png").stat().st_size > 1000
 
 
 def test_report_shows_the_runs_saved_segment_eval(tiny_run, masked_set, tmp_path):

@@ -111,15 +111,25 @@ def run_region_benchmark(pairs: Sequence[tuple[Path, Path]], methods: Sequence[s
     return {"n_images": len(pairs), "methods": results}
 
 
+def drawn(image: np.ndarray, labels: np.ndarray, colour: tuple = (1, 1, 0)) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 with the boundaries of ``labels`` (H, W) drawn in ``colour`` (RGB in [0, 1])."""
+    from skimage.segmentation import mark_boundaries
+
+    return (mark_boundaries(image, labels, color=colour) * 255).round().astype(np.uint8)
+
+
+def region_rows(photos: Sequence[np.ndarray], model, size: int | None = CODE_SIZE) -> list[list[np.ndarray]]:
+    """For each photo (uint8 (H, W, 3)): the photo, the region method with ``model``'s codes at its fixed
+    level, and Felzenszwalb-Huttenlocher at its fixed scale, region boundaries drawn (the report's panel)."""
+    ours, theirs = segmenter("merge-codes", model, size), segmenter("felzenszwalb")
+    return [[p, drawn(p, ours(p).cut_at(FIXED["merge-codes"])), drawn(p, theirs(p, FIXED["felzenszwalb"]))]
+            for p in photos]
+
+
 def overlay_rows(pairs: Sequence[tuple[Path, Path]], result: dict, model=None,
                  size: int | None = CODE_SIZE) -> list[list[np.ndarray]]:
     """For each (image, ground truth) pair, uint8 (H, W, 3) panels: the photo, its first human segmentation,
     and each method of ``result`` at its covering-best parameter (ODS), region boundaries drawn."""
-    from skimage.segmentation import mark_boundaries
-
-    def drawn(image: np.ndarray, labels: np.ndarray, colour: tuple) -> np.ndarray:
-        return (mark_boundaries(image, labels, color=colour) * 255).round().astype(np.uint8)
-
     best = {m: r["ods"]["covering_parameter"] for m, r in result["methods"].items()}
     fns = {m: segmenter(m, model, size) for m in best}
     rows = []

@@ -20,6 +20,7 @@ from ..config import load_run_config
 from ..data import save_grid
 from ..downstream import (CodeFeatures, SegmentOptions, collect_code_vectors, fit_code_prior, generate, interpolate,
                           segment)
+from ..downstream.region_methods import FIXED, region_rows
 from ..downstream.segmentation_eval import PAIRED_COLUMNS, PAIRED_NOTE, paired_rows
 from ..errors import ScvaeError
 from ..files import write_text_atomic
@@ -35,7 +36,7 @@ SEGMENTATION_PHOTOS = ("astronaut", "coffee", "chelsea")
 
 
 FIGURES = ("training_curves.png", "reconstructions.png", "usage.png", "dictionary.png", "decoded_atoms.png",
-           "interpolation.png", "samples.png", "segments.png")  # what build_report writes into <stem>_files/
+           "interpolation.png", "samples.png", "segments.png", "regions.png")  # what build_report writes into <stem>_files/
 
 
 def report_files(out: str | os.PathLike) -> list[Path]:
@@ -282,5 +283,11 @@ def _segmentation(c: dict) -> str:
     panel_figure(rows, ["photo", "k = 2", "k = 4", "k = 8"], files / "segments.png", names)
     parts.append(html.image(files / "segments.png", f"k-means on the per-position codes of {source} encoded "
                             f"at shorter side {size} px (one position = {model.downsampling_factor}^2 pixels there)"))
+    panel_figure(region_rows(photos, model), ["photo", f"region merging (level {FIXED['merge-codes']})",
+                                               f"Felzenszwalb-Huttenlocher (scale {FIXED['felzenszwalb']})"],
+                 files / "regions.png", names)
+    parts.append(html.image(files / "regions.png", "regions, boundaries drawn: superpixels merged by colour, "
+                            "boundaries and the codes' atom histograms (scvae segment --method regions), next to "
+                            "scikit-image's Felzenszwalb-Huttenlocher, each at its parameter chosen on BSDS500 train"))
     return html.section("Unsupervised segmentation", *parts)
 
