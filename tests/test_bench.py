@@ -125,6 +125,18 @@ def test_bsds_regions_scores_a_segmenter_at_ods_and_ois(tmp_path):
     assert (tmp_path / "o.png").stat().st_size > 10_000  # photo, human, felzenszwalb and merge panels
 
 
+@pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
+def test_segmentation_benchmarks_scores_bsds500_with_the_region_method_and_a_fixed_parameter(tiny_run, tmp_path):
+    out = run("segmentation_benchmarks.py", "--model", str(tiny_run), "--data-root", str(BSDS.parent), "--datasets",
+              "bsds500", "--regions", "--limit", "1", "--bsds-methods", "merge-codes,felzenszwalb", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "segmentation.json").read_text())["datasets"]["bsds500"]
+    ours, theirs = result["methods"]["merge-codes"], result["methods"]["felzenszwalb"]
+    from scvae.downstream.region_methods import FIXED
+
+    assert ours["fixed"]["parameter"] == FIXED["merge-codes"] and theirs["fixed"]["parameter"] == FIXED["felzenszwalb"]
+    assert theirs["ods"]["covering"] >= theirs["fixed"]["covering"] > 0.2 and "| merge-codes |" in out
+
+
 def test_gpu_check_runs_end_to_end_on_cpu_with_the_tiny_preset(tmp_path, image_folder):
     """bench/gpu_check.sh, the one-shot GPU script, on CPU at tiny sizes: every part writes its files."""
     out = tmp_path / "check"
