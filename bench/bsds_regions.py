@@ -6,7 +6,7 @@ VoI at ODS and OIS (:mod:`scvae.downstream.region_benchmark`), with the time per
         [--methods felzenszwalb,slic,quickshift,pixels,codes] [--json bsds.json] [--overlays 4 --png overlays.png]
 
 ``--overlays N`` draws the first N images: the photo, the first human segmentation, and each method's
-segmentation at its covering-best parameter (ODS), with region boundaries.
+segmentation at its fixed parameter (chosen on train), with region boundaries.
 
 k-means labels are scored as they come: one region per cluster, connected or not.
 """
@@ -17,7 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from scvae.downstream.region_methods import bsds_pairs, overlay_rows, region_table, run_region_benchmark
+from scvae.downstream.region_methods import (bsds_pairs, overlay_rows, region_table, run_region_benchmark,
+                                             shown_parameters)
 from scvae.errors import ScvaeError
 
 
@@ -30,11 +31,10 @@ def load(model_dir: str | None):
 
 
 def overlays(pairs, result: dict, model, png: str) -> None:
-    """The photo, one human segmentation and each method at its covering-best parameter, boundaries drawn."""
+    """The photo, one human segmentation and each method at its fixed parameter, boundaries drawn."""
     from scvae.evaluation.plots import panel_figure
 
-    titles = ["photo", "a human segmentation"] + [f"{m} ({r['ods']['covering_parameter']})"
-                                                   for m, r in result["methods"].items()]
+    titles = ["photo", "a human segmentation"] + [f"{m} ({p})" for m, p in shown_parameters(result).items()]
     panel_figure(overlay_rows(pairs, result, model), titles, png, height=2.2)
 
 

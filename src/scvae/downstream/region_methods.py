@@ -1,7 +1,7 @@
 """The segmenters the BSDS500 region benchmark compares, each over its own parameter sweep, and the benchmark
 run itself: every method on the same images, scored against every annotator (:mod:`.region_benchmark`).
 
-- scikit-image's ``felzenszwalb`` (scale), ``slic`` (number of segments) and ``quickshift`` (max distance);
+- scikit-image's ``felzenszwalb`` (scale), ``slic`` (number of segments) and ``quickshift`` (kernel size);
 - ``pixels``: k-means on RGB + position; ``codes``: k-means on a model's per-position codes;
 - ``merge`` and ``merge-codes``: superpixels merged by colour and boundaries, the latter also by the codes'
   atom histograms (:mod:`.region_merging`); one hierarchy per image, cut at every level threshold.
@@ -27,14 +27,14 @@ LEVELS = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6, 1.8]
 SWEEPS = {  # method: its parameter's values
     "felzenszwalb": [50, 100, 200, 400, 800, 1600, 3200],  # scale (sigma 0.8, min_size = scale / 4)
     "slic": [4, 8, 16, 32, 64, 128],  # n_segments (compactness 10)
-    "quickshift": [10, 20, 40, 80],  # max_dist (kernel_size 5)
+    "quickshift": [5, 10],  # kernel_size (max_dist 1000: no cut; 2 s and 6 s for a 481 x 321 photo)
     "pixels": [2, 3, 4, 6, 8, 12, 16],  # k of k-means on RGB + position
     "codes": [2, 3, 4, 6, 8, 12, 16],  # k of k-means on the model's per-position codes
     "merge": LEVELS,  # level thresholds of the colour + boundary hierarchy
     "merge-codes": LEVELS,  # ... with the codes' atom histograms as texture
 }
 FIXED = {  # method: its covering-best parameter at ODS on BSDS500 train (docs/results/bsds_train.json)
-    "felzenszwalb": 800, "slic": 16, "quickshift": 40, "pixels": 3, "codes": 3, "merge": 0.8,
+    "felzenszwalb": 800, "slic": 4, "quickshift": 10, "pixels": 3, "codes": 3, "merge": 0.8,
     "merge-codes": DEFAULT_THRESHOLD}
 HIERARCHICAL = ("merge", "merge-codes")  # one hierarchy per image, cut at every value of the sweep
 NEEDS_MODEL = ("codes", "merge-codes")
@@ -55,7 +55,7 @@ def segmenter(method: str, model=None, size: int | None = CODE_SIZE) -> Callable
     if method == "slic":
         return lambda im, p: segmentation.slic(im, n_segments=p, compactness=10, start_label=1)
     if method == "quickshift":
-        return lambda im, p: segmentation.quickshift(im, kernel_size=5, max_dist=p, ratio=0.5)
+        return lambda im, p: segmentation.quickshift(im, kernel_size=p, max_dist=1000, ratio=0.5)
     if method in ("pixels", "codes"):
         features = PixelFeatures() if method == "pixels" else CodeFeatures(model, size)
         return lambda im, p: segment(features, im, SegmentOptions(k=p, position_weight=1.0))
@@ -129,8 +129,9 @@ def region_rows(photos: Sequence[np.ndarray], model, size: int | None = CODE_SIZ
 def overlay_rows(pairs: Sequence[tuple[Path, Path]], result: dict, model=None,
                  size: int | None = CODE_SIZE) -> list[list[np.ndarray]]:
     """For each (image, ground truth) pair, uint8 (H, W, 3) panels: the photo, its first human segmentation,
-    and each method of ``result`` at its covering-best parameter (ODS), region boundaries drawn."""
-    best = {m: r["ods"]["covering_parameter"] for m, r in result["methods"].items()}
+    and each method of ``result`` at its fixed parameter (chosen on train; else its covering-best at ODS),
+    region boundaries drawn."""
+    best = shown_parameters(result)
     fns = {m: segmenter(m, model, size) for m in best}
     rows = []
     for path, truth in pairs:
@@ -141,6 +142,11 @@ def overlay_rows(pairs: Sequence[tuple[Path, Path]], result: dict, model=None,
             row.append(drawn(image, labels, (1, 1, 0)))
         rows.append(row)
     return rows
+
+
+def shown_parameters(result: dict) -> dict:
+    """method -> the parameter its overlay is drawn at: the fixed one when scored, else the ODS covering one."""
+    return {m: r.get("fixed", {}).get("parameter", r["ods"]["covering_parameter"]) for m, r in result["methods"].items()}
 
 
 def region_table(result: dict) -> str:
