@@ -98,6 +98,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from ..data import load_image
     from ..downstream import CodeFeatures, segment
     from ..downstream.region_merging import CODE_SIZE, segment_regions
+    from ..downstream.region_methods import drawn
     from ..training import load_model
     from ..evaluation.plots import overlay, save_labels, save_rgb
 
@@ -117,7 +118,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         labels = (segment_regions(image, features(image), args.k, args.level) if regions
                   else segment(features, image, options))
         save_labels(labels, targets[2 * i])
-        save_rgb(overlay(image, labels), targets[2 * i + 1])
+        save_rgb(drawn(image, labels) if regions else overlay(image, labels), targets[2 * i + 1])
     count = f"{args.k} regions" if args.k is not None else f"regions at level {args.level}"
     what = f"{count} (superpixels merged by colour, atom histograms and boundaries)" if regions else f"k={k} clusters"
     print(f"segmented {len(paths)} image(s) into {what} -> {out} (<name>_labels.png, <name>_overlay.png)")
