@@ -97,7 +97,7 @@ def test_the_merge_hierarchy_cuts_a_two_region_image_along_its_boundary():
 def test_the_hierarchy_levels_are_monotone_and_the_default_level_keeps_the_halves_apart():
     """Levels: one per merge, non-decreasing; cut_at(level) is cut(n) for the n regions left after the merges
     at or under it, so the number of regions follows the image."""
-    from scvae.downstream.region_merging import DEFAULT_THRESHOLD, build_hierarchy
+    from scvae.downstream.region_merging import DEFAULT_LEVEL, build_hierarchy
     from scvae.downstream.segmentation import FeatureGrid
 
     rng = np.random.default_rng(1)
@@ -114,7 +114,7 @@ def test_the_hierarchy_levels_are_monotone_and_the_default_level_keeps_the_halve
     assert (hierarchy.cut_at(middle) == hierarchy.cut(left)).all()
     assert len(np.unique(hierarchy.cut_at(float(hierarchy.levels[-1])))) == 1
     assert len(np.unique(hierarchy.cut_at(0.0))) == n
-    regions = hierarchy.cut_at(DEFAULT_THRESHOLD)  # the halves stay apart; slivers along the edge may remain
+    regions = hierarchy.cut_at(DEFAULT_LEVEL)  # the halves stay apart; slivers along the edge may remain
     assert not set(np.unique(regions[:, :40])) & set(np.unique(regions[:, 40:])) and len(np.unique(regions)) <= 4
 
 

@@ -13,8 +13,9 @@ texture statistics and cut along strong boundaries. Here:
    boundary, all times a size factor that merges small regions first.
 
 The gradient is taken on the Lab image blurred at ``gradient_sigma`` = 3 pixels: at that scale the edges
-inside a texture (grass blades, bark) fade and the boundaries between regions remain. On 40 BSDS500 train
-images this one change moved ODS covering from 0.51 to 0.57 (docs/design.md, tenth round).
+inside a texture (grass blades, bark) fade and the boundaries between regions remain. With the size factor
+against the image area, this moved ODS covering on 40 BSDS500 train images from 0.50 to 0.57
+(docs/design.md, tenth round).
 
 The merge order is a hierarchy, and the merge costs, made monotone, are its levels, as in the UCM of
 gPb-owt-ucm: :meth:`Hierarchy.cut_at` thresholds the levels, so the number of regions adapts to each image,
@@ -32,7 +33,7 @@ from ..presets import REGION_DEFAULTS
 from .segmentation import FeatureGrid, upsample_labels
 
 
-DEFAULT_THRESHOLD = REGION_DEFAULTS["level"]
+DEFAULT_LEVEL = REGION_DEFAULTS["level"]
 CODE_SIZE = REGION_DEFAULTS["code_size"]
 
 
@@ -70,18 +71,18 @@ class Hierarchy:
             parent[parent == b] = a
         return parent[self.superpixels]
 
-    def cut_at(self, threshold: float) -> np.ndarray:
-        """Labels (H, W) after every merge whose level is at most ``threshold``."""
-        done = int(np.searchsorted(self.levels, threshold, side="right"))
+    def cut_at(self, level: float) -> np.ndarray:
+        """Labels (H, W) after every merge whose level is at most ``level``."""
+        done = int(np.searchsorted(self.levels, level, side="right"))
         return self.cut(max(1, self.n_superpixels - done))
 
 
 def segment_regions(image: np.ndarray, texture: FeatureGrid | None = None, n_regions: int | None = None,
-                    threshold: float = DEFAULT_THRESHOLD, options: MergeOptions | None = None) -> np.ndarray:
+                    level: float = DEFAULT_LEVEL, options: MergeOptions | None = None) -> np.ndarray:
     """Labels (H, W) of ``image`` (uint8 (H, W, 3)): the merge hierarchy (:func:`build_hierarchy`, with
-    ``texture``'s histograms when given) cut at ``n_regions`` regions when given, else at ``threshold``."""
+    ``texture``'s histograms when given) cut at ``n_regions`` regions when given, else at ``level``."""
     hierarchy = build_hierarchy(image, texture, options)
-    return hierarchy.cut(n_regions) if n_regions is not None else hierarchy.cut_at(threshold)
+    return hierarchy.cut(n_regions) if n_regions is not None else hierarchy.cut_at(level)
 
 
 class RegionMerging:

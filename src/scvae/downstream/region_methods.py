@@ -20,7 +20,7 @@ import numpy as np
 from ..data import load_image
 from ..errors import ScvaeError
 from .region_benchmark import ImageScore, benchmark, read_bsds_ground_truth, score_image
-from .region_merging import CODE_SIZE, DEFAULT_THRESHOLD
+from .region_merging import CODE_SIZE, DEFAULT_LEVEL
 from .segmentation import CodeFeatures, PixelFeatures, SegmentOptions, segment
 
 LEVELS = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6, 1.8]
@@ -35,7 +35,7 @@ SWEEPS = {  # method: its parameter's values
 }
 FIXED = {  # method: its covering-best parameter at ODS on BSDS500 train (docs/results/bsds_train.json)
     "felzenszwalb": 800, "slic": 4, "quickshift": 10, "pixels": 3, "codes": 3, "merge": 0.8,
-    "merge-codes": DEFAULT_THRESHOLD}
+    "merge-codes": DEFAULT_LEVEL}
 HIERARCHICAL = ("merge", "merge-codes")  # one hierarchy per image, cut at every value of the sweep
 NEEDS_MODEL = ("codes", "merge-codes")
 
