@@ -48,6 +48,10 @@ class Bottleneck(nn.Module, ABC):
     def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
         """Any vectors (B, F, h, w) of the code space -> the nearest codes this bottleneck can produce."""
 
+    def symbol_step(self) -> float | None:
+        """The quantisation step the codes sit on; None (this default): continuous or index codes."""
+        return None
+
     def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
         """Codes -> the integers an entropy coder codes, (B, C, h, w) int64. Continuous codes (this default):
         each entry's nearest multiple of ``step``."""

@@ -11,7 +11,17 @@ from ..sparse.rate import logistic_bin_bits
 from .base import Bottleneck
 
 
-class IdentityBottleneck(Bottleneck):
+class _RealCodes(Bottleneck):
+    """Codes that are real latents: they are the decoder's input, and every real vector is a valid code."""
+
+    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes
+
+    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
+        return vectors.float()
+
+
+class IdentityBottleneck(_RealCodes):
     """The plain autoencoder's bottleneck: the latent (B, d, h, w) passes unchanged and is its own code.
 
     rate: trained for rate instead, the learned-compression baseline (Balle et al. 2017): the decoder gets
@@ -47,13 +57,6 @@ class IdentityBottleneck(Bottleneck):
         """Latent -> itself (rounded when trained for rate)."""
         return torch.round(z) if self.rate else z
 
-    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes
-
-    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Every real vector is a valid latent."""
-        return vectors.float()
-
     def symbol_step(self) -> float | None:
         return 1.0 if self.rate else None
 
@@ -63,7 +66,7 @@ def kl_per_dim(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)
 
 
-class GaussianBottleneck(Bottleneck):
+class GaussianBottleneck(_RealCodes):
     """The VAE's bottleneck: the encoder's (B, 2d, h, w) output is the mean and log-variance of a diagonal
     Gaussian posterior q(z | x) per position (log-variance clamped to [-30, 20]); in training the decoder
     gets a reparametrised sample, else the mean. The code is the mean. ``loss`` is the KL from N(0, I) in
@@ -94,9 +97,3 @@ class GaussianBottleneck(Bottleneck):
     def encode(self, h: torch.Tensor) -> torch.Tensor:
         """The encoder's output -> the posterior means (B, d, h, w)."""
         return self.posterior(h)[0]
-
-    def synthesize(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes
-
-    def nearest_codes(self, vectors: torch.Tensor) -> torch.Tensor:
-        return vectors.float()

@@ -161,8 +161,7 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
     def symbol_step(self) -> float | None:
         """The quantisation step the model's own codes sit on (None: continuous codes, a step is chosen
         for them; discrete codes ignore it)."""
-        own = getattr(self.bottleneck, "symbol_step", None)
-        return own() if own is not None else None
+        return self.bottleneck.symbol_step()
 
     def to_symbols(self, codes: torch.Tensor, step: float | None = None) -> torch.Tensor:
         """Codes from :meth:`encode` -> the integers an entropy coder codes, (B, C, h, w) int64, one channel
