@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 from scvae.data.masks import pair_images_with_masks
-from scvae.downstream import SegmentOptions, comparison_methods, evaluate_segmentation
+from scvae.downstream import CodeFeatures, SegmentOptions, comparison_methods, evaluate_segmentation
 from scvae.downstream.region_methods import SWEEPS, bsds_pairs, region_table, run_region_benchmark
 from scvae.downstream.segmentation_eval import result_json
 from scvae.reporting.command_files import write_segmentation_eval
@@ -45,12 +45,11 @@ CLASS_NAMES = {  # mask label i is named at position i (the CamVid order is SegN
 }
 
 
-def bsds500(root: Path, split: str, names: list[str], first_method, limit: int | None) -> dict:
+def bsds500(root: Path, split: str, names: list[str], model, limit: int | None) -> dict:
     """The region benchmark on BSDS500 ``split``; prints its table and returns its JSON."""
-    model = getattr(first_method, "model", None) or first_method.texture.model
     pairs = bsds_pairs(root / "bsds500/images" / split, root / "bsds500/groundTruth" / split, limit)
     t0 = time.perf_counter()
-    result = {"split": split, **run_region_benchmark(pairs, names, model, progress=print), "seconds": 0.0}
+    result = {"split": split, **run_region_benchmark(pairs, names, model, progress=print)}
     result["seconds"] = time.perf_counter() - t0
     print(f"\nBSDS500 {split}, {result['n_images']} images (parameter at ODS in brackets)\n\n{region_table(result)}\n",
           flush=True)
@@ -81,7 +80,8 @@ def main() -> None:
     print("| dataset | k | images | method | mIoU | pixel acc | ARI | NMI | s/image |\n" + "|---" * 9 + "|")
     for name in args.datasets.split(","):
         if name == "bsds500":
-            summary["datasets"][name] = bsds500(root, args.split, args.bsds_methods.split(","), methods[0], args.limit)
+            model = next(m.model for m in methods if isinstance(m, CodeFeatures))  # the --model run, loaded once
+            summary["datasets"][name] = bsds500(root, args.split, args.bsds_methods.split(","), model, args.limit)
             continue
         images, masks, k, ignore = DATASETS[name]
         pairs = pair_images_with_masks(root / images, root / masks)[: args.limit]

@@ -178,6 +178,7 @@ def _region_eval(args: argparse.Namespace, out: Path) -> int:
     covering, PRI and VoI at ODS and OIS over each method's sweep."""
     import json
 
+    from ..downstream.region_merging import CODE_SIZE
     from ..downstream.region_methods import (NEEDS_MODEL, SWEEPS, bsds_pairs, overlay_rows, region_table,
                                              run_region_benchmark)
     from ..evaluation.plots import panel_figure
@@ -192,7 +193,7 @@ def _region_eval(args: argparse.Namespace, out: Path) -> int:
     files = [out / "region_eval.json", out / "region_eval.md", out / "overlays.png"]
     claim_outputs(files, overwrite=args.overwrite)
     model = load_model(args.model) if any(m in NEEDS_MODEL for m in methods) else None
-    size = args.size if args.size is not None else REGION_DEFAULTS["code_size"]
+    size = args.size if args.size is not None else CODE_SIZE
     result = run_region_benchmark(pairs, methods, model, None if args.no_progress else print, size)
     rows = overlay_rows(pairs[: args.overlays], result, model, size)
     out.mkdir(parents=True, exist_ok=True)
