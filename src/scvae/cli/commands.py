@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def check_images(paths: list[str]) -> list[Path]:
 def cmd_train(args: argparse.Namespace) -> int:
     from ..config import load_run_config, resolve_config
     from ..training import train
+    from ..training.run_dir import recover_replaced_runs
     from ..training.trainer import CONFIG_FILE
 
     if args.model_type_deprecated:
@@ -34,6 +36,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         args.model_type = args.model_type_deprecated
     out = Path(args.out)
+    if os.environ.get("RANK", "0") == "0":  # a killed --overwrite start: the old run's config is the one to read
+        recover_replaced_runs(out)
     if args.resume and (out / CONFIG_FILE).is_file():
         run = load_run_config(out / CONFIG_FILE)
         if args.steps is not None:

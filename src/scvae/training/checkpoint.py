@@ -17,6 +17,12 @@ from ..files import fsync_dir
 from ..models import AutoencoderModel
 
 STATE_NAME = "trainer_state.pt"
+CHECKPOINT_FILES = ("config.json", "model.safetensors", STATE_NAME)
+
+
+def is_complete(directory: Path) -> bool:
+    """Whether ``directory`` holds every file :func:`save_checkpoint` writes."""
+    return all((directory / name).is_file() for name in CHECKPOINT_FILES)
 
 
 def save_checkpoint(directory: str | os.PathLike, model: AutoencoderModel, state: dict[str, Any]) -> Path:
@@ -49,8 +55,7 @@ def recover_checkpoint(directory: str | os.PathLike) -> bool:
     if directory.is_dir():
         return True
     for pattern in (f".{directory.name}.tmp-*", f".{directory.name}.old-*"):
-        complete = [p for p in directory.parent.glob(pattern)
-                    if all((p / name).is_file() for name in ("config.json", "model.safetensors", STATE_NAME))]
+        complete = [p for p in directory.parent.glob(pattern) if is_complete(p)]
         if complete:
             max(complete, key=lambda p: p.stat().st_mtime).rename(directory)
             return True

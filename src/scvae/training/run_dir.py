@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ScvaeError
 from ..models import AutoencoderModel
-from .checkpoint import recover_checkpoint
+from .checkpoint import is_complete, recover_checkpoint
 from .loggers import METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -27,14 +27,17 @@ CONFIG_FILE = "config.yaml"
 RUN_INFO_FILE = "run_info.json"  # every start of the run: command line, versions, date
 GRID_FILE = "reconstructions.png"
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_NAMES = ("best", "last")
 START_FILES = {CONFIG_FILE, RUN_INFO_FILE, METRICS_FILE, GRID_FILE, CHECKPOINTS, "tensorboard"}
 
 
 def has_checkpoint(out: Path) -> bool:
-    """Whether ``out`` holds a saved model: ``checkpoints/{best,last}``, or a complete copy of one that a
-    kill left under its temporary name. Reads only."""
+    """Whether ``out`` holds a complete checkpoint under its final name (``checkpoints/best`` or ``last``).
+
+    A temporary ``.NAME.tmp-PID`` never counts, complete or not: its ``config.json`` is written first, so a
+    start killed during its first save must not pass for one that has begun. Reads only."""
     folder = Path(out) / CHECKPOINTS
-    return folder.is_dir() and any((p / "config.json").is_file() for p in folder.iterdir())
+    return any(is_complete(folder / name) for name in CHECKPOINT_NAMES)
 
 
 def is_unstarted(out: Path) -> bool:

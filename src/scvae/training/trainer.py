@@ -34,7 +34,8 @@ from .distributed import setup_distributed
 from .ema import WeightEMA
 from .loggers import METRICS_FILE, MetricsLogger, check_trackers
 from .objective import Objective
-from .run_dir import CONFIG_FILE, GRID_FILE, RUN_INFO_FILE, is_unstarted, prepare_run_dir, settle_replaced_run
+from .run_dir import (CONFIG_FILE, GRID_FILE, RUN_INFO_FILE, is_unstarted, prepare_run_dir, recover_replaced_runs,
+                      settle_replaced_run)
 from .sampler import StepSampler, seed_for
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
     objective = Objective(t, model.in_channels, model.resolution, device, dist.wrap)  # reads LPIPS weights, if any
     check_trackers(t.loggers)
+    if dist.is_main:
+        recover_replaced_runs(out)
     if resume and is_unstarted(out):
         log.warning("%s: no checkpoint was saved yet, so the run starts again from step 0", out)
         resume = False
@@ -142,6 +145,8 @@ def _restore(out: Path, model, optimizer, objective: Objective, ema: WeightEMA |
         start, best = int(state["step"]), float(state["best_psnr"])
         schedule = int(state.get("schedule_steps", t.steps))
         torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():  # a CPU resume of a GPU run ignores it
+            torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise ScvaeError(f"{last}: does not match {CONFIG_FILE} or is damaged "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
@@ -167,6 +172,8 @@ class _Checkpointer:
     def save(self, name: str, step: int, best: float, schedule: int) -> None:
         state = {"optimizer": self.optimizer.state_dict(), "step": step, "best_psnr": best,
                  "rng": torch.get_rng_state(), "schedule_steps": schedule, "objective": self.objective.state_dict()}
+        if torch.cuda.is_available():  # exact GPU resume needs each device's generator too
+            state["cuda_rng"] = torch.stack(torch.cuda.get_rng_state_all())
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         save_checkpoint(self.out / "checkpoints" / name, self.evaluated if name == "best" else self.model, state)
