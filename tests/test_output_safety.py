@@ -14,8 +14,10 @@ from .conftest import TINY
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's hash and every folder under ``root``: a refusal may leave neither a changed file nor a
+    new empty folder."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+            for p in sorted(root.rglob("*"))}
 
 
 def _refused(capsys, argv: list[str], watched: Path, needle: str) -> None:

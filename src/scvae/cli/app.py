@@ -11,6 +11,8 @@ from ..errors import ScvaeError
 from . import commands
 from .coding import add_coding_commands
 from .downstream import add_downstream_commands
+from .outputs import forget_created_folders, remove_created_folders
+from .probe import add_probe_command
 
 
 class _Parser(argparse.ArgumentParser):
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_coding_commands(sub)
     add_downstream_commands(sub)
+    add_probe_command(sub)
 
     p = sub.add_parser("presets", help="list the named presets")
     p.set_defaults(func=commands.cmd_presets)
@@ -214,11 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if func is None:
             build_parser().print_help()
             return 2
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        forget_created_folders()
+        return code
     except ScvaeError as exc:
+        remove_created_folders()
         _say(f"scvae: error: {exc}")
         return 2
     except KeyboardInterrupt:  # before training started, or in a command without its own handling
+        remove_created_folders()
         _say("scvae: error: interrupted")
         return 2
     except BrokenPipeError:  # `scvae presets | head -1`: the reader left; stop quietly, like other Unix tools

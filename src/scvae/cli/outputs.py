@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -33,8 +34,35 @@ def claim_outputs(targets: Sequence[Path], inputs: Sequence[Path] = (), *, overw
             raise ScvaeError(f"{target}: already exists; pass --overwrite to replace it")
         _check_folder(target.parent)
     for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(target.parent)
     return list(targets)
+
+
+_created: list[Path] = []  # folders this command made; a refused command removes them again while empty
+
+
+def make_folder(folder: Path) -> None:
+    """``mkdir -p folder``, remembering the topmost folder it created for :func:`remove_created_folders`."""
+    top, probe = None, Path(folder)
+    while not probe.exists() and probe.parent != probe:
+        top, probe = probe, probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if top is not None:
+        _created.append(top)
+
+
+def remove_created_folders() -> None:
+    """After a refusal: remove each folder :func:`make_folder` created that still holds no file, so a refused
+    command leaves the disk as it found it."""
+    for top in reversed(_created):
+        if top.is_dir() and not any(p.is_file() or p.is_symlink() for p in top.rglob("*")):
+            shutil.rmtree(top, ignore_errors=True)
+    _created.clear()
+
+
+def forget_created_folders() -> None:
+    """After a command that finished: its folders are its output."""
+    _created.clear()
 
 
 def _key(path: Path) -> str:

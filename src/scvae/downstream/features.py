@@ -1,0 +1,160 @@
+"""Image-level features from any family's codes or latent, and the anchors they are compared with.
+
+A feature is named ``SOURCE:POOLING``. Sources, each a map (B, F, h, w) computed from one model (no second
+network on the pixels):
+
+- ``codes``: the model's code vectors (SC-VAE: the sparse codes (K,); VQ: the chosen code vector; VAE: the
+  posterior mean; AE: the latent);
+- ``latent``: the continuous latent the bottleneck receives, as it sees it (SC-VAE: RMS-normalised);
+- ``atoms``: the latent encoded against the atoms of a 2-D DCT dictionary by a soft threshold,
+  ``max(0, |D^T z| - alpha)`` with the sign kept, Coates & Ng's (ICML 2011) encoder (SC-VAE: its own
+  dictionary; any other family: the same DCT dictionary for its latent's size);
+- ``kmeans``: the latent's positions encoded by k-means triangle codes (:mod:`.patch_kmeans`), fitted on the
+  training images; every family gets it.
+
+Anchors with no model: ``pixels`` (the image itself) and ``coates`` (the k-means triangle recipe on
+whitened 6 x 6 pixel patches, stride 1, 400 centroids).
+
+Poolings over the grid: ``flat`` (every position), ``quadrant-sum`` (sum over the 2 x 2 quadrants),
+``pyramid-sum`` / ``pyramid-max`` (the whole grid plus its quadrants); a ``split-`` prefix first splits
+each feature into its positive and negative parts (two non-negative channels), as Coates & Ng do.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ScvaeError
+from ..models import AutoencoderModel
+from ..sparse import dct_dictionary
+from .patch_kmeans import PatchKMeans, fit_patch_kmeans
+
+MODEL_SOURCES = ("codes", "latent", "atoms", "kmeans")
+ANCHOR_SOURCES = ("pixels", "coates")
+POOLINGS = ("flat", "quadrant-sum", "pyramid-sum", "pyramid-max")
+PYRAMID_LEVELS = {"quadrant": (2,), "pyramid": (1, 2)}
+ATOM_THRESHOLD = 0.25  # alpha: the cosine between an atom and the latent below which it stays silent
+COATES = {"n_centroids": 400, "patch": 6, "stride": 1}
+LATENT_KMEANS = {"n_centroids": 1600, "patch": 1, "stride": 1}
+DEFAULT_FEATURES = ("codes:flat", "codes:split-quadrant-sum", "latent:split-quadrant-sum", "atoms:split-quadrant-sum")
+ANCHOR_FEATURES = ("pixels:flat", "coates:quadrant-sum")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One named feature: ``source`` (see the module docstring), ``pooling``, ``split`` (polarity)."""
+
+    source: str
+    pooling: str
+    split: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> "FeatureSpec":
+        source, _, pooling = name.partition(":")
+        pooling = pooling or "flat"
+        split = pooling.startswith("split-")
+        pooling = pooling.removeprefix("split-")
+        if source not in MODEL_SOURCES + ANCHOR_SOURCES:
+            raise ScvaeError(f"unknown feature source {source!r} in {name!r}; choose one of: "
+                             f"{', '.join(MODEL_SOURCES + ANCHOR_SOURCES)}")
+        if pooling not in POOLINGS:
+            raise ScvaeError(f"unknown pooling {pooling!r} in {name!r}; choose one of: {', '.join(POOLINGS)}, "
+                             f"each optionally with a 'split-' prefix")
+        return cls(source, pooling, split)
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}:{'split-' if self.split else ''}{self.pooling}"
+
+    @property
+    def needs_model(self) -> bool:
+        return self.source in MODEL_SOURCES
+
+
+def pool(maps: torch.Tensor, pooling: str, split: bool = False) -> torch.Tensor:
+    """(B, F, h, w) -> (B, D): D = F h w for ``flat``, F x (cells of the pyramid's levels) otherwise;
+    ``split`` doubles F into the positive and negative parts first."""
+    maps = maps.float()
+    if split:
+        maps = torch.cat([maps.clamp_min(0), (-maps).clamp_min(0)], dim=1)
+    if pooling == "flat":
+        return maps.flatten(1)
+    kind, _, op = pooling.partition("-")
+    pooled = []
+    for level in PYRAMID_LEVELS[kind]:
+        cells = F.adaptive_max_pool2d(maps, level) if op == "max" else F.adaptive_avg_pool2d(maps, level) * (
+            maps.shape[2] * maps.shape[3] / level ** 2)
+        pooled.append(cells.flatten(1))
+    return torch.cat(pooled, dim=1)
+
+
+def soft_threshold_atoms(latent: torch.Tensor, dictionary: torch.Tensor, alpha: float = ATOM_THRESHOLD
+                         ) -> torch.Tensor:
+    """(B, d, h, w) latent, (d, K) unit-norm atoms -> (B, K, h, w): ``sign(s) max(0, |s| - alpha ||z||)``
+    with ``s = D^T z``: an atom fires where its cosine with the latent exceeds ``alpha``."""
+    s = torch.einsum("bdhw,dk->bkhw", latent.float(), dictionary.float())
+    norm = latent.float().norm(dim=1, keepdim=True).clamp_min(1e-6)
+    return s.sign() * (s.abs() - alpha * norm).clamp_min(0)
+
+
+def model_dictionary(model: AutoencoderModel, dim: int) -> torch.Tensor:
+    """The model's own atoms (d, K) if it has any (SC-VAE), else a 4x overcomplete DCT dictionary for ``dim``."""
+    lista = getattr(model.bottleneck, "lista", None)
+    if lista is not None:
+        return lista.dictionary.detach().float()
+    side = int(round(dim ** 0.5))
+    return dct_dictionary(dim, 4 * side * side if side * side == dim else 4 * dim)
+
+
+@torch.no_grad()
+def model_maps(model: AutoencoderModel, images: torch.Tensor, source: str, batch: int = 256) -> torch.Tensor:
+    """(N, C, H, W) images in [-1, 1] -> (N, F, h, w) of ``source`` (``codes``, ``latent`` or ``atoms``)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for chunk in images.split(batch):
+        chunk = chunk.to(device)
+        if source == "codes":
+            maps = model.code_vectors(model.encode(chunk).codes)
+        else:
+            maps = model.bottleneck(model.encoder(chunk)).latent
+            if source == "atoms":
+                maps = soft_threshold_atoms(maps, model_dictionary(model, maps.shape[1]).to(maps.device))
+        out.append(maps.float().cpu())
+    return torch.cat(out)
+
+
+class FeatureExtractor:
+    """Turns images into one feature's (N, D) matrix. Learned parts (``kmeans``, ``coates``) are fitted on
+    the first call's images, the training images: call :meth:`fit` on them, then the instance on any set."""
+
+    def __init__(self, spec: FeatureSpec, model: AutoencoderModel | None = None, seed: int = 0):
+        if spec.needs_model and model is None:
+            raise ScvaeError(f"feature {spec.name!r} needs a model (--model)")
+        self.spec, self.model, self.seed = spec, model, seed
+        self.encoder: PatchKMeans | None = None
+
+    def _maps(self, images: torch.Tensor) -> torch.Tensor:
+        source = self.spec.source
+        if source == "pixels":
+            return images.float()
+        if source == "coates":
+            return self.encoder(images)
+        if source == "kmeans":
+            return self.encoder(model_maps(self.model, images, "latent"))
+        return model_maps(self.model, images, source)
+
+    def fit(self, images: torch.Tensor) -> "FeatureExtractor":
+        if self.spec.source == "coates":
+            self.encoder = fit_patch_kmeans(images, **COATES, seed=self.seed)
+        elif self.spec.source == "kmeans":
+            self.encoder = fit_patch_kmeans(model_maps(self.model, images, "latent"), **LATENT_KMEANS,
+                                            contrast_eps=None, seed=self.seed)
+        return self
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.spec.source in ("coates", "kmeans") and self.encoder is None:
+            raise ScvaeError(f"feature {self.spec.name!r}: call fit() on the training images first")
+        return pool(self._maps(images), self.spec.pooling, self.spec.split)

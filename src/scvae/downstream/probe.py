@@ -1,0 +1,149 @@
+"""Representation probes: how well frozen features classify images, with a linear and a k-NN classifier.
+
+The linear probe is scikit-learn's multinomial logistic regression on standardised features. Its
+regularisation C is chosen on a validation part held out of the training images (never the test images),
+then it is refit on all training images. The k-NN probe votes among the ``k`` nearest training images by
+cosine similarity of the standardised features. Each accuracy comes with a percentile bootstrap interval
+over the test images; :func:`paired_interval` gives the interval of a difference between two features
+scored on the same test images.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from ..data.labelled import LabelledImages, stratified_split
+from ..models import AutoencoderModel
+from .features import FeatureExtractor, FeatureSpec
+
+log = logging.getLogger(__name__)
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # logistic regression's inverse regularisation, chosen on validation
+VALIDATION_FRACTION = 0.2
+KNN_K = 10
+BOOTSTRAP_DRAWS = 1000
+
+
+@dataclass
+class ProbeRow:
+    """One feature's scores: accuracies in [0, 1] with 95 % bootstrap intervals; ``correct``: per test
+    image, whether the linear probe was right (for paired comparisons)."""
+
+    feature: str
+    dims: int
+    linear: float
+    linear_interval: tuple[float, float]
+    chosen_c: float
+    knn: float | None
+    knn_interval: tuple[float, float] | None
+    seconds: float
+    correct: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict:
+        row = asdict(self)
+        row.pop("correct")
+        return row
+
+
+@dataclass
+class ProbeResult:
+    """Every feature's row, the split's sizes and the class names."""
+
+    rows: list[ProbeRow]
+    n_train: int
+    n_test: int
+    classes: list[str]
+    model: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "n_train": self.n_train, "n_test": self.n_test, "classes": self.classes,
+                "rows": [r.to_dict() for r in self.rows]}
+
+    def table(self) -> str:
+        """The result as a Markdown table."""
+        lines = ["| feature | dims | linear probe | 95 % interval | C | k-NN |", "|---|---|---|---|---|---|"]
+        for r in self.rows:
+            knn = "-" if r.knn is None else f"{100 * r.knn:.1f} %"
+            lines.append(f"| {r.feature} | {r.dims} | {100 * r.linear:.1f} % | "
+                         f"[{100 * r.linear_interval[0]:.1f}, {100 * r.linear_interval[1]:.1f}] | {r.chosen_c:g} | {knn} |")
+        return "\n".join(lines)
+
+
+def bootstrap_interval(correct: np.ndarray, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of the mean of ``correct`` (N,) over ``draws`` resamples of the test set."""
+    rng = np.random.default_rng(seed)
+    means = correct[rng.integers(0, len(correct), size=(draws, len(correct)))].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, draws: int = BOOTSTRAP_DRAWS, seed: int = 0
+                    ) -> tuple[float, float, float]:
+    """Accuracy of ``a`` minus that of ``b`` (per-image correctness on the same test images), with its 95 %
+    paired bootstrap interval: (difference, low, high)."""
+    return float(a.mean() - b.mean()), *bootstrap_interval(a.astype(float) - b.astype(float), draws, seed)
+
+
+def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    mean, std = train.mean(0), train.std(0) + 1e-6
+    return [(x - mean) / std for x in (train, *others)]
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *, c_grid: Iterable[float] = C_GRID,
+                 validation_fraction: float = VALIDATION_FRACTION, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Logistic regression; C chosen on a stratified validation part of the training set, then refit on
+    all of it. Returns the test predictions (N_test,) and the chosen C."""
+    from sklearn.linear_model import LogisticRegression
+
+    fit_idx, val_idx = stratified_split(train_y, validation_fraction, seed)
+    fit_x, val_x = _standardise(train_x[fit_idx], train_x[val_idx])
+    scores = {}
+    for c in c_grid:
+        clf = LogisticRegression(C=c, max_iter=300, tol=1e-3).fit(fit_x, train_y[fit_idx])
+        scores[c] = (clf.predict(val_x) == train_y[val_idx]).mean()
+    best = max(scores, key=lambda c: (scores[c], -c))  # ties go to the stronger regularisation
+    train_s, test_s = _standardise(train_x, test_x)
+    clf = LogisticRegression(C=best, max_iter=300, tol=1e-3).fit(train_s, train_y)
+    return clf.predict(test_s), float(best)
+
+
+def knn_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = KNN_K) -> np.ndarray:
+    """Majority vote of the ``k`` nearest training images by cosine similarity (standardised features);
+    ties go to the class of the nearest neighbour among them."""
+    train_s, test_s = (torch.from_numpy(x).float() for x in _standardise(train_x, test_x))
+    train_s, test_s = torch.nn.functional.normalize(train_s, dim=1), torch.nn.functional.normalize(test_s, dim=1)
+    labels = torch.from_numpy(train_y)
+    n_classes = int(train_y.max()) + 1
+    predictions = []
+    for chunk in test_s.split(1024):
+        nearest = (chunk @ train_s.T).topk(k, dim=1).indices  # (b, k), nearest first
+        votes = torch.nn.functional.one_hot(labels[nearest], n_classes).float()
+        votes = votes.sum(1) + 1e-3 * votes[:, 0]  # the nearest neighbour breaks ties
+        predictions.append(votes.argmax(1))
+    return torch.cat(predictions).numpy()
+
+
+def probe(train: LabelledImages, test: LabelledImages, features: list[str], model: AutoencoderModel | None = None,
+          *, knn: bool = True, seed: int = 0, model_name: str | None = None) -> ProbeResult:
+    """Score each feature of ``features`` (names such as ``codes:split-pyramid-sum``, see
+    :mod:`.features`) with the linear (and k-NN) probe, trained on ``train`` and tested on ``test``."""
+    rows = []
+    for name in features:
+        spec = FeatureSpec.parse(name)
+        start = time.perf_counter()
+        extractor = FeatureExtractor(spec, model, seed).fit(train.images)
+        train_x, test_x = extractor(train.images).numpy(), extractor(test.images).numpy()
+        predictions, c = linear_probe(train_x, train.labels, test_x, seed=seed)
+        correct = predictions == test.labels
+        knn_acc = knn_int = None
+        if knn:
+            knn_correct = knn_probe(train_x, train.labels, test_x) == test.labels
+            knn_acc, knn_int = float(knn_correct.mean()), bootstrap_interval(knn_correct, seed=seed)
+        rows.append(ProbeRow(spec.name, train_x.shape[1], float(correct.mean()), bootstrap_interval(correct, seed=seed),
+                             c, knn_acc, knn_int, time.perf_counter() - start, correct))
+        log.info("%s: linear %.1f %%, %d dims, %.0f s", spec.name, 100 * rows[-1].linear, train_x.shape[1],
+                 rows[-1].seconds)
+    return ProbeResult(rows, len(train.labels), len(test.labels), train.classes, model_name)
