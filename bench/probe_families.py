@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             test = load_labelled(test_dir, model.resolution, classes=train.classes)
             results[run_dir.name] = probe(train, test, features, model, model_name=run_dir.name)
         if not args.no_anchors:
+            train = load_labelled(train_dir, 32)
+            test = load_labelled(test_dir, 32, classes=train.classes)
             results["anchors"] = probe(train, test, list(ANCHOR_FEATURES), None, model_name="anchors")
     except (ScvaeError, OSError) as err:
         print(f"probe_families: {err}", file=sys.stderr)

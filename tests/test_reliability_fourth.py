@@ -89,3 +89,67 @@ def test_a_cpu_checkpoint_has_no_cuda_rng_and_one_from_a_gpu_resumes_on_cpu(tiny
     state["cuda_rng"] = torch.stack([torch.get_rng_state()[:16]])  # as a GPU run would have saved one
     torch.save(state, state_path)
     assert main(["train", "--out", str(run), "--resume", "--steps", "4", "--no-progress"]) == 0
+
+
+def test_the_suggested_size_fits_with_room_to_spare_and_the_margin_is_said(tiny_run, tmp_path, capsys, monkeypatch):
+    """The advice of a memory refusal is itself accepted when a little less memory is free later."""
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    import scvae.resources
+
+    Image.fromarray(np.zeros((600, 800, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(scvae.resources, "available_bytes", lambda device="cpu": 20_000_000)
+    out = tmp_path / "codes.safetensors"
+    argv = ["encode", "--model", str(tiny_run), str(tmp_path / "big.png"), "--out", str(out)]
+    assert main([*argv, "--size", "full"]) == 2
+    err = capsys.readouterr().err
+    assert "scvae uses at most 80%" in err and "room to spare" in err, err
+    suggested = re.search(r"--size (\d+) or less", err)[1]
+    monkeypatch.setattr(scvae.resources, "available_bytes", lambda device="cpu": 15_000_000)  # 25 % less free
+    assert main([*argv, "--size", suggested]) == 0
+
+
+def test_a_whole_image_pass_that_would_take_hours_is_refused_with_a_size_that_does_not(tiny_run, tmp_path, capsys,
+                                                                                        monkeypatch):
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    import scvae.resources
+    from scvae.training import load_model
+
+    model = load_model(tiny_run)
+    small, large = model.inference_flops(64, 64), model.inference_flops(4096, 4096)
+    assert large > 4096 * small  # attention: the cost grows faster than the area (64 ** 2 = 4096)
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(tmp_path / "photo.png")
+    monkeypatch.setattr(scvae.resources, "COMPUTE_LIMIT", model.inference_flops(400, 400))
+    out = tmp_path / "codes.safetensors"
+    argv = ["encode", "--model", str(tiny_run), str(tmp_path / "photo.png"), "--out", str(out)]
+    before = _snapshot(tmp_path)
+    assert main([*argv, "--size", "1600"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "TFLOP in one pass" in err and "--allow-slow" in err and "\n" not in err, err
+    assert _snapshot(tmp_path) == before
+    suggested = int(re.search(r"--size (\d+) or less", err)[1])
+    assert 16 <= suggested < 400
+    assert main([*argv, "--size", str(suggested)]) == 0
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["reconstruct", "--model", "{run}", "{image}", "--out", "{tmp}/new/recon", "--size", "99999999"], "would fit"),
+    (["segment-eval", "--model", "{run}", "--images", "{tmp}", "--masks", "{tmp}", "--k", "0", "--out",
+      "{tmp}/new/seg"], "k must be"),
+    (["export", "--model", "{tmp}/missing", "--out", "{tmp}/new/onnx"], "missing"),
+])
+def test_a_refused_command_leaves_no_empty_output_folder(argv, needle, tiny_run, image_folder, tmp_path, capsys):
+    image = next(image_folder.rglob("*.png"))
+    argv = [a.replace("{run}", str(tiny_run)).replace("{image}", str(image)).replace("{tmp}", str(tmp_path))
+            for a in argv]
+    before = _snapshot(tmp_path)
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before and not (tmp_path / "new").exists()

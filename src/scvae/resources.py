@@ -13,6 +13,8 @@ import torch
 from .errors import ScvaeError
 
 HEADROOM = 0.8  # use at most this share of the memory that is free now
+ADVICE_SHARE = 0.5  # a suggested size leaves half of that budget to spare, so it still fits minutes later
+COMPUTE_LIMIT = 1e13  # FLOPs of one whole-image pass run only with --allow-slow: minutes on a laptop CPU
 
 
 def available_bytes(device: torch.device | str = "cpu") -> int:
@@ -43,8 +45,15 @@ def require_memory(needed: int, what: str, device: torch.device | str = "cpu", a
     memory; ``what`` names the request, ``advice`` says what would fit."""
     free = available_bytes(device)
     if needed > HEADROOM * free:
-        raise ScvaeError(f"{what} needs about {format_bytes(needed)} but {format_bytes(free)} is free"
-                         + (f"; {advice}" if advice else ""))
+        raise ScvaeError(f"{what} needs about {format_bytes(needed)} but {format_bytes(free)} is free, of which "
+                         f"scvae uses at most {HEADROOM:.0%}" + (f"; {advice}" if advice else ""))
+
+
+def require_compute(flops: float, what: str, advice: str = "") -> None:
+    """Raise a one-line :class:`ScvaeError` if one pass costs more than :data:`COMPUTE_LIMIT` FLOPs."""
+    if flops > COMPUTE_LIMIT:
+        raise ScvaeError(f"{what} needs about {flops / 1e12:.0f} TFLOP in one pass (hours on a laptop CPU, "
+                         f"the limit is {COMPUTE_LIMIT / 1e12:.0f})" + (f"; {advice}" if advice else ""))
 
 
 def format_bytes(n: float) -> str:

@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "resized to N; each image's codes are then stored as codes.<i> on its own grid (default: "
                      "the model's centre crop, one (N, K, h, w) tensor)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--allow-slow", action="store_true",
+                   help="run a whole-image pass even when its estimated cost is hours (attention grows with the area squared)")
     p.set_defaults(func=commands.cmd_encode)
 
     p = sub.add_parser("eval", help="PSNR/SSIM (+ LPIPS/rFID when available) and collapse diagnostics on a whole set")

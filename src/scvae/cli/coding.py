@@ -40,7 +40,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         entropy_model.save(out / ENTROPY_MODEL)
     records = []
     for path, target in zip(paths, targets):
-        x = whole_image(path, size, model)
+        x = whole_image(path, size, model, allow_slow=args.allow_slow)
         t0 = time.perf_counter()
         encoded = compress_image(model, entropy_model, x)
         seconds = time.perf_counter() - t0
@@ -98,6 +98,8 @@ def add_coding_commands(sub: argparse._SubParsersAction) -> None:
                    help="fit a model with spatial context: each channel's distribution chosen by how many of the "
                         "left and up neighbours are busy (smaller files, slower decoding)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--allow-slow", action="store_true",
+                   help="run a whole-image pass even when its estimated cost is hours (attention grows with the area squared)")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode .scvz files back to PNG images")

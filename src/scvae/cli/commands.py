@@ -86,7 +86,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         if size is None:  # the model's own crop: shorter side to its resolution, centre crop
             x = image_batch([path], model.resolution, model.in_channels)
         else:
-            x = whole_image(path, size, model)
+            x = whole_image(path, size, model, tiled=True)
         y = model.reconstruct_any_size(x)
         save_image(y[0], targets[i])
         if args.side_by_side:
@@ -95,24 +95,34 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-def whole_image(path: Path, size: int | str, model):
+def whole_image(path: Path, size: int | str, model, *, tiled: bool = False, allow_slow: bool = False):
     """(1, C, H, W): the whole image at its own size ('full') or with its shorter side resized to ``size``;
-    refused in one line, before anything is allocated at that size, if the model's pass would not fit."""
+    refused in one line, before anything is allocated at that size, if the model's pass would not fit in
+    memory, or (one pass over the whole image, not ``tiled``) would take hours without ``allow_slow``. Each
+    refusal names a size that fits with room to spare."""
     import math
 
     from ..data import load_image
     from ..data.images import resize_shorter, to_tensor
-    from ..resources import HEADROOM, available_bytes, require_memory
+    from ..resources import ADVICE_SHARE, COMPUTE_LIMIT, HEADROOM, available_bytes, require_compute, require_memory
 
     arr = load_image(path, model.in_channels)
     h, w = arr.shape[:2]
     scale = 1.0 if size == "full" else size / min(h, w)
     height, width = max(1, round(h * scale)), max(1, round(w * scale))
+    f, what = model.downsampling_factor, f"{path.name} at {width}x{height} px"
     needed = model.activation_bytes(height, width)
-    budget = HEADROOM * available_bytes(next(model.parameters()).device)
+    budget = ADVICE_SHARE * HEADROOM * available_bytes(next(model.parameters()).device)
     largest = int(min(height, width) * math.sqrt(budget / needed)) if needed > budget else min(height, width)
-    require_memory(needed, f"{path.name} at {width}x{height} px", next(model.parameters()).device,
-                   f"--size {largest // model.downsampling_factor * model.downsampling_factor} or less would fit")
+    require_memory(needed, what, next(model.parameters()).device,
+                   f"--size {max(f, largest // f * f)} or less would fit with room to spare")
+    if not tiled and not allow_slow:
+        flops = model.inference_flops(height, width)
+        if flops > COMPUTE_LIMIT:
+            a, b = model._flop_fit
+            pixels = (-a + math.sqrt(a * a + 4 * b * 0.1 * COMPUTE_LIMIT)) / (2 * b) if b > 0 else 0.1 * COMPUTE_LIMIT / a
+            side = max(f, int(min(height, width) * math.sqrt(pixels / (height * width))) // f * f)
+            require_compute(flops, what, f"--size {side} or less takes about a minute, or pass --allow-slow")
     return to_tensor(arr if size == "full" else resize_shorter(arr, size))[None]
 
 
@@ -151,7 +161,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         codes = torch.cat([model.encode(image_batch([p], model.resolution, model.in_channels)).codes for p in paths])
         layout = save_codes(str(out), codes, meta)
     else:  # whole images, each on its own grid: one tensor per image, "codes.<i>" in the order of the files
-        images = [whole_image(p, size, model) for p in paths]
+        images = [whole_image(p, size, model, allow_slow=args.allow_slow) for p in paths]
         per_image = [model.encode_any_size(x).codes for x in images]
         meta["pixel_sizes"] = json.dumps([list(x.shape[-2:]) for x in images])
         layout = save_codes(str(out), per_image, meta)

@@ -230,6 +230,27 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
                      for level, m in enumerate(mult))
         return 4 * batch * (10 * widest + 2 * self.in_channels * height * width)
 
+    def inference_flops(self, height: int, width: int) -> float:
+        """Estimated FLOPs of one encode + decode pass on a (1, C, height, width) image: ``a p + b p^2`` in
+        the pixel count p (the square is attention over every position), fitted once per model from two
+        passes on the meta device, where nothing is computed or allocated."""
+        if getattr(self, "_flop_fit", None) is None:
+            import copy
+
+            from torch.utils.flop_counter import FlopCounterMode
+
+            meta, sizes, counts = copy.deepcopy(self).to("meta"), (self.resolution, 2 * self.resolution), []
+            for side in sizes:
+                with FlopCounterMode(display=False) as counter, torch.no_grad():
+                    meta.decoder(meta.encoder(torch.zeros(1, self.in_channels, side, side, device="meta")))
+                counts.append(counter.get_total_flops())
+            p1, p2 = sizes[0] ** 2, sizes[1] ** 2
+            b = max(0.0, (counts[1] / p2 - counts[0] / p1) / (p2 - p1))
+            self._flop_fit = (counts[0] / p1 - b * p1, b)
+        a, b = self._flop_fit
+        p = height * width
+        return a * p + b * p * p
+
     def pad_to_grid(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) of any H, W, padded (reflected) on the right and bottom to multiples of the
         downsampling factor f: the model is fully convolutional, so it then encodes at any size."""
