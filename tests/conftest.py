@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .reference.states import TAPS, VGG_CONVS, lpips_states
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # A tiny backbone so that CLI and training tests take seconds on 2 CPU cores.
@@ -82,20 +84,11 @@ def interrupted_then_resumed(monkeypatch, train, out: Path, step: int) -> None:
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
 
 
-VGG_CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
-             (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512)]
-TAPS = {2: 0, 7: 1, 14: 2, 21: 3, 28: 4}  # the conv whose ReLU ends LPIPS slice L
-
-
 @pytest.fixture(scope="module")
 def lpips_files(tmp_path_factory):
-    """Random weights written in torchvision's VGG16 layout (with classifier keys) and LPIPS v0.1's lin layout."""
-    g = torch.Generator().manual_seed(0)
-    vgg = {"classifier.0.weight": torch.zeros(2, 2)}
-    for idx, cin, cout in VGG_CONVS:
-        vgg[f"features.{idx}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
-        vgg[f"features.{idx}.bias"] = torch.randn(cout, generator=g) * 0.01
-    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for i, c in enumerate([64, 128, 256, 512, 512])}
+    """Seeded random weights written in torchvision's VGG16 layout (with classifier keys) and LPIPS v0.1's
+    lin layout (tests/reference/states.py)."""
+    vgg, lin = lpips_states()
     root = tmp_path_factory.mktemp("lpips")
     torch.save(vgg, root / "vgg16.pth")
     torch.save(lin, root / "vgg.pth")

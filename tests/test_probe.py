@@ -36,7 +36,10 @@ def test_feature_names_round_trip_and_bad_names_are_one_line():
     spec = FeatureSpec.parse("codes:split-pyramid-sum")
     assert (spec.source, spec.pooling, spec.split, spec.name) == ("codes", "pyramid-sum", True, "codes:split-pyramid-sum")
     assert FeatureSpec.parse("pixels").name == "pixels:flat"
-    for bad, needle in [("colour:flat", "unknown feature source"), ("codes:mean", "unknown pooling")]:
+    assert FeatureSpec.parse("kmeans@2:quadrant-sum").density == 2
+    assert FeatureSpec.parse("kmeans@2:quadrant-sum").name == "kmeans@2:quadrant-sum"
+    for bad, needle in [("colour:flat", "unknown feature source"), ("codes:mean", "unknown pooling"),
+                        ("latent@0:flat", "positive integer"), ("pixels@2:flat", "only a model's")]:
         with pytest.raises(ScvaeError, match=needle):
             FeatureSpec.parse(bad)
 
@@ -164,3 +167,19 @@ def test_scvae_probe_refusals_change_nothing(argv, needle, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("scvae: error:") and needle in err and "\n" not in err, err
     assert _snapshot(tmp_path) == before
+
+
+def test_a_dense_grid_interleaves_shifted_copies_and_holds_the_plain_grid(tiny_run):
+    from scvae.downstream.features import model_maps
+    from scvae.training import load_model
+
+    model = load_model(tiny_run)
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plain = model_maps(model, images, "latent")
+    dense = model_maps(model, images, "latent", density=2)
+    assert dense.shape == (*plain.shape[:2], 2 * plain.shape[2], 2 * plain.shape[3])
+    assert torch.allclose(dense[:, :, 1::2, 1::2], plain, atol=1e-6)  # the unshifted copy's cells
+    shifted = torch.nn.functional.pad(images, (4, 4, 4, 4), mode="reflect")[:, :, 2:18, 2:18]  # 2 px down, right
+    assert torch.allclose(dense[:, :, 0::2, 0::2], model_maps(model, shifted, "latent"), atol=1e-6)
+    with pytest.raises(ScvaeError, match="must divide"):
+        model_maps(model, images, "latent", density=3)

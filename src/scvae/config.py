@@ -222,11 +222,17 @@ def _apply(run: dict[str, Any], key: str, value: Any, model_params: dict[str, in
                                                                           other_first=True))
         run["train"][name] = _coerce(name, value, defaults[name])
     else:
-        raise ScvaeError(f"unknown config key {key!r}")
+        raise ScvaeError(f"unknown config key {key!r}{LIST_KEYS}")
 
 
 def train_keys() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+# names other tools use for a key, and the key they mean here
+KEY_ALIASES = {"learning_rate": "lr", "learning-rate": "lr", "batch": "batch_size", "iterations": "steps",
+               "max_steps": "steps", "num_steps": "steps", "wd": "weight_decay"}
+LIST_KEYS = " (scvae train --print-config lists every key)"
 
 
 def _did_you_mean(name: str, keys, other_prefix: str, other_keys, other_first: bool = False) -> str:
@@ -234,12 +240,14 @@ def _did_you_mean(name: str, keys, other_prefix: str, other_keys, other_first: b
     training key is ``model.lam``), else the closest key of its own section."""
     import difflib
 
+    if KEY_ALIASES.get(name) in keys:
+        return f"; did you mean {'' if other_first else other_prefix}{KEY_ALIASES[name]}?{LIST_KEYS}"
     if name in other_keys:
-        return f"; did you mean {other_prefix if other_first else ''}{name}?"
+        return f"; did you mean {other_prefix if other_first else ''}{name}?{LIST_KEYS}"
     close = difflib.get_close_matches(name, list(keys), n=1)
     if close:
-        return f"; did you mean {'' if other_first else other_prefix}{close[0]}?"
-    return ""
+        return f"; did you mean {'' if other_first else other_prefix}{close[0]}?{LIST_KEYS}"
+    return LIST_KEYS
 
 
 def resolve_config(preset: str | None = None, model_type: str | None = None, config_file: str | None = None,

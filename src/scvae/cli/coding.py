@@ -62,24 +62,45 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def bitstream_files(arguments: list[str]) -> list[Path]:
+    """The ``.scvz`` files named, or inside a named folder (what ``compress --out`` wrote); other files there
+    (``compress.json``, the entropy model) are skipped with a note, a missing path or no bitstream at all
+    is an error."""
+    paths, skipped = [], []
+    for argument in arguments:
+        p = Path(argument)
+        if p.is_dir():
+            found = sorted(p.glob(f"*{SUFFIX}"))
+            skipped += [q for q in p.iterdir() if q.is_file() and q.suffix != SUFFIX]
+            paths += found
+        elif not p.is_file():
+            raise ScvaeError(f"{p}: no such file")
+        elif p.suffix != SUFFIX:
+            skipped.append(p)
+        else:
+            paths.append(p)
+    if skipped:
+        print(f"skipped {len(skipped)} file(s) that are not {SUFFIX} bitstreams: "
+              f"{', '.join(q.name for q in skipped[:3])}{' ...' if len(skipped) > 3 else ''}")
+    if not paths:
+        raise ScvaeError(f"no {SUFFIX} bitstreams among {', '.join(arguments)}")
+    return paths
+
+
 def cmd_decompress(args: argparse.Namespace) -> int:
     from ..coding import ChannelEntropyModel, decompress_image
     from ..data import save_image
     from ..training import load_model
 
-    paths = [Path(p) for p in args.files]
-    for p in paths:
-        if not p.is_file():
-            raise ScvaeError(f"{p}: no such file")
+    paths = bitstream_files(args.files)
     out = Path(args.out)
     targets = claim_outputs([out / f"{p.stem}.png" for p in paths], paths, overwrite=args.overwrite, sources=paths)
     entropy_model = ChannelEntropyModel.load(args.entropy_model or paths[0].parent / ENTROPY_MODEL)
     model = load_model(args.model)
-    seconds = 0.0
-    for path, target in zip(paths, targets):
-        t0 = time.perf_counter()
-        image, _ = decompress_image(model, entropy_model, path.read_bytes(), str(path))
-        seconds += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    images = [decompress_image(model, entropy_model, path.read_bytes(), str(path))[0] for path in paths]
+    seconds = time.perf_counter() - t0  # every file decoded before any is written: a damaged one writes nothing
+    for image, target in zip(images, targets):
         save_image(image[0], target)
     print(f"{len(paths)} image(s) -> {out}; decode {1000 * seconds / len(paths):.1f} ms per image")
     return 0
@@ -103,7 +124,7 @@ def add_coding_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode .scvz files back to PNG images")
-    p.add_argument("files", nargs="+", help=".scvz files written by scvae compress")
+    p.add_argument("files", nargs="+", help=".scvz files written by scvae compress, or the folder holding them")
     p.add_argument("--model", required=True, help="the model they were written with")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--entropy-model", help=f"default: {ENTROPY_MODEL} beside the first file")

@@ -92,7 +92,22 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         if args.side_by_side:
             save_grid(torch.cat([x, y]), targets[len(paths) + i], nrow=2)
     print(f"wrote {len(paths)} reconstruction(s) to {out}")
+    if size is None:
+        crop_note(paths, model, "reconstructed", "reconstructs whole images (tiled)")
     return 0
+
+
+def crop_note(paths: list[Path], model, done: str, full: str) -> None:
+    """Say in one line when the model's centre crop left out part of an image."""
+    from PIL import Image
+
+    cropped = 0
+    for path in paths:
+        with Image.open(path) as img:
+            cropped += img.size != (model.resolution, model.resolution)
+    if cropped:
+        print(f"note: {done} the central {model.resolution}x{model.resolution} crop (shorter side resized to "
+              f"{model.resolution}) of {cropped} image(s) of another size; --size full {full}")
 
 
 def whole_image(path: Path, size: int | str, model, *, tiled: bool = False, allow_slow: bool = False):
@@ -166,6 +181,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         meta["pixel_sizes"] = json.dumps([list(x.shape[-2:]) for x in images])
         layout = save_codes(str(out), per_image, meta)
         codes = torch.cat([t.flatten(2) for t in per_image], dim=2)[..., None]  # (1, K, P, 1) for the stats
+    if size is None:
+        crop_note(paths, model, "encoded", "encodes whole images, each on its own grid")
     shapes = f"{tuple(codes.shape)}" if size is None else f"{len(paths)} tensors (1, K, h_i, w_i)"
     line = f"codes {shapes} -> {out}"
     if layout == "packed":

@@ -25,6 +25,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from ..errors import ScvaeError
+from ..files import ordinary_mode
 
 RAW_BITS = 16  # an escaped symbol's value, offset by 2**15: symbols must lie in [-2**15, 2**15)
 ESCAPE_COUNT = 1.0  # the escape symbol's pseudo-count in every channel
@@ -160,6 +161,7 @@ class ChannelEntropyModel:
             tensors["modes"] = self.modes.astype(np.int64)
             meta.update(format=CONTEXT_FORMAT, contexts=str(self.contexts))
         save_file(tensors, str(path), metadata=meta)
+        ordinary_mode(path)
         return path
 
     @classmethod

@@ -44,16 +44,24 @@ ANCHOR_FEATURES = ("pixels:flat", "coates:quadrant-sum")
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One named feature: ``source`` (see the module docstring), ``pooling``, ``split`` (polarity)."""
+    """One named feature: ``source`` (see the module docstring), ``pooling``, ``split`` (polarity) and
+    ``density``: a model's map computed on ``density`` x ``density`` shifted copies of the image and
+    interleaved, a grid ``density`` times finer (``SOURCE@D``; 1: the model's own grid)."""
 
     source: str
     pooling: str
     split: bool = False
+    density: int = 1
 
     @classmethod
     def parse(cls, name: str) -> "FeatureSpec":
         source, _, pooling = name.partition(":")
         pooling = pooling or "flat"
+        source, _, density = source.partition("@")
+        if density and (not density.isdigit() or int(density) < 1):
+            raise ScvaeError(f"density must be a positive integer in {name!r}, e.g. latent@2:quadrant-sum")
+        if density and source in ANCHOR_SOURCES:
+            raise ScvaeError(f"{name!r}: only a model's features take a density")
         split = pooling.startswith("split-")
         pooling = pooling.removeprefix("split-")
         if source not in MODEL_SOURCES + ANCHOR_SOURCES:
@@ -62,11 +70,12 @@ class FeatureSpec:
         if pooling not in POOLINGS:
             raise ScvaeError(f"unknown pooling {pooling!r} in {name!r}; choose one of: {', '.join(POOLINGS)}, "
                              f"each optionally with a 'split-' prefix")
-        return cls(source, pooling, split)
+        return cls(source, pooling, split, int(density or 1))
 
     @property
     def name(self) -> str:
-        return f"{self.source}:{'split-' if self.split else ''}{self.pooling}"
+        density = f"@{self.density}" if self.density > 1 else ""
+        return f"{self.source}{density}:{'split-' if self.split else ''}{self.pooling}"
 
     @property
     def needs_model(self) -> bool:
@@ -108,9 +117,32 @@ def model_dictionary(model: AutoencoderModel, dim: int) -> torch.Tensor:
     return dct_dictionary(dim, 4 * side * side if side * side == dim else 4 * dim)
 
 
+def model_maps(model: AutoencoderModel, images: torch.Tensor, source: str, density: int = 1,
+               batch: int = 256) -> torch.Tensor:
+    """(N, C, H, W) images in [-1, 1] -> (N, F, h d, w d) of ``source`` (``codes``, ``latent`` or ``atoms``)
+    on a grid ``d = density`` times finer than the model's: the image shifted by multiples of f / d pixels
+    (borders reflected) and each copy's grid interleaved in the order of the cells' image positions."""
+    if density == 1:
+        return _maps(model, images, source, batch)
+    f = model.downsampling_factor
+    if f % density:
+        raise ScvaeError(f"density {density} must divide the model's downsampling factor {f}")
+    h, w = images.shape[2:]
+    padded = F.pad(images, (f, f, f, f), mode="reflect")
+    dense = None
+    for a in range(density):
+        for b in range(density):
+            dy, dx = a * f // density, b * f // density  # the copy's content moves down / right by (dy, dx)
+            maps = _maps(model, padded[:, :, f - dy:f - dy + h, f - dx:f - dx + w], source, batch)
+            if dense is None:
+                dense = maps.new_zeros(*maps.shape[:2], maps.shape[2] * density, maps.shape[3] * density)
+            # a cell of this copy covers image rows from i f - dy: later in the image for smaller dy
+            dense[:, :, density - 1 - a::density, density - 1 - b::density] = maps
+    return dense
+
+
 @torch.no_grad()
-def model_maps(model: AutoencoderModel, images: torch.Tensor, source: str, batch: int = 256) -> torch.Tensor:
-    """(N, C, H, W) images in [-1, 1] -> (N, F, h, w) of ``source`` (``codes``, ``latent`` or ``atoms``)."""
+def _maps(model: AutoencoderModel, images: torch.Tensor, source: str, batch: int) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device
     out = []
@@ -135,6 +167,7 @@ class FeatureExtractor:
             raise ScvaeError(f"feature {spec.name!r} needs a model (--model)")
         self.spec, self.model, self.seed = spec, model, seed
         self.encoder: PatchKMeans | None = None
+        self._fitted: tuple[torch.Tensor, torch.Tensor] | None = None  # (images, latent) fit() computed
 
     def _maps(self, images: torch.Tensor) -> torch.Tensor:
         source = self.spec.source
@@ -143,16 +176,21 @@ class FeatureExtractor:
         if source == "coates":
             return self.encoder(images)
         if source == "kmeans":
-            return self.encoder(model_maps(self.model, images, "latent"))
-        return model_maps(self.model, images, source)
+            return self.encoder(self._latent(images))
+        return model_maps(self.model, images, source, self.spec.density)
 
     def fit(self, images: torch.Tensor) -> "FeatureExtractor":
         if self.spec.source == "coates":
             self.encoder = fit_patch_kmeans(images, **COATES, seed=self.seed)
         elif self.spec.source == "kmeans":
-            self.encoder = fit_patch_kmeans(model_maps(self.model, images, "latent"), **LATENT_KMEANS,
-                                            contrast_eps=None, seed=self.seed)
+            self._fitted = images, model_maps(self.model, images, "latent", self.spec.density)
+            self.encoder = fit_patch_kmeans(self._fitted[1], **LATENT_KMEANS, contrast_eps=None, seed=self.seed)
         return self
+
+    def _latent(self, images: torch.Tensor) -> torch.Tensor:
+        if self._fitted is not None and self._fitted[0] is images:  # the training images: computed in fit()
+            return self._fitted[1]
+        return model_maps(self.model, images, "latent", self.spec.density)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if self.spec.source in ("coates", "kmeans") and self.encoder is None:

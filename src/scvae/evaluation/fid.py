@@ -178,5 +178,10 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     if not np.isfinite(root).all():  # singular product: pytorch-fid's offset on the diagonal
         offset = np.eye(len(cov_a)) * 1e-6
         root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    root = root.real
+    if np.iscomplexobj(root):  # pytorch-fid's check: a large imaginary part means the result is not a distance
+        imaginary = float(np.max(np.abs(np.diagonal(root).imag)))
+        if not np.allclose(np.diagonal(root).imag, 0, atol=1e-3):
+            raise ScvaeError(f"the Frechet distance is not real (imaginary component {imaginary:.3g} > 1e-3): "
+                             "the feature covariances are ill-conditioned; use more images")
+        root = root.real
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))

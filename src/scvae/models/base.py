@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import ScvaeError
-from ..files import read_text_file, write_text_atomic
+from ..files import ordinary_mode, read_text_file, write_text_atomic
 from ..resources import require_memory
 from .hub import ModelConfig, download, looks_like_repo_id
 from .outputs import AutoencoderOutput, DecoderOutput, EncoderOutput
@@ -285,6 +285,7 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         write_text_atomic(directory / CONFIG_NAME, json.dumps(payload, indent=2, sort_keys=True) + "\n")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"model_type": self.model_type})
+        ordinary_mode(directory / WEIGHTS_NAME)
         return directory
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:

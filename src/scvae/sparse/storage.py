@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from ..files import ordinary_mode
+
 
 def pack_codes(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes (B, K, h, w) -> (support, values), both (B, k, h, w) with k the most active atoms at any position:
@@ -64,6 +66,7 @@ def save_codes(path: str, codes: torch.Tensor | list[torch.Tensor], metadata: di
     if use_packed:
         meta["n_atoms"] = str(tensors[0].shape[1])
     save_file(out, path, metadata=meta)
+    ordinary_mode(path)
     return meta["layout"]
 
 

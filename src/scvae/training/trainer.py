@@ -231,8 +231,9 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
     checkpoints = _Checkpointer(out, model, evaluated, optimizer, objective, ema, aside)
     last_val: dict[str, float] = {}
     if dist.is_main:
-        log.info("training %s (%s preset) in %s: steps %d to %d, %d training / %d held-out images, %s%s", run.model_type,
-                 run.preset, out, start, t.steps, len(train_set), len(val_set), device,
+        log.info("training %s (%s preset) in %s: steps %d to %d, %d training images (a random %d px crop of one "
+                 "per draw) / %d held-out images (their central %d px crop), %s%s", run.model_type,
+                 run.preset, out, start, t.steps, len(train_set), train_set.size, len(val_set), val_set.size, device,
                  f", {dist.world_size} processes" if dist.enabled else "")
     bar = tqdm(total=t.steps, initial=start, desc=f"train {run.model_type}", unit="step",
                disable=not (progress and dist.is_main), dynamic_ncols=True)
