@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from scvae.training import load_model
 
 DATA = "../shared/data/cifar10_test/test"
 FEATURES = ("codes:flat", "codes:split-quadrant-sum", "latent:split-quadrant-sum", "atoms:split-quadrant-sum",
-            "kmeans:quadrant-sum")
+            "kmeans:quadrant-sum", "kmeans@2:quadrant-sum")
 
 
 def write_split(data: Path, work: Path, test_fraction: float, seed: int) -> tuple[Path, Path]:
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-anchors", action="store_true")
     parser.add_argument("--json", help="write the table here")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # each feature's line as it is scored
     try:
         work = Path(args.work)
         train_dir, test_dir = write_split(Path(args.data), work, 0.1, 0)
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             train = load_labelled(train_dir, model.resolution)
             test = load_labelled(test_dir, model.resolution, classes=train.classes)
             results[run_dir.name] = probe(train, test, features, model, model_name=run_dir.name)
+            print(f"\n{run_dir.name}\n{results[run_dir.name].table()}\n", flush=True)
         if not args.no_anchors:
             train = load_labelled(train_dir, 32)
             test = load_labelled(test_dir, 32, classes=train.classes)

@@ -57,7 +57,7 @@ class PatchKMeans:
         """(..., D) raw patches -> (..., D) normalised and whitened."""
         return (_normalise(patches, self.contrast_eps) - self.mean) @ self.whiten
 
-    def __call__(self, maps: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    def __call__(self, maps: torch.Tensor, batch: int = 64) -> torch.Tensor:
         """(B, F, H, W) -> triangle codes (B, K, h', w') with h' = (H - patch) // stride + 1."""
         out = []
         h = (maps.shape[2] - self.patch) // self.stride + 1

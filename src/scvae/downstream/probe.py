@@ -24,6 +24,7 @@ from .features import FeatureExtractor, FeatureSpec
 log = logging.getLogger(__name__)
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # logistic regression's inverse regularisation, chosen on validation
 VALIDATION_FRACTION = 0.2
+SELECTION_IMAGES = 3000  # C is chosen on at most this many training images (a stratified subset), then refit on all
 KNN_K = 10
 BOOTSTRAP_DRAWS = 1000
 
@@ -94,11 +95,14 @@ def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *, c_grid: Iterable[float] = C_GRID,
                  validation_fraction: float = VALIDATION_FRACTION, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Logistic regression; C chosen on a stratified validation part of the training set, then refit on
-    all of it. Returns the test predictions (N_test,) and the chosen C."""
+    """Logistic regression; C chosen on a stratified validation part of (at most ``SELECTION_IMAGES`` of) the
+    training set, then refit on all of it. Returns the test predictions (N_test,) and the chosen C."""
     from sklearn.linear_model import LogisticRegression
 
-    fit_idx, val_idx = stratified_split(train_y, validation_fraction, seed)
+    pool = np.arange(len(train_y))
+    if len(pool) > SELECTION_IMAGES:
+        _, pool = stratified_split(train_y, SELECTION_IMAGES / len(pool), seed + 1)
+    fit_idx, val_idx = (pool[i] for i in stratified_split(train_y[pool], validation_fraction, seed))
     fit_x, val_x = _standardise(train_x[fit_idx], train_x[val_idx])
     scores = {}
     for c in c_grid:

@@ -1,0 +1,72 @@
+"""Few-label segmentation: cell labels, counts and scores on cases with known answers, and the bench script."""
+import numpy as np
+import pytest
+
+from scvae.downstream.few_label import cell_labels, few_label_segmentation, paired_margin, supervised_counts
+from scvae.downstream.segmentation import FeatureGrid, PixelFeatures
+from scvae.errors import ScvaeError
+
+
+def test_cell_labels_read_the_mask_at_each_cell_centre():
+    mask = np.zeros((8, 8), np.int64)
+    mask[:, 4:] = 1
+    mask[6:, :] = 2
+    grid = FeatureGrid(np.zeros((2, 2, 1), np.float32), 4, (8, 8))
+    assert cell_labels(mask, grid).tolist() == [[0, 1], [2, 2]]
+    half = FeatureGrid(np.zeros((2, 2, 1), np.float32), 2, (4, 4))  # a working image half the mask's size
+    assert cell_labels(mask, half).tolist() == [[0, 1], [2, 2]]
+
+
+def test_supervised_counts_by_hand():
+    predicted = np.array([[0, 0, 1], [1, 1, 2]])
+    target = np.array([[0, 1, 1], [1, 2, 2]])
+    assert supervised_counts(predicted, target, ()) == {0: (1, 2), 1: (2, 4), 2: (1, 2)}
+    assert supervised_counts(predicted, target, (2,)) == {0: (1, 2), 1: (2, 4)}
+
+
+def _two_colour_pairs(n=6):
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(n):
+        mask = np.zeros((24, 32), np.int64)
+        mask[:, 10 + i:] = 1  # the boundary moves, so position alone cannot label it
+        image = np.where(mask[..., None] == 1, [200, 40, 40], [30, 60, 200]).astype(np.float64)
+        pairs.append((np.clip(image + rng.normal(0, 5, image.shape), 0, 255).astype(np.uint8), mask))
+    return pairs
+
+
+def test_colour_features_label_a_two_colour_set_from_one_image_and_position_alone_does_not():
+    pairs = _two_colour_pairs()
+
+    def position_only(image):
+        return FeatureGrid(np.zeros((*image.shape[:2], 1), np.float32), 1, image.shape[:2])
+
+    results = few_label_segmentation({"pixels": PixelFeatures(), "position": position_only}, pairs, 1, draws=2)
+    assert results["pixels"].miou > 0.99 and results["position"].miou < 0.9
+    margin = paired_margin(results["pixels"], results["position"])
+    assert margin["difference"] > 0 and margin["ci"][0] > 0
+    with pytest.raises(ScvaeError, match="labelled images"):
+        few_label_segmentation({"pixels": PixelFeatures()}, pairs, 6)
+
+
+def test_the_bench_script_runs_on_a_model_and_a_small_dataset(tiny_run, tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import few_label_segmentation as bench
+
+    root = tmp_path / "data"
+    (root / "weizmann_horse" / "rgb").mkdir(parents=True)
+    (root / "weizmann_horse" / "figure_ground").mkdir()
+    for i, (image, mask) in enumerate(_two_colour_pairs(4)):
+        Image.fromarray(image).save(root / "weizmann_horse" / "rgb" / f"horse{i:03d}.jpg")
+        Image.fromarray((mask * 255).astype(np.uint8)).save(root / "weizmann_horse" / "figure_ground" / f"horse{i:03d}.jpg")
+    out = tmp_path / "few.json"
+    assert bench.main(["--runs", str(tiny_run), "--data-root", str(root), "--datasets", "horse", "--labelled", "1",
+                       "--draws", "1", "--size", "24", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["datasets"]["horse"]["1"]
+    assert rows["pixels + position"]["miou"] > 0.9 and "minus_pixels" in rows["run"]
