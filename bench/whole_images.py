@@ -39,16 +39,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--json")
     parser.add_argument("--png")
-    parser.add_argument("--global-attention", action="store_true",
-                        help="attend over the whole field at every size (before windowed attention): the old behaviour")
     args = parser.parse_args()
     model = load_model(args.model).eval()
-    if args.global_attention:
-        from scvae.models.backbone import AttnBlock
-
-        for block in model.modules():
-            if isinstance(block, AttnBlock):
-                block.window = None
     paths = find_images(Path(args.data))[:args.limit]
     rows = []
     for i, path in enumerate(paths):
@@ -73,8 +65,7 @@ def main() -> None:
     print("| frames | one pass (dB) | tiled (dB) | 32 px crops (dB) | 64 px crops (dB) |\n|---|---|---|---|---|\n"
           f"| {len(rows)} | {mean['whole']:.2f} | {mean['tiled']:.2f} | {mean['crops_32']:.2f} | {mean['crops_64']:.2f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "data": args.data, "mean": mean, "images": rows,
-                                               "attention": "global" if args.global_attention else "windowed"},
+        Path(args.json).write_text(json.dumps({"model": args.model, "data": args.data, "mean": mean, "images": rows},
                                               indent=2) + "\n")
 
 

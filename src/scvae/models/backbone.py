@@ -33,43 +33,21 @@ class ResnetBlock(nn.Module):
 
 
 class AttnBlock(nn.Module):
-    """Single-head spatial self-attention: (B, C, H, W) -> (B, C, H, W).
+    """Single-head spatial self-attention: (B, C, H, W) -> (B, C, H, W)."""
 
-    ``window``: the side of the field attended over, the grid this level has at the training resolution.
-    A larger input is attended in windows of that side (the map reflected up to a multiple of it), so every
-    position averages over as many others as in training: attention over all positions of a frame many
-    times the training size averages colours across the frame (a cast) and blurs detail. Inputs no larger
-    than the window are attended whole, as in training.
-    """
-
-    def __init__(self, channels: int, window: int | None = None):
+    def __init__(self, channels: int):
         super().__init__()
         self.norm = _norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
-        self.window = window
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        s = self.window
-        if s is None or (h <= s and w <= s):
-            return x + self.proj(self._attend(self.norm(x)))
-        normed = self.norm(x)  # GroupNorm over the whole map; only the attention is windowed
-        ph, pw = -h % s, -w % s
-        if ph or pw:
-            normed = F.pad(normed, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-        hh, ww = normed.shape[2:]
-        windows = normed.reshape(b, c, hh // s, s, ww // s, s).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, s, s)
-        out = self._attend(windows).reshape(b, hh // s, ww // s, c, s, s).permute(0, 3, 1, 4, 2, 5)
-        return x + self.proj(out.reshape(b, c, hh, ww)[:, :, :h, :w])
-
-    def _attend(self, normed: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = normed.shape
         q, k, v = (t.contiguous().unsqueeze(1) for t in
-                   self.qkv(normed).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1))
+                   self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1))
         # contiguous: on CPU, strided inputs fall back to the math kernel, which holds the (hw)^2 scores
         out = F.scaled_dot_product_attention(q, k, v).squeeze(1)
-        return out.transpose(-1, -2).reshape(b, c, h, w)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
 class Downsample(nn.Module):
@@ -90,19 +68,19 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-def _level_blocks(in_ch: int, out_ch: int, n: int, attn: bool, dropout: float, window: int) -> nn.Sequential:
+def _level_blocks(in_ch: int, out_ch: int, n: int, attn: bool, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(n):
         layers.append(ResnetBlock(in_ch if i == 0 else out_ch, out_ch, dropout))
         if attn:
-            layers.append(AttnBlock(out_ch, window))
+            layers.append(AttnBlock(out_ch))
     return nn.Sequential(*layers)
 
 
-def _mid(channels: int, attn: bool, dropout: float, window: int) -> nn.Sequential:
+def _mid(channels: int, attn: bool, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = [ResnetBlock(channels, channels, dropout)]
     if attn:
-        layers += [AttnBlock(channels, window), ResnetBlock(channels, channels, dropout)]
+        layers += [AttnBlock(channels), ResnetBlock(channels, channels, dropout)]
     return nn.Sequential(*layers)
 
 
@@ -118,13 +96,13 @@ class Encoder(nn.Module):
         res, prev = resolution, ch
         for i, mult in enumerate(ch_mult):
             out = ch * mult
-            levels.append(_level_blocks(prev, out, num_res_blocks, res in attn_resolutions, dropout, res))
+            levels.append(_level_blocks(prev, out, num_res_blocks, res in attn_resolutions, dropout))
             prev = out
             if i != len(ch_mult) - 1:
                 levels.append(Downsample(out))
                 res //= 2
         self.down = nn.Sequential(*levels)
-        self.mid = _mid(prev, mid_attn, dropout, res)
+        self.mid = _mid(prev, mid_attn, dropout)
         self.out = nn.Sequential(_norm(prev), nn.SiLU(), nn.Conv2d(prev, z_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,12 +119,12 @@ class Decoder(nn.Module):
         top = ch * ch_mult[-1]
         res = resolution // 2 ** (len(ch_mult) - 1)
         self.conv_in = nn.Conv2d(z_channels, top, 3, padding=1)
-        self.mid = _mid(top, mid_attn, dropout, res)
+        self.mid = _mid(top, mid_attn, dropout)
         levels: list[nn.Module] = []
         prev = top
         for i, mult in reversed(list(enumerate(ch_mult))):
             out = ch * mult
-            levels.append(_level_blocks(prev, out, num_res_blocks + 1, res in attn_resolutions, dropout, res))
+            levels.append(_level_blocks(prev, out, num_res_blocks + 1, res in attn_resolutions, dropout))
             prev = out
             if i != 0:
                 levels.append(Upsample(out))
