@@ -179,7 +179,10 @@ def test_a_dense_grid_interleaves_shifted_copies_and_holds_the_plain_grid(tiny_r
     dense = model_maps(model, images, "latent", density=2)
     assert dense.shape == (*plain.shape[:2], 2 * plain.shape[2], 2 * plain.shape[3])
     assert torch.allclose(dense[:, :, 1::2, 1::2], plain, atol=1e-6)  # the unshifted copy's cells
-    shifted = torch.nn.functional.pad(images, (4, 4, 4, 4), mode="reflect")[:, :, 2:18, 2:18]  # 2 px down, right
+    f = model.downsampling_factor
+    half = f // 2  # the copy moved down and right by half a cell holds the cells between the plain ones
+    shifted = torch.nn.functional.pad(images, (f, f, f, f), mode="reflect")[:, :, f - half:f - half + 16,
+                                                                             f - half:f - half + 16]
     assert torch.allclose(dense[:, :, 0::2, 0::2], model_maps(model, shifted, "latent"), atol=1e-6)
     with pytest.raises(ScvaeError, match="must divide"):
-        model_maps(model, images, "latent", density=3)
+        model_maps(model, images, "latent", density=f + 1)
