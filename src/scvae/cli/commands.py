@@ -134,8 +134,7 @@ def whole_image(path: Path, size: int | str, model, *, tiled: bool = False, allo
     if not tiled and not allow_slow:
         flops = model.inference_flops(height, width)
         if flops > COMPUTE_LIMIT:
-            a, b = model._flop_fit
-            pixels = (-a + math.sqrt(a * a + 4 * b * 0.1 * COMPUTE_LIMIT)) / (2 * b) if b > 0 else 0.1 * COMPUTE_LIMIT / a
+            pixels = model.pixels_within_flops(0.1 * COMPUTE_LIMIT)  # a tenth of the limit: about a minute
             side = max(f, int(min(height, width) * math.sqrt(pixels / (height * width))) // f * f)
             require_compute(flops, what, f"--size {side} or less takes about a minute, or pass --allow-slow")
     return to_tensor(arr if size == "full" else resize_shorter(arr, size))[None]

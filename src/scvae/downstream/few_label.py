@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ScvaeError
 from .segmentation import FeatureFn, FeatureGrid, upsample_labels
-from .segmentation_metrics import SegmentationScorer, paired_miou_difference
+from .segmentation_metrics import SegmentationScorer, _count_matrices, _miou, paired_miou_difference
 
 MAX_ROWS = 60_000  # training positions kept per draw (a random subset beyond it): the fit stays seconds
 POSITION_WEIGHT = 1.0  # (y, x) in [0, 1] appended to every method's standardised features
@@ -104,10 +104,9 @@ def few_label_segmentation(methods: dict[str, FeatureFn], pairs: list[tuple[np.n
 
 
 def _pooled_miou(scorer: SegmentationScorer) -> float:
-    classes = sorted(scorer.classes())
-    inter = np.array([[img.get(c, (0, 0))[0] for c in classes] for img in scorer.per_image]).sum(0)
-    union = np.array([[img.get(c, (0, 0))[1] for c in classes] for img in scorer.per_image]).sum(0)
-    return float(np.mean(inter[union > 0] / union[union > 0]))
+    """mIoU of the scorer's images with their counts summed, as :func:`paired_miou_difference` computes it."""
+    inter, union = _count_matrices(scorer, sorted(scorer.classes()))
+    return float(_miou(inter.sum(0), union.sum(0)))
 
 
 def paired_margin(a: FewLabelResult, b: FewLabelResult, seed: int = 0) -> dict[str, object]:

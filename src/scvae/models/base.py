@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from abc import ABCMeta
 from pathlib import Path
@@ -250,6 +251,12 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         a, b = self._flop_fit
         p = height * width
         return a * p + b * p * p
+
+    def pixels_within_flops(self, flops: float) -> float:
+        """The pixel count whose one-pass cost (:meth:`inference_flops`) is ``flops``: the inverse of its fit."""
+        self.inference_flops(1, 1)  # fits once
+        a, b = self._flop_fit
+        return (-a + math.sqrt(a * a + 4 * b * flops)) / (2 * b) if b > 0 else flops / a
 
     def pad_to_grid(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) of any H, W, padded (reflected) on the right and bottom to multiples of the
