@@ -1,5 +1,6 @@
 """LISTA's cost in training: forward + backward time and the memory saved for backward, hand-written
-backward (scvae) against plain autograd through the same iterations, for several T.
+backward (scvae: every iterate kept; the truncated ``grad_iterations=1``; the exact ``recompute``, which
+keeps only its input) against plain autograd through the same iterations, for several T.
 
 Memory is the bytes of the tensors autograd keeps for the backward pass (counted with saved-tensor
 hooks, so it is exact and device-independent); time is the median of ``--repeats`` forward + backward
@@ -57,7 +58,8 @@ def main() -> None:
     torch.manual_seed(0)
     d, k, positions, batch = SCALES[args.scale]
     variants = {"autograd": (unrolled_ista_autograd, {}), "scvae": (unrolled_ista, {}),
-                "scvae, grad_iterations=1": (unrolled_ista, {"grad_iterations": 1})}
+                "scvae, grad_iterations=1": (unrolled_ista, {"grad_iterations": 1}),
+                "scvae, recompute (exact)": (unrolled_ista, {"recompute": True})}
     rows = []
     print(f"scale {args.scale}: d={d}, K={k}, N={positions * batch} rows, {torch.get_num_threads()} threads")
     print("| T | variant | saved for backward (MiB) | memory / same variant at the first T | ms / forward+backward "

@@ -29,6 +29,7 @@ def test_lista_speed_reports_memory_and_its_growth_with_t(tmp_path):
     assert rows[(8, "autograd")]["memory_ratio"] > 4  # autograd keeps every iterate
     assert rows[(8, "scvae, grad_iterations=1")]["memory_ratio"] <= 1.5  # truncated backprop: O(1) in T
     assert rows[(8, "scvae")]["saved_mib"] < 0.6 * rows[(8, "autograd")]["saved_mib"]
+    assert rows[(8, "scvae, recompute (exact)")]["memory_ratio"] <= 1.5  # exact, and O(1) in T
 
 
 def test_refit_speed_compares_both_refits_on_the_same_supports(tmp_path):

@@ -42,6 +42,37 @@ def test_fully_convolutional_on_other_sizes():
     assert codes.shape == (1, 36, 12, 20)
 
 
+@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "fsq"])
+def test_circular_padding_makes_every_family_shift_equivariant(model_type):
+    """With ``padding_mode="circular"`` no layer can tell where the border is: shifting the image by one
+    cell shifts the latent by one cell, exactly (the test fails if any layer still pads with zeros)."""
+    from scvae.models.base import MODEL_REGISTRY
+
+    torch.manual_seed(0)
+    model = MODEL_REGISTRY[model_type](**TINY_BACKBONE, padding_mode="circular").eval()
+    x = torch.randn(2, 3, 16, 24)
+    f = model.downsampling_factor
+    with torch.no_grad():
+        z, z_shifted = (model.encoder(t) for t in (x, x.roll((f, -f), (2, 3))))
+        y, y_shifted = (model.decoder(t) for t in (z, z.roll((1, -1), (2, 3))))
+    assert torch.allclose(z_shifted, z.roll((1, -1), (2, 3)), atol=1e-5)
+    assert torch.allclose(y_shifted, y.roll((f, -f), (2, 3)), atol=1e-5)
+    zeros = MODEL_REGISTRY[model_type](**TINY_BACKBONE).eval()
+    with torch.no_grad():
+        assert not torch.allclose(zeros.encoder(x.roll((f, -f), (2, 3))), zeros.encoder(x).roll((1, -1), (2, 3)),
+                                  atol=1e-3)
+
+
+def test_padding_mode_is_saved_and_old_configs_load_with_zero_padding(tmp_path):
+    model = SCVAE(**TINY, padding_mode="reflect")
+    model.save_pretrained(tmp_path / "m")
+    assert AutoencoderModel.from_pretrained(tmp_path / "m").config["padding_mode"] == "reflect"
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    del config["padding_mode"]  # a model saved before the option existed
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    assert AutoencoderModel.from_pretrained(tmp_path / "m").encoder.conv_in.padding_mode == "zeros"
+
+
 def test_save_and_load_round_trip_is_bit_identical(tmp_path):
     torch.manual_seed(0)
     model = SCVAE(**TINY, learn_dictionary=True, per_iteration=True).eval()
@@ -79,6 +110,8 @@ def test_invalid_model_options_are_rejected():
         SCVAE(**{**TINY, "z_channels": 15})
     with pytest.raises(ValueError, match="recon_loss"):
         SCVAE(**{**TINY, "recon_loss": "huber"})
+    with pytest.raises(ValueError, match="padding_mode must be one of zeros, reflect, replicate, circular"):
+        SCVAE(**{**TINY, "padding_mode": "mirror"})
 
 
 @pytest.mark.parametrize("preset, millions", [("paper-f16", 71.75), ("paper-f8", 64.72)])

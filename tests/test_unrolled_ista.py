@@ -93,3 +93,58 @@ def test_truncated_backprop_matches_autograd_with_a_detached_warm_start(m):
 def test_truncation_is_validated():
     with pytest.raises(ValueError, match="grad_iterations"):
         LISTA(dct_dictionary(16, 25), n_iter=4, grad_iterations=5)
+
+
+@pytest.mark.parametrize("n_thr", [1, 25])
+def test_recomputed_backward_is_the_exact_gradient_at_t_30(n_thr):
+    """recompute=True keeps only the inputs and recomputes the iterates a chunk of rows at a time: the same
+    gradient as autograd through all 30 iterations (n = 40 rows, so chunks of 2 rows)."""
+    inputs = problem(n_thr, n_iter=30)
+    codes, pre = unrolled_ista(*inputs, recompute=True)
+    ref_codes, ref_pre = autograd_ista(*inputs)
+    assert torch.equal(codes, unrolled_ista(*inputs)[0]) and torch.allclose(codes, ref_codes, atol=1e-12)
+    weights = torch.randn_like(codes), torch.randn_like(pre)
+    grads = torch.autograd.grad((codes * weights[0]).sum() + (pre * weights[1]).sum(), inputs)
+    ref = torch.autograd.grad((ref_codes * weights[0]).sum() + (ref_pre * weights[1]).sum(), inputs)
+    for name, g, r in zip(["drive", "gram", "inv_steps", "thresholds"], grads, ref):
+        assert torch.allclose(g, r, rtol=1e-9, atol=1e-10), name
+    only_codes = torch.autograd.grad(unrolled_ista(*inputs, recompute=True)[0].sum(), inputs[0])[0]
+    assert torch.allclose(only_codes, torch.autograd.grad(autograd_ista(*inputs)[0].sum(), inputs[0])[0], atol=1e-10)
+
+
+def _saved_bytes(n_iter: int, **kwargs) -> int:
+    drive, gram, inv_steps, thresholds = problem(1, dtype=torch.float32, n=64, n_iter=n_iter)
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        unrolled_ista(drive, gram, inv_steps, thresholds, **kwargs)
+    return sum(saved.values())
+
+
+def test_recomputed_backward_keeps_memory_flat_in_t():
+    assert _saved_bytes(30, recompute=True) <= 1.5 * _saved_bytes(1, recompute=True)
+    assert _saved_bytes(30, recompute=True) <= 1.5 * _saved_bytes(1)  # and against the stored backward at T = 1
+    assert _saved_bytes(30) > 10 * _saved_bytes(1)  # the stored backward keeps every iterate
+
+
+def test_lista_layer_recompute_backward_gives_the_same_gradients():
+    torch.manual_seed(0)
+    z = torch.randn(50, 16)
+    grads = []
+    for recompute in (False, True):
+        layer = LISTA(dct_dictionary(16, 25), n_iter=30, lam=0.05, learn_dictionary=True, per_iteration=True,
+                      recompute_backward=recompute)
+        zz = z.clone().requires_grad_()
+        codes = layer(zz)
+        params = [zz] + [p for p in layer.parameters() if p.requires_grad]
+        grads.append(torch.autograd.grad((codes * codes.detach().sign()).sum(), params))
+    for g, r in zip(*grads):
+        assert torch.allclose(g, r, rtol=1e-5, atol=1e-5 * r.abs().max())
+    with pytest.raises(ValueError, match="recompute_backward"):
+        LISTA(dct_dictionary(16, 25), n_iter=4, grad_iterations=2, recompute_backward=True)
+    with pytest.raises(ValueError, match="grad_iterations"):
+        unrolled_ista(*problem(1), grad_iterations=2, recompute=True)

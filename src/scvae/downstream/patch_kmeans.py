@@ -88,7 +88,8 @@ def fit_patch_kmeans(maps: torch.Tensor, n_centroids: int, patch: int, stride: i
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)
     whiten = eigenvectors @ torch.diag((eigenvalues.clamp_min(0) + ZCA_EPS).rsqrt()) @ eigenvectors.T
     whitened = ((sample - mean) @ whiten).float().numpy()
-    kmeans = MiniBatchKMeans(n_clusters=min(n_centroids, len(whitened)),  # a tiny training set: fewer centroids random_state=seed, batch_size=4096, n_init=3,
+    n_clusters = min(n_centroids, len(whitened))  # a tiny training set: fewer centroids
+    kmeans = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, batch_size=4096, n_init=3,
                              max_iter=100).fit(whitened)
     return PatchKMeans(mean=mean.float(), whiten=whiten.float(),
                        centroids=torch.from_numpy(np.asarray(kmeans.cluster_centers_, dtype=np.float32)),

@@ -11,6 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+# Zero padding lets a net read where the border is; on the tiny grids of 32 px training crops every
+# position is near one, and a whole photo's interior then looks unlike anything seen in training.
+DEFAULT_PADDING = "zeros"
+
+
+def _conv3(in_ch: int, out_ch: int, padding_mode: str) -> nn.Conv2d:
+    """A 3 x 3 convolution that keeps the size, its border filled by ``padding_mode`` (see PADDING_MODES)."""
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
+    return nn.Conv2d(in_ch, out_ch, 3, padding=1, padding_mode=padding_mode)
+
 
 def _norm(channels: int) -> nn.GroupNorm:
     groups = 32 if channels % 32 == 0 else max(g for g in (16, 8, 4, 2, 1) if channels % g == 0)
@@ -20,11 +32,11 @@ def _norm(channels: int) -> nn.GroupNorm:
 class ResnetBlock(nn.Module):
     """Pre-activation residual block: (B, C_in, H, W) -> (B, C_out, H, W)."""
 
-    def __init__(self, in_ch: int, out_ch: int, dropout: float = 0.0):
+    def __init__(self, in_ch: int, out_ch: int, dropout: float = 0.0, padding_mode: str = DEFAULT_PADDING):
         super().__init__()
         self.block = nn.Sequential(
-            _norm(in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1),
-            _norm(out_ch), nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(out_ch, out_ch, 3, padding=1),
+            _norm(in_ch), nn.SiLU(), _conv3(in_ch, out_ch, padding_mode),
+            _norm(out_ch), nn.SiLU(), nn.Dropout(dropout), _conv3(out_ch, out_ch, padding_mode),
         )
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
@@ -51,36 +63,38 @@ class AttnBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, padding_mode: str = DEFAULT_PADDING):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+        self.pad_mode = "constant" if padding_mode == "zeros" else padding_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
+        return self.conv(F.pad(x, (0, 1, 0, 1), mode=self.pad_mode))
 
 
 class Upsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, padding_mode: str = DEFAULT_PADDING):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = _conv3(channels, channels, padding_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-def _level_blocks(in_ch: int, out_ch: int, n: int, attn: bool, dropout: float) -> nn.Sequential:
+def _level_blocks(in_ch: int, out_ch: int, n: int, attn: bool, dropout: float, padding_mode: str
+                  ) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(n):
-        layers.append(ResnetBlock(in_ch if i == 0 else out_ch, out_ch, dropout))
+        layers.append(ResnetBlock(in_ch if i == 0 else out_ch, out_ch, dropout, padding_mode))
         if attn:
             layers.append(AttnBlock(out_ch))
     return nn.Sequential(*layers)
 
 
-def _mid(channels: int, attn: bool, dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = [ResnetBlock(channels, channels, dropout)]
+def _mid(channels: int, attn: bool, dropout: float, padding_mode: str) -> nn.Sequential:
+    layers: list[nn.Module] = [ResnetBlock(channels, channels, dropout, padding_mode)]
     if attn:
-        layers += [AttnBlock(channels), ResnetBlock(channels, channels, dropout)]
+        layers += [AttnBlock(channels), ResnetBlock(channels, channels, dropout, padding_mode)]
     return nn.Sequential(*layers)
 
 
@@ -89,21 +103,22 @@ class Encoder(nn.Module):
 
     def __init__(self, *, in_channels: int, ch: int, ch_mult: Sequence[int], num_res_blocks: int,
                  z_channels: int, resolution: int, attn_resolutions: Sequence[int] = (),
-                 mid_attn: bool = True, dropout: float = 0.0):
+                 mid_attn: bool = True, dropout: float = 0.0, padding_mode: str = DEFAULT_PADDING):
         super().__init__()
-        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        self.conv_in = _conv3(in_channels, ch, padding_mode)
         levels: list[nn.Module] = []
         res, prev = resolution, ch
         for i, mult in enumerate(ch_mult):
             out = ch * mult
-            levels.append(_level_blocks(prev, out, num_res_blocks, res in attn_resolutions, dropout))
+            levels.append(_level_blocks(prev, out, num_res_blocks, res in attn_resolutions, dropout,
+                                       padding_mode))
             prev = out
             if i != len(ch_mult) - 1:
-                levels.append(Downsample(out))
+                levels.append(Downsample(out, padding_mode))
                 res //= 2
         self.down = nn.Sequential(*levels)
-        self.mid = _mid(prev, mid_attn, dropout)
-        self.out = nn.Sequential(_norm(prev), nn.SiLU(), nn.Conv2d(prev, z_channels, 3, padding=1))
+        self.mid = _mid(prev, mid_attn, dropout, padding_mode)
+        self.out = nn.Sequential(_norm(prev), nn.SiLU(), _conv3(prev, z_channels, padding_mode))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.mid(self.down(self.conv_in(x))))
@@ -114,23 +129,24 @@ class Decoder(nn.Module):
 
     def __init__(self, *, out_channels: int, ch: int, ch_mult: Sequence[int], num_res_blocks: int,
                  z_channels: int, resolution: int, attn_resolutions: Sequence[int] = (),
-                 mid_attn: bool = True, dropout: float = 0.0):
+                 mid_attn: bool = True, dropout: float = 0.0, padding_mode: str = DEFAULT_PADDING):
         super().__init__()
         top = ch * ch_mult[-1]
         res = resolution // 2 ** (len(ch_mult) - 1)
-        self.conv_in = nn.Conv2d(z_channels, top, 3, padding=1)
-        self.mid = _mid(top, mid_attn, dropout)
+        self.conv_in = _conv3(z_channels, top, padding_mode)
+        self.mid = _mid(top, mid_attn, dropout, padding_mode)
         levels: list[nn.Module] = []
         prev = top
         for i, mult in reversed(list(enumerate(ch_mult))):
             out = ch * mult
-            levels.append(_level_blocks(prev, out, num_res_blocks + 1, res in attn_resolutions, dropout))
+            levels.append(_level_blocks(prev, out, num_res_blocks + 1, res in attn_resolutions, dropout,
+                                       padding_mode))
             prev = out
             if i != 0:
-                levels.append(Upsample(out))
+                levels.append(Upsample(out, padding_mode))
                 res *= 2
         self.up = nn.Sequential(*levels)
-        self.out = nn.Sequential(_norm(prev), nn.SiLU(), nn.Conv2d(prev, out_channels, 3, padding=1))
+        self.out = nn.Sequential(_norm(prev), nn.SiLU(), _conv3(prev, out_channels, padding_mode))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.out(self.up(self.mid(self.conv_in(z))))

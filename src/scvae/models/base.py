@@ -27,7 +27,8 @@ from .outputs import AutoencoderOutput, DecoderOutput, EncoderOutput
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_REGISTRY: dict[str, type["AutoencoderModel"]] = {}
-BACKBONE_KEYS = ("ch", "ch_mult", "num_res_blocks", "resolution", "attn_resolutions", "mid_attn", "dropout")
+BACKBONE_KEYS = ("ch", "ch_mult", "num_res_blocks", "resolution", "attn_resolutions", "mid_attn", "dropout",
+                 "padding_mode")
 
 
 def parameter_bytes(model_class: type["AutoencoderModel"], config: dict[str, Any]) -> int:

@@ -9,7 +9,7 @@ import torch
 from ..sparse import LISTA, SparseCodingBottleneck
 from ..sparse.lista import LAM, N_ITER
 from ..sparse.refit import REFIT_RIDGE
-from .backbone import Decoder, Encoder
+from .backbone import DEFAULT_PADDING, Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
 
@@ -42,11 +42,13 @@ class SCVAE(AutoencoderModel):
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
+                 padding_mode: str = DEFAULT_PADDING,
                  z_channels: int = 64, n_atoms: int = 256, n_iter: int = N_ITER, lam: float = LAM,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = 33, dead_atom_threshold: float = 0.0, usage_floor: float = 0.05,
-                 balance_step: float = 1e-3, grad_iterations: int | None = None, refit: bool = True,
+                 balance_step: float = 1e-3, grad_iterations: int | None = None, recompute_backward: bool = False,
+                 refit: bool = True,
                  refit_ridge: float = REFIT_RIDGE,
                  quantize_step: float = 0.0, rate_weight: float = 0.0, latent_norm: str = "rms",
                  recon_loss: str = "mse", latent_weight: float = 0.01,
@@ -61,7 +63,7 @@ class SCVAE(AutoencoderModel):
             learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom, per_iteration=per_iteration,
             untied=untied, dead_atom_threshold=dead_atom_threshold, usage_floor=usage_floor,
             balance_step=balance_step, grad_iterations=grad_iterations, refit=refit, refit_ridge=refit_ridge,
-            quantize_step=quantize_step, rate_weight=rate_weight / (in_channels * self.downsampling_factor ** 2))
+            recompute_backward=recompute_backward, quantize_step=quantize_step, rate_weight=rate_weight / (in_channels * self.downsampling_factor ** 2))
 
     @property
     def lista(self) -> LISTA:

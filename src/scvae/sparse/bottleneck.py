@@ -88,7 +88,7 @@ class SparseCodingBottleneck(nn.Module):
             preactivation. 0: no rate term.
 
     The other keywords are :class:`~scvae.sparse.LISTA`'s (n_iter, lam, max_active, balancing,
-    grad_iterations, ...), with its defaults: no cap, so no refit and no balancing, unlike
+    grad_iterations, recompute_backward, ...), with its defaults: no cap, so no refit and no balancing, unlike
     :class:`~scvae.models.SCVAE`, which caps at 33 atoms, refits and balances.
     """
 
@@ -99,7 +99,7 @@ class SparseCodingBottleneck(nn.Module):
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  dead_atom_threshold: float = 0.0, usage_floor: float = 0.05, balance_step: float = 0.0,
                  grad_iterations: int | None = None, refit: bool = False, refit_ridge: float = REFIT_RIDGE,
-                 quantize_step: float = 0.0, rate_weight: float = 0.0):
+                 quantize_step: float = 0.0, rate_weight: float = 0.0, recompute_backward: bool = False):
         super().__init__()
         if latent_norm not in ("rms", "none"):
             raise ValueError(f"latent_norm must be 'rms' or 'none', got {latent_norm!r}")
@@ -116,7 +116,8 @@ class SparseCodingBottleneck(nn.Module):
                            threshold_per_atom=threshold_per_atom, per_iteration=per_iteration, untied=untied,
                            max_active=max_active, dead_atom_threshold=dead_atom_threshold,
                            usage_floor=usage_floor, balance_step=balance_step, grad_iterations=grad_iterations,
-                           refit=refit, refit_ridge=refit_ridge, support_grad=rate_weight > 0)
+                           refit=refit, refit_ridge=refit_ridge, support_grad=rate_weight > 0,
+                           recompute_backward=recompute_backward)
         if rate_weight > 0:
             self.log_step = nn.Parameter(torch.tensor(float(quantize_step)).log())
             self.rate = SparseCodeRate(self.lista.n_atoms)

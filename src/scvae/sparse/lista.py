@@ -80,6 +80,9 @@ class LISTA(nn.Module):
         refit_ridge: the ridge of that least-squares fit (unit-norm atoms, so it is relative to the
             sub-Gram's mean eigenvalue, 1): it bounds every code by |a| <= ||z|| / (2 sqrt(ridge)) and the
             systems' condition number by (k + ridge) / ridge (see :mod:`scvae.sparse.refit`).
+        recompute_backward: the exact gradient through all T iterations in memory that does not grow with T:
+            the backward recomputes the iterates a chunk of rows at a time (``recompute`` of
+            :func:`~scvae.sparse.unrolled_ista.unrolled_ista`), at the cost of one more forward pass.
         support_grad: with ``refit``, still run the iterations under autograd, so the last preactivation
             carries a gradient to z (what a rate term on the support needs, see :mod:`scvae.sparse.rate`);
             the step and thresholds stay fixed.
@@ -90,7 +93,8 @@ class LISTA(nn.Module):
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = None, dead_atom_threshold: float = 0.0, usage_decay: float = 0.99,
                  usage_floor: float = 0.05, balance_step: float = 0.0, grad_iterations: int | None = None,
-                 refit: bool = False, refit_ridge: float = REFIT_RIDGE, support_grad: bool = False):
+                 refit: bool = False, refit_ridge: float = REFIT_RIDGE, support_grad: bool = False,
+                 recompute_backward: bool = False):
         super().__init__()
         self.support_grad = bool(support_grad)
         if refit and (max_active is None or untied):
@@ -126,6 +130,10 @@ class LISTA(nn.Module):
         if grad_iterations is not None and untied:
             raise ValueError("grad_iterations applies to tied LISTA; untied=True backpropagates through all")
         self.grad_iterations = None if grad_iterations is None else int(grad_iterations)
+        if recompute_backward and (grad_iterations is not None or untied):
+            raise ValueError("recompute_backward is the exact backward of tied LISTA: it needs untied=False and "
+                             "grad_iterations=None")
+        self.recompute_backward = bool(recompute_backward)
         if self.learn_dictionary:
             self.dictionary_raw = nn.Parameter(dictionary)
         else:
@@ -208,7 +216,8 @@ class LISTA(nn.Module):
                 drive, gram = z @ dictionary, dictionary.T @ dictionary
                 # a refit only chooses the support here: no autograd unless a rate term wants the preactivation
                 with torch.set_grad_enabled(torch.is_grad_enabled() and (not self.refit or self.support_grad)):
-                    a, pre = unrolled_ista(drive, gram, 1.0 / cs, thr, self.grad_iterations)
+                    a, pre = unrolled_ista(drive, gram, 1.0 / cs, thr, self.grad_iterations,
+                                           recompute=self.recompute_backward)
             if self.max_active is not None and self.max_active < a.shape[1]:
                 bias = self.selection_bias if self.balance_step > 0 else None
                 keep = largest_indices(a, self.max_active, dim=1, bias=bias)

@@ -20,7 +20,7 @@ from .solvers import soft_threshold
 
 
 def unrolled_ista(drive: torch.Tensor, gram: torch.Tensor, inv_steps: torch.Tensor, thresholds: torch.Tensor,
-                  grad_iterations: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  grad_iterations: int | None = None, recompute: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Run T = len(inv_steps) ISTA iterations; returns the codes a_T and the preactivation u_T, both (N, K).
 
     Args:
@@ -31,12 +31,18 @@ def unrolled_ista(drive: torch.Tensor, gram: torch.Tensor, inv_steps: torch.Tens
         grad_iterations: backpropagate through only the last m iterations (the earlier ones are treated as
             a constant warm start, as in Jacobian-free backprop for fixed-point layers): memory O(m) instead
             of O(T). None: all T, the exact gradient.
+        recompute: the exact gradient in memory that does not grow with T. Only ``drive`` is kept for the
+            backward, which recomputes the iterates ``ceil(N / T)`` rows at a time (rows are independent)
+            and back-propagates each chunk: one more forward pass, and about two (N, K) tensors at the
+            peak of the backward. Not combined with ``grad_iterations``.
     Differentiable in all four tensors (the hand-written backward is used whenever one needs a gradient).
     """
     n_iter = inv_steps.shape[0]
     if torch.is_grad_enabled() and any(t.requires_grad for t in (drive, gram, inv_steps, thresholds)):
+        if recompute and grad_iterations is not None:
+            raise ValueError("recompute gives the exact gradient of all iterations; leave grad_iterations None")
         first = 0 if grad_iterations is None else n_iter - min(int(grad_iterations), n_iter)
-        return _UnrolledISTA.apply(drive, gram, inv_steps, thresholds, first)
+        return _UnrolledISTA.apply(drive, gram, inv_steps, thresholds, first, bool(recompute))
     codes, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=n_iter)
     return codes, pre
 
@@ -72,35 +78,69 @@ def _iterate(drive, gram, inv_steps, thresholds, first_kept: int):
 
 class _UnrolledISTA(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, drive, gram, inv_steps, thresholds, first_kept):
+    def forward(ctx, drive, gram, inv_steps, thresholds, first_kept, recompute):
+        ctx.first_kept, ctx.recompute = first_kept, recompute
+        if recompute:  # keep only the inputs: the backward recomputes the iterates a chunk of rows at a time
+            a, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=inv_steps.shape[0])
+            ctx.save_for_backward(gram, inv_steps, thresholds, drive)
+            return a, pre
         a, pre, codes, residuals = _iterate(drive, gram, inv_steps, thresholds, first_kept)
-        ctx.first_kept = first_kept
         ctx.save_for_backward(gram, inv_steps, thresholds, *codes, *residuals)
         return a, pre
 
     @staticmethod
     def backward(ctx, grad_codes, grad_pre):
         gram, inv_steps, thresholds, *saved = ctx.saved_tensors
-        n_kept = len(saved) // 2  # codes[j] is the input of kept iteration j, codes[j + 1] its output
-        codes, residuals = saved[: n_kept + 1], saved[n_kept + 1:]
-        need_drive, need_gram, need_steps, need_thr, _ = ctx.needs_input_grad
-        g_drive = torch.zeros_like(residuals[0]) if need_drive else None
-        g_gram = torch.zeros_like(gram) if need_gram else None
-        g_steps, g_thr = torch.zeros_like(inv_steps), torch.zeros_like(thresholds)
-        g_a = grad_codes if grad_codes is not None else torch.zeros_like(residuals[0])
-        for j in range(n_kept - 1, -1, -1):
-            t, sign = ctx.first_kept + j, codes[j + 1].sign()
-            g_theta = -(g_a * sign).sum(0)  # d soft(u, theta) / d theta = -sign(u) on the support, 0 off it
-            g_thr[t] = g_theta.sum(-1, keepdim=True) if thresholds.shape[1] == 1 else g_theta
-            g_u = g_a * sign.abs_()  # d soft(u, theta) / du = 1 on the support, 0 off it
-            if j == n_kept - 1 and grad_pre is not None:
-                g_u += grad_pre
-            g_steps[t] = torch.dot(g_u.flatten(), residuals[j].flatten())
-            g_r = g_u * inv_steps[t]
-            if g_drive is not None:
-                g_drive += g_r
-            if j > 0:
-                g_a = torch.addmm(g_u, g_r, gram.T, alpha=-1)
-            if t > 0 and g_gram is not None:
-                g_gram.addmm_(codes[j].T, g_r, alpha=-1)
-        return g_drive, g_gram, g_steps if need_steps else None, g_thr if need_thr else None, None
+        needs = ctx.needs_input_grad[:4]
+        if not ctx.recompute:
+            n_kept = len(saved) // 2  # codes[j] is the input of kept iteration j, codes[j + 1] its output
+            grads = _adjoint(saved[: n_kept + 1], saved[n_kept + 1:], grad_codes, grad_pre, gram, inv_steps,
+                             thresholds, ctx.first_kept, needs)
+        else:
+            grads = _adjoint_in_chunks(saved[0], grad_codes, grad_pre, gram, inv_steps, thresholds, needs)
+        return (*(g if need else None for g, need in zip(grads, needs)), None, None)
+
+
+def _adjoint_in_chunks(drive, grad_codes, grad_pre, gram, inv_steps, thresholds, needs):
+    """The exact backward from the inputs alone: rows are independent, so the iterates of ``ceil(N / T)``
+    rows at a time are recomputed and back-propagated, holding about two (N, K) tensors however large T is."""
+    n_iter, rows = inv_steps.shape[0], drive.shape[0]
+    size = max(1, -(-rows // n_iter))
+    g_drive = torch.empty_like(drive) if needs[0] else None
+    totals = None
+    for start in range(0, rows, size):
+        part = slice(start, start + size)
+        _, _, codes, residuals = _iterate(drive[part], gram, inv_steps, thresholds, first_kept=0)
+        grads = _adjoint(codes, residuals, None if grad_codes is None else grad_codes[part],
+                         None if grad_pre is None else grad_pre[part], gram, inv_steps, thresholds, 0, needs)
+        if g_drive is not None:
+            g_drive[part] = grads[0]
+        totals = grads[1:] if totals is None else [None if t is None else t + g for t, g in zip(totals, grads[1:])]
+    return (g_drive, *totals)
+
+
+def _adjoint(codes, residuals, grad_codes, grad_pre, gram, inv_steps, thresholds, first_kept, needs):
+    """The adjoint recursion over the kept iterations, last first: gradients of (drive, gram, inv_steps,
+    thresholds), None for a drive or gram that needs none."""
+    n_kept = len(residuals)
+    need_drive, need_gram = needs[0], needs[1]
+    g_drive = torch.zeros_like(residuals[0]) if need_drive else None
+    g_gram = torch.zeros_like(gram) if need_gram else None
+    g_steps, g_thr = torch.zeros_like(inv_steps), torch.zeros_like(thresholds)
+    g_a = grad_codes if grad_codes is not None else torch.zeros_like(residuals[0])
+    for j in range(n_kept - 1, -1, -1):
+        t, sign = first_kept + j, codes[j + 1].sign()
+        g_theta = -(g_a * sign).sum(0)  # d soft(u, theta) / d theta = -sign(u) on the support, 0 off it
+        g_thr[t] = g_theta.sum(-1, keepdim=True) if thresholds.shape[1] == 1 else g_theta
+        g_u = g_a * sign.abs_()  # d soft(u, theta) / du = 1 on the support, 0 off it
+        if j == n_kept - 1 and grad_pre is not None:
+            g_u += grad_pre
+        g_steps[t] = torch.dot(g_u.flatten(), residuals[j].flatten())
+        g_r = g_u * inv_steps[t]
+        if g_drive is not None:
+            g_drive += g_r
+        if j > 0:
+            g_a = torch.addmm(g_u, g_r, gram.T, alpha=-1)
+        if t > 0 and g_gram is not None:
+            g_gram.addmm_(codes[j].T, g_r, alpha=-1)
+    return g_drive, g_gram, g_steps, g_thr
