@@ -118,3 +118,16 @@ def test_every_pil_mode_loads_or_is_refused_in_one_line(tmp_path, mode):
                 continue
             assert arr.shape == (40, 48, channels) and arr.dtype == np.uint8 and arr.max() > arr.min()
     assert saved
+
+
+def test_mosaic_lays_crops_out_row_by_row_and_is_validated():
+    from scvae.config import TrainConfig
+    from scvae.data.datasets import tile_mosaic
+
+    crops = torch.arange(8.0).reshape(8, 1, 1, 1).expand(8, 1, 2, 2)
+    mosaic = tile_mosaic(crops, 2)
+    assert mosaic.shape == (2, 1, 4, 4)
+    assert mosaic[0, 0, ::2, ::2].tolist() == [[0, 1], [2, 3]] and mosaic[1, 0, 2:, 2:].unique().tolist() == [7]
+    assert tile_mosaic(crops, 1) is crops
+    with pytest.raises(ScvaeError, match="mosaic must be a positive integer m with m\\^2 dividing batch_size"):
+        TrainConfig(batch_size=32, mosaic=3).validate()

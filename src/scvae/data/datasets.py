@@ -189,3 +189,15 @@ def image_batch(paths: list[str | os.PathLike], size: int, channels: int = 3) ->
     """Load specific files as a (N, C, size, size) batch (shorter side resized, central crop)."""
     arrs = [center_crop(resize_shorter(load_image(p, channels), size), size) for p in paths]
     return torch.stack([to_tensor(a) for a in arrs])
+
+
+def tile_mosaic(crops: torch.Tensor, m: int) -> torch.Tensor:
+    """(B, C, s, s) crops -> (B / m^2, C, m s, m s): each group of m^2 consecutive crops laid out row by row.
+
+    A model trained on small crops alone sees every position near the zero-padded border and learns to read
+    position from it (docs/results.md, *Whole images*); mosaics give it positions far from any border at the
+    same pixels per step."""
+    if m == 1:
+        return crops
+    b, c, h, w = crops.shape
+    return crops.reshape(b // m ** 2, m, m, c, h, w).permute(0, 3, 1, 4, 2, 5).reshape(b // m ** 2, c, m * h, m * w)

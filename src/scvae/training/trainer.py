@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, build_model, save_run_config
 from ..data import CropDataset, builtin_datasets, folder_datasets, save_grid
+from ..data.datasets import tile_mosaic
 from ..data.streaming import LazyImages, default_workers, step_loader
 from ..errors import ScvaeError
 from ..files import write_text_atomic
@@ -190,7 +191,7 @@ def _optimizer_step(step: int, t, ddp_model, model, objective: Objective, optimi
         torch.manual_seed(seed_for(t.seed, step, dist.rank))
     optimizer.zero_grad(set_to_none=True)
     for micro in range(t.grad_accum):
-        x = next(batches).to(device)
+        x = tile_mosaic(next(batches), t.mosaic).to(device)
         last = micro == t.grad_accum - 1
         with contextlib.nullcontext() if last or not dist.enabled else ddp_model.no_sync():
             with autocast:  # DDP all-reduces gradients only in the last micro-batch's backward
