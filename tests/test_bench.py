@@ -153,3 +153,40 @@ def test_gpu_check_runs_end_to_end_on_cpu_with_the_tiny_preset(tmp_path, image_f
     assert "done: 20 steps" in (out / "torchrun.txt").read_text()
     assert (out / "camvid" / "checkpoints" / "last").is_dir() and (out / "lpips_skipped.txt").is_file()
     assert any(p.suffix == ".png" for p in (out / "camvid").iterdir())
+
+
+def test_size_ablation_and_whole_images_on_a_tiny_model(tmp_path):
+    """The ablation's "quadrant by quadrant" row is the model's own reconstruction of each quadrant, and the
+    whole-image bench reports how much a crop's latent moves inside the whole frame."""
+    import numpy as np
+    import skimage.data
+    import torch
+    from PIL import Image
+
+    from scvae import SCVAE
+    from scvae.training import load_model
+
+    from .tiny import TINY_SCVAE
+
+    torch.manual_seed(0)
+    SCVAE(**TINY_SCVAE).save_pretrained(tmp_path / "model")
+    (tmp_path / "data").mkdir()
+    Image.fromarray(skimage.data.astronaut()[100:164, 150:246]).save(tmp_path / "data" / "a.png")
+    run("size_ablation.py", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"),
+        "--json", str(tmp_path / "s.json"))
+    rows = json.loads((tmp_path / "s.json").read_text())["psnr"]
+    assert len(rows) == 7 and rows["quadrant by quadrant, reflect padding"] != rows["quadrant by quadrant (the training condition)"]
+    sys.path.insert(0, str(BENCH))
+    from size_ablation import from_quadrants, to_quadrants
+    from whole_images import crops, psnr
+
+    model = load_model(tmp_path / "model").eval()
+    x = crops(torch.from_numpy(np.array(Image.open(tmp_path / "data" / "a.png"))).permute(2, 0, 1)[None].float()
+              / 127.5 - 1, 32)
+    with torch.no_grad():
+        expected = psnr(x, from_quadrants(model.reconstruct(to_quadrants(x))))
+    assert rows["quadrant by quadrant (the training condition)"] == pytest.approx(expected, abs=1e-4)
+    run("whole_images.py", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"),
+        "--json", str(tmp_path / "w.json"))
+    mean = json.loads((tmp_path / "w.json").read_text())["mean"]
+    assert 0 < mean["latent_change"] < 2 and mean["tiled"] > 0

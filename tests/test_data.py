@@ -129,5 +129,8 @@ def test_mosaic_lays_crops_out_row_by_row_and_is_validated():
     assert mosaic.shape == (2, 1, 4, 4)
     assert mosaic[0, 0, ::2, ::2].tolist() == [[0, 1], [2, 3]] and mosaic[1, 0, 2:, 2:].unique().tolist() == [7]
     assert tile_mosaic(crops, 1) is crops
+    rolled = tile_mosaic(crops, 2, torch.Generator().manual_seed(0))  # seams moved, content the same
+    assert any(torch.equal(rolled[0], mosaic[0].roll((dy, dx), (1, 2))) for dy in range(4) for dx in range(4))
+    assert sorted(rolled.flatten().tolist()) == sorted(mosaic.flatten().tolist())
     with pytest.raises(ScvaeError, match="mosaic must be a positive integer m with m\\^2 dividing batch_size"):
         TrainConfig(batch_size=32, mosaic=3).validate()

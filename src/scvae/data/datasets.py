@@ -191,13 +191,19 @@ def image_batch(paths: list[str | os.PathLike], size: int, channels: int = 3) ->
     return torch.stack([to_tensor(a) for a in arrs])
 
 
-def tile_mosaic(crops: torch.Tensor, m: int) -> torch.Tensor:
-    """(B, C, s, s) crops -> (B / m^2, C, m s, m s): each group of m^2 consecutive crops laid out row by row.
+def tile_mosaic(crops: torch.Tensor, m: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, C, s, s) crops -> (B / m^2, C, m s, m s): each group of m^2 consecutive crops laid out row by row,
+    then, with ``generator``, each mosaic rolled by a random (dy, dx), so its seams fall anywhere.
 
     A model trained on small crops alone sees every position near the zero-padded border and learns to read
     position from it (docs/results.md, *Whole images*); mosaics give it positions far from any border at the
-    same pixels per step."""
+    same pixels per step. Seams at fixed places would be one more thing to read position from: a model
+    trained on unrolled 2 x 2 mosaics fell to 15 dB on single crops."""
     if m == 1:
         return crops
     b, c, h, w = crops.shape
-    return crops.reshape(b // m ** 2, m, m, c, h, w).permute(0, 3, 1, 4, 2, 5).reshape(b // m ** 2, c, m * h, m * w)
+    mosaics = crops.reshape(b // m ** 2, m, m, c, h, w).permute(0, 3, 1, 4, 2, 5).reshape(b // m ** 2, c, m * h, m * w)
+    if generator is None:
+        return mosaics
+    shifts = torch.randint(0, m * h, (len(mosaics), 2), generator=generator).tolist()
+    return torch.stack([x.roll((dy, dx), (1, 2)) for x, (dy, dx) in zip(mosaics, shifts)])
