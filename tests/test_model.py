@@ -42,14 +42,15 @@ def test_fully_convolutional_on_other_sizes():
     assert codes.shape == (1, 36, 12, 20)
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "ae", "vqvae", "fsq"])
-def test_circular_padding_makes_every_family_shift_equivariant(model_type):
+@pytest.mark.parametrize("model_type, norm", [("scvae", "group"), ("ae", "group"), ("vqvae", "channel"),
+                                              ("fsq", "channel")])
+def test_circular_padding_makes_every_family_shift_equivariant(model_type, norm):
     """With ``padding_mode="circular"`` no layer can tell where the border is: shifting the image by one
     cell shifts the latent by one cell, exactly (the test fails if any layer still pads with zeros)."""
     from scvae.models.base import MODEL_REGISTRY
 
     torch.manual_seed(0)
-    model = MODEL_REGISTRY[model_type](**TINY_BACKBONE, padding_mode="circular").eval()
+    model = MODEL_REGISTRY[model_type](**TINY_BACKBONE, padding_mode="circular", norm=norm).eval()
     x = torch.randn(2, 3, 16, 24)
     f = model.downsampling_factor
     with torch.no_grad():
@@ -112,6 +113,23 @@ def test_invalid_model_options_are_rejected():
         SCVAE(**{**TINY, "recon_loss": "huber"})
     with pytest.raises(ValueError, match="padding_mode must be one of zeros, reflect, replicate, circular"):
         SCVAE(**{**TINY, "padding_mode": "mirror"})
+    with pytest.raises(ValueError, match="norm must be one of group, channel"):
+        SCVAE(**{**TINY, "norm": "batch"})
+
+
+def test_channel_norm_is_layer_norm_over_each_positions_channels():
+    """``norm="channel"``: every GroupNorm becomes LayerNorm over the channels of each position, so a position's
+    statistics do not depend on the field's size (checked against torch's layer_norm)."""
+    torch.manual_seed(0)
+    model = SCVAE(**TINY, norm="channel")
+    norm = model.encoder.out[0]
+    with torch.no_grad():
+        norm.weight.normal_(), norm.bias.normal_()
+    x = torch.randn(2, norm.num_channels, 5, 7) * 3 + 1
+    ref = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), norm.weight, norm.bias, eps=1e-6)
+    assert torch.allclose(norm(x), ref.permute(0, 3, 1, 2), atol=1e-5)
+    assert torch.allclose(norm(x)[..., :3, :4], norm(x[..., :3, :4]), atol=1e-6)  # a sub-field: same values
+    assert set(SCVAE(**TINY).state_dict()) == set(model.state_dict())  # the same parameters as GroupNorm
 
 
 @pytest.mark.parametrize("preset, millions", [("paper-f16", 71.75), ("paper-f8", 64.72)])

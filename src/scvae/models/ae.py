@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from ..bottlenecks import IdentityBottleneck
-from .backbone import DEFAULT_PADDING, Decoder, Encoder
+from .backbone import DEFAULT_NORM, DEFAULT_PADDING, Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
 
@@ -30,7 +30,7 @@ class AE(AutoencoderModel):
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
-                 padding_mode: str = DEFAULT_PADDING,
+                 padding_mode: str = DEFAULT_PADDING, norm: str = DEFAULT_NORM,
                  z_channels: int = 64, rate_weight: float = 0.0, recon_loss: str = "mse"):
         super().__init__(locals())
         if not rate_weight >= 0:

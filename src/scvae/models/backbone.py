@@ -5,6 +5,7 @@ halves the resolution, so ``resolution / 2 ** (len(ch_mult) - 1)`` is the grid s
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -12,31 +13,59 @@ import torch.nn.functional as F
 from torch import nn
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-# Zero padding lets a net read where the border is; on the tiny grids of 32 px training crops every
-# position is near one, and a whole photo's interior then looks unlike anything seen in training.
 DEFAULT_PADDING = "zeros"
+# "group": GroupNorm, statistics over the whole field (taming's choice); "channel": each position's channels
+# normalised on their own (LayerNorm over channels), so no statistic depends on the input's size or border.
+NORMS = ("group", "channel")
+DEFAULT_NORM = "group"
 
 
-def _conv3(in_ch: int, out_ch: int, padding_mode: str) -> nn.Conv2d:
-    """A 3 x 3 convolution that keeps the size, its border filled by ``padding_mode`` (see PADDING_MODES)."""
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
-    return nn.Conv2d(in_ch, out_ch, 3, padding=1, padding_mode=padding_mode)
+@dataclass(frozen=True)
+class LayerStyle:
+    """How the backbone's layers treat the field: the convolutions' ``padding_mode`` and the ``norm``."""
+
+    padding_mode: str = DEFAULT_PADDING
+    norm: str = DEFAULT_NORM
+
+    def __post_init__(self):
+        if self.padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {self.padding_mode!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
 
 
-def _norm(channels: int) -> nn.GroupNorm:
+def _conv3(in_ch: int, out_ch: int, style: LayerStyle) -> nn.Conv2d:
+    """A 3 x 3 convolution that keeps the size, its border filled by ``style.padding_mode``."""
+    return nn.Conv2d(in_ch, out_ch, 3, padding=1, padding_mode=style.padding_mode)
+
+
+class ChannelGroupNorm(nn.GroupNorm):
+    """GroupNorm's groups and affine parameters (the same state dict), with the statistics of each position's
+    channels alone: (B, C, H, W) -> (B, C, H, W), independent of H, W and of every other position."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        grouped = x.reshape(b, self.num_groups, c // self.num_groups, h, w)
+        var, mean = torch.var_mean(grouped, dim=2, unbiased=False, keepdim=True)
+        normed = ((grouped - mean) * torch.rsqrt(var + self.eps)).reshape(b, c, h, w)
+        return normed * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def _norm(channels: int, style: LayerStyle) -> nn.GroupNorm:
     groups = 32 if channels % 32 == 0 else max(g for g in (16, 8, 4, 2, 1) if channels % g == 0)
+    if style.norm == "channel":  # all channels in one group, as LayerNorm in ConvNeXt: a few would be too noisy
+        return ChannelGroupNorm(1, channels, eps=1e-6)
     return nn.GroupNorm(groups, channels, eps=1e-6)
 
 
 class ResnetBlock(nn.Module):
     """Pre-activation residual block: (B, C_in, H, W) -> (B, C_out, H, W)."""
 
-    def __init__(self, in_ch: int, out_ch: int, dropout: float = 0.0, padding_mode: str = DEFAULT_PADDING):
+    def __init__(self, in_ch: int, out_ch: int, dropout: float = 0.0, style: LayerStyle = LayerStyle()):
         super().__init__()
         self.block = nn.Sequential(
-            _norm(in_ch), nn.SiLU(), _conv3(in_ch, out_ch, padding_mode),
-            _norm(out_ch), nn.SiLU(), nn.Dropout(dropout), _conv3(out_ch, out_ch, padding_mode),
+            _norm(in_ch, style), nn.SiLU(), _conv3(in_ch, out_ch, style),
+            _norm(out_ch, style), nn.SiLU(), nn.Dropout(dropout), _conv3(out_ch, out_ch, style),
         )
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
@@ -47,9 +76,9 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head spatial self-attention: (B, C, H, W) -> (B, C, H, W)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, style: LayerStyle = LayerStyle()):
         super().__init__()
-        self.norm = _norm(channels)
+        self.norm = _norm(channels, style)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -63,38 +92,38 @@ class AttnBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int, padding_mode: str = DEFAULT_PADDING):
+    def __init__(self, channels: int, style: LayerStyle = LayerStyle()):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2)
-        self.pad_mode = "constant" if padding_mode == "zeros" else padding_mode
+        self.pad_mode = "constant" if style.padding_mode == "zeros" else style.padding_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1), mode=self.pad_mode))
 
 
 class Upsample(nn.Module):
-    def __init__(self, channels: int, padding_mode: str = DEFAULT_PADDING):
+    def __init__(self, channels: int, style: LayerStyle = LayerStyle()):
         super().__init__()
-        self.conv = _conv3(channels, channels, padding_mode)
+        self.conv = _conv3(channels, channels, style)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-def _level_blocks(in_ch: int, out_ch: int, n: int, attn: bool, dropout: float, padding_mode: str
+def _level_blocks(in_ch: int, out_ch: int, n: int, attn: bool, dropout: float, style: LayerStyle
                   ) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(n):
-        layers.append(ResnetBlock(in_ch if i == 0 else out_ch, out_ch, dropout, padding_mode))
+        layers.append(ResnetBlock(in_ch if i == 0 else out_ch, out_ch, dropout, style))
         if attn:
-            layers.append(AttnBlock(out_ch))
+            layers.append(AttnBlock(out_ch, style))
     return nn.Sequential(*layers)
 
 
-def _mid(channels: int, attn: bool, dropout: float, padding_mode: str) -> nn.Sequential:
-    layers: list[nn.Module] = [ResnetBlock(channels, channels, dropout, padding_mode)]
+def _mid(channels: int, attn: bool, dropout: float, style: LayerStyle) -> nn.Sequential:
+    layers: list[nn.Module] = [ResnetBlock(channels, channels, dropout, style)]
     if attn:
-        layers += [AttnBlock(channels), ResnetBlock(channels, channels, dropout, padding_mode)]
+        layers += [AttnBlock(channels, style), ResnetBlock(channels, channels, dropout, style)]
     return nn.Sequential(*layers)
 
 
@@ -103,22 +132,24 @@ class Encoder(nn.Module):
 
     def __init__(self, *, in_channels: int, ch: int, ch_mult: Sequence[int], num_res_blocks: int,
                  z_channels: int, resolution: int, attn_resolutions: Sequence[int] = (),
-                 mid_attn: bool = True, dropout: float = 0.0, padding_mode: str = DEFAULT_PADDING):
+                 mid_attn: bool = True, dropout: float = 0.0, padding_mode: str = DEFAULT_PADDING,
+                 norm: str = DEFAULT_NORM):
         super().__init__()
-        self.conv_in = _conv3(in_channels, ch, padding_mode)
+        style = LayerStyle(padding_mode, norm)
+        self.conv_in = _conv3(in_channels, ch, style)
         levels: list[nn.Module] = []
         res, prev = resolution, ch
         for i, mult in enumerate(ch_mult):
             out = ch * mult
             levels.append(_level_blocks(prev, out, num_res_blocks, res in attn_resolutions, dropout,
-                                       padding_mode))
+                                       style))
             prev = out
             if i != len(ch_mult) - 1:
-                levels.append(Downsample(out, padding_mode))
+                levels.append(Downsample(out, style))
                 res //= 2
         self.down = nn.Sequential(*levels)
-        self.mid = _mid(prev, mid_attn, dropout, padding_mode)
-        self.out = nn.Sequential(_norm(prev), nn.SiLU(), _conv3(prev, z_channels, padding_mode))
+        self.mid = _mid(prev, mid_attn, dropout, style)
+        self.out = nn.Sequential(_norm(prev, style), nn.SiLU(), _conv3(prev, z_channels, style))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.mid(self.down(self.conv_in(x))))
@@ -129,24 +160,26 @@ class Decoder(nn.Module):
 
     def __init__(self, *, out_channels: int, ch: int, ch_mult: Sequence[int], num_res_blocks: int,
                  z_channels: int, resolution: int, attn_resolutions: Sequence[int] = (),
-                 mid_attn: bool = True, dropout: float = 0.0, padding_mode: str = DEFAULT_PADDING):
+                 mid_attn: bool = True, dropout: float = 0.0, padding_mode: str = DEFAULT_PADDING,
+                 norm: str = DEFAULT_NORM):
         super().__init__()
+        style = LayerStyle(padding_mode, norm)
         top = ch * ch_mult[-1]
         res = resolution // 2 ** (len(ch_mult) - 1)
-        self.conv_in = _conv3(z_channels, top, padding_mode)
-        self.mid = _mid(top, mid_attn, dropout, padding_mode)
+        self.conv_in = _conv3(z_channels, top, style)
+        self.mid = _mid(top, mid_attn, dropout, style)
         levels: list[nn.Module] = []
         prev = top
         for i, mult in reversed(list(enumerate(ch_mult))):
             out = ch * mult
             levels.append(_level_blocks(prev, out, num_res_blocks + 1, res in attn_resolutions, dropout,
-                                       padding_mode))
+                                       style))
             prev = out
             if i != 0:
-                levels.append(Upsample(out, padding_mode))
+                levels.append(Upsample(out, style))
                 res *= 2
         self.up = nn.Sequential(*levels)
-        self.out = nn.Sequential(_norm(prev), nn.SiLU(), _conv3(prev, out_channels, padding_mode))
+        self.out = nn.Sequential(_norm(prev, style), nn.SiLU(), _conv3(prev, out_channels, style))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.out(self.up(self.mid(self.conv_in(z))))

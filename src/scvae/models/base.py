@@ -28,7 +28,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_REGISTRY: dict[str, type["AutoencoderModel"]] = {}
 BACKBONE_KEYS = ("ch", "ch_mult", "num_res_blocks", "resolution", "attn_resolutions", "mid_attn", "dropout",
-                 "padding_mode")
+                 "padding_mode", "norm")
 
 
 def parameter_bytes(model_class: type["AutoencoderModel"], config: dict[str, Any]) -> int:

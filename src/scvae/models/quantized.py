@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from ..bottlenecks import FSQBottleneck, ResidualVQBottleneck, StrongVQBottleneck, VQBottleneck
-from .backbone import DEFAULT_PADDING, Decoder, Encoder
+from .backbone import DEFAULT_NORM, DEFAULT_PADDING, Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
 
@@ -62,7 +62,7 @@ class VQVAE(_QuantizedAutoencoder):
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
-                 padding_mode: str = DEFAULT_PADDING,
+                 padding_mode: str = DEFAULT_PADDING, norm: str = DEFAULT_NORM,
                  z_channels: int = 16, codebook_size: int = 121, commitment_weight: float = 0.25,
                  ema: bool = False, ema_decay: float = 0.99, dead_code_threshold: float = 0.0,
                  l2_normalize: bool = False, recon_loss: str = "mse"):
@@ -82,7 +82,7 @@ class StrongVQVAE(_QuantizedAutoencoder):
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
-                 padding_mode: str = DEFAULT_PADDING,
+                 padding_mode: str = DEFAULT_PADDING, norm: str = DEFAULT_NORM,
                  z_channels: int = 64, codebook_size: int = 1024, codebook_dim: int = 8, decay: float = 0.8,
                  commitment_weight: float = 0.25, dead_code_threshold: float = 2.0, kmeans_init: bool = True,
                  recon_loss: str = "mse"):
@@ -101,7 +101,7 @@ class FSQVAE(_QuantizedAutoencoder):
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
-                 padding_mode: str = DEFAULT_PADDING,
+                 padding_mode: str = DEFAULT_PADDING, norm: str = DEFAULT_NORM,
                  z_channels: int = 64, levels: Sequence[int] = (8, 5, 5, 5), recon_loss: str = "mse"):
         super().__init__(locals())
         bottleneck = FSQBottleneck(z_channels, levels)
@@ -125,7 +125,7 @@ class ResidualVQVAE(_QuantizedAutoencoder):
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
-                 padding_mode: str = DEFAULT_PADDING,
+                 padding_mode: str = DEFAULT_PADDING, norm: str = DEFAULT_NORM,
                  z_channels: int = 64, codebook_size: int = 1024, num_quantizers: int = 8, decay: float = 0.99,
                  commitment_weight: float = 0.25, dead_code_threshold: float = 2.0, kmeans_init: bool = True,
                  recon_loss: str = "mse"):

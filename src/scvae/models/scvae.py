@@ -9,7 +9,7 @@ import torch
 from ..sparse import LISTA, SparseCodingBottleneck
 from ..sparse.lista import LAM, N_ITER
 from ..sparse.refit import REFIT_RIDGE
-from .backbone import DEFAULT_PADDING, Decoder, Encoder
+from .backbone import DEFAULT_NORM, DEFAULT_PADDING, Decoder, Encoder
 from .base import AutoencoderModel, AutoencoderOutput, register_model
 from .losses import reconstruction_loss
 
@@ -42,7 +42,7 @@ class SCVAE(AutoencoderModel):
     def __init__(self, *, resolution: int = 32, in_channels: int = 3, ch: int = 32,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 1,
                  attn_resolutions: Sequence[int] = (), mid_attn: bool = True, dropout: float = 0.0,
-                 padding_mode: str = DEFAULT_PADDING,
+                 padding_mode: str = DEFAULT_PADDING, norm: str = DEFAULT_NORM,
                  z_channels: int = 64, n_atoms: int = 256, n_iter: int = N_ITER, lam: float = LAM,
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
