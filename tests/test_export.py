@@ -12,14 +12,17 @@ ort = pytest.importorskip("onnxruntime")
 SMALL = TINY_BACKBONE
 
 
-@pytest.mark.parametrize("model_type", ["scvae", "scvae-no-refit", "ae", "vqvae-strong", "fsq", "rvq"])
+@pytest.mark.parametrize("model_type", ["scvae", "scvae-no-refit", "ae", "ae-channel-norm", "vqvae-strong", "fsq",
+                                        "rvq"])
 def test_onnx_encoder_and_decoder_match_pytorch_at_any_size(model_type, tmp_path):
     from scvae.export import export_onnx
 
     torch.manual_seed(0)
     refit = model_type == "scvae"
     kwargs = dict(SMALL, n_atoms=36, max_active=6, refit=refit) if model_type.startswith("scvae") else dict(SMALL)
-    model = MODEL_REGISTRY[model_type.removesuffix("-no-refit")](**kwargs)
+    if model_type.endswith("-channel-norm"):
+        kwargs["norm"] = "channel"
+    model = MODEL_REGISTRY[model_type.removesuffix("-no-refit").removesuffix("-channel-norm")](**kwargs)
     model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)  # trained state (k-means init, usage statistics)
     paths = export_onnx(model.eval(), tmp_path)
     assert not model.training

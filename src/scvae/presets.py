@@ -37,9 +37,7 @@ def get_preset(name: str) -> dict[str, Any]:
         raise ScvaeError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-# Every family shares the backbone and its 8x8 grid of 64-d latents (d = 8 x 8 for the 2-D DCT), normalised per
-# position (norm="channel"): with GroupNorm a model trained on 32 px crops fell by 10 dB at 64 px and 15 dB on
-# whole frames, and the tables measured before issue 33's fifth round used it (model.norm=group). SC-VAE: at
+# Every family shares the backbone and its 8x8 grid of 64-d latents (d = 8 x 8 for the 2-D DCT). SC-VAE: at
 # most 33 of 256 atoms per code (12.9 %), their values refit by least squares on the chosen atoms; see
 # docs/design.md for how the settings were chosen. Baselines:
 # the plain autoencoder (the ceiling), the plain ELBO VAE, the plain VQ-VAE with as many codes as SC-VAE has
@@ -54,19 +52,19 @@ _SMALL_BASELINES = {"ae": {}, "vae": dict(kl_weight=1.0), "vqvae": dict(codebook
 
 register_preset(
     "small-32", description="32 px -> 8x8 grid of 64-d latents, 256 atoms; trains on 2 CPU cores in minutes",
-    backbone=dict(resolution=32, ch=32, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=64, norm="channel"),
+    backbone=dict(resolution=32, ch=32, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=64),
     scvae=dict(SMALL_SC), **_SMALL_BASELINES,
     train=dict(steps=1500, batch_size=32, lr=2e-3),
 )
 register_preset(
     "small-64", description="64 px -> 16x16 grid of 64-d latents, 256 atoms; CPU-sized",
-    backbone=dict(resolution=64, ch=32, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=64, norm="channel"),
+    backbone=dict(resolution=64, ch=32, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=64),
     scvae=dict(SMALL_SC), **_SMALL_BASELINES,
     train=dict(steps=1500, batch_size=16, lr=2e-3),
 )
 register_preset(
     "tiny", description="16 px -> 4x4 grid of 16-d latents, 36 atoms; seconds per step anywhere (smoke tests)",
-    backbone=dict(resolution=16, ch=8, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=16, norm="channel"),
+    backbone=dict(resolution=16, ch=8, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=16),
     scvae=dict(SMALL_SC, n_atoms=36, max_active=4), **{**_SMALL_BASELINES, "vqvae": dict(codebook_size=36),
                                                      "vqvae-strong": dict(codebook_size=64, codebook_dim=4),
                                                      "fsq": dict(levels=[4, 4, 4]),
