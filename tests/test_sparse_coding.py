@@ -181,18 +181,6 @@ def test_the_exportable_solver_matches_torch_linalg_solve():
     assert torch.allclose(spd_solve_plain(matrix, rhs), expected, atol=1e-4, rtol=1e-4)
 
 
-def test_the_column_by_column_cholesky_matches_lapack():
-    from scvae.sparse.refit import cholesky_by_columns
-
-    torch.manual_seed(0)
-    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
-        atoms = torch.randn(50, 33, 64, dtype=dtype)
-        matrix = atoms @ atoms.transpose(1, 2) / 64 + 1e-2 * torch.eye(33, dtype=dtype)
-        factor = cholesky_by_columns(matrix)
-        assert torch.allclose(factor, torch.linalg.cholesky(matrix), atol=tol)
-        assert torch.equal(factor, factor.tril())
-
-
 def test_the_refit_solve_and_its_hand_written_backward_match_autograd():
     """The Cholesky solve's backward (reusing the factor) against autograd through torch.linalg.solve, in
     float64 with gradcheck, and the float32 refit against a float64 reference on a coherent dictionary."""

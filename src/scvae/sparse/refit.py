@@ -52,7 +52,7 @@ class _CholeskySolve(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-        factor = cholesky_by_columns(matrix) if matrix.device.type == "cpu" else torch.linalg.cholesky(matrix)
+        factor = torch.linalg.cholesky(matrix)
         x = torch.cholesky_solve(rhs[..., None], factor)
         ctx.save_for_backward(factor, x)
         return x.squeeze(-1)
@@ -65,19 +65,6 @@ class _CholeskySolve(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_matrix = -grad_rhs @ x.transpose(1, 2)
         return grad_matrix, grad_rhs.squeeze(-1)
-
-
-def cholesky_by_columns(matrix: torch.Tensor) -> torch.Tensor:
-    """The lower Cholesky factor (N, k, k) of SPD matrices (N, k, k), one column at a time for all N at once.
-    On CPU, LAPACK factors a batch one small matrix per call; for k = 33 and N = 2,048 that took about
-    4x longer than these k batched steps (``bench/refit_speed.py``)."""
-    factor = torch.zeros_like(matrix)
-    for j in range(matrix.shape[-1]):
-        column = matrix[:, j:, j]
-        if j:
-            column = column - (factor[:, j:, :j] @ factor[:, j, :j, None]).squeeze(-1)
-        factor[:, j:, j] = column / column[:, :1].sqrt()
-    return factor
 
 
 def spd_solve_plain(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
