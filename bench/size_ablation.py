@@ -17,11 +17,11 @@ import contextlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from scvae.data import find_images, load_image
+from scvae.data import find_images, image_tensor
+from scvae.data.datasets import tile_mosaic
 from scvae.models.backbone import AttnBlock
 from scvae.training import load_model
 from whole_images import crops, psnr
@@ -34,9 +34,8 @@ def to_quadrants(t: torch.Tensor) -> torch.Tensor:
 
 
 def from_quadrants(t: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`to_quadrants`."""
-    b4, c, h, w = t.shape
-    return t.reshape(b4 // 4, 2, 2, c, h, w).permute(0, 3, 1, 4, 2, 5).reshape(b4 // 4, c, 2 * h, 2 * w)
+    """The inverse of :func:`to_quadrants`: each group of four laid out as a 2 x 2 mosaic."""
+    return tile_mosaic(t, 2)
 
 
 @contextlib.contextmanager
@@ -72,11 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.model).eval()
     size = 2 * model.resolution
-    pieces = []
-    for path in find_images(Path(args.data))[:args.limit]:
-        image = np.array(load_image(path, model.in_channels))
-        pieces.append(crops(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1, size))
-    x = torch.cat(pieces)
+    x = torch.cat([crops(image_tensor(path, channels=model.in_channels), size)
+                   for path in find_images(Path(args.data))[:args.limit]])
     with torch.no_grad():
         grid = from_quadrants(model.bottleneck(model.encoder(to_quadrants(x))).latent_hat)
         decoder = model.decoder

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scvae.data import find_images, load_image
+from scvae.data import find_images, image_tensor
 from scvae.evaluation.metrics import to_unit
 from scvae.evaluation.plots import panel_figure
 from scvae.training import load_model
@@ -60,8 +60,7 @@ def main() -> None:
     paths = find_images(Path(args.data))[:args.limit]
     rows = []
     for i, path in enumerate(paths):
-        image = load_image(path, model.in_channels)
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        x = image_tensor(path, channels=model.in_channels)
         whole, tiled = model.reconstruct_any_size(x, tiled=False), model.reconstruct_any_size(x)
         row = {"image": path.name, "whole": psnr(x, whole), "tiled": psnr(x, tiled),
                "colour_error_whole": (to_unit(whole) - to_unit(x)).mean((0, 2, 3)).tolist(),

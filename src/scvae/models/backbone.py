@@ -48,7 +48,8 @@ class ChannelNorm(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # layer_norm over the last axis of a channels-last view: one fused kernel
-        return F.layer_norm(x.permute(0, 2, 3, 1), (self.num_channels,), self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+        channels_last = x.permute(0, 2, 3, 1)
+        return F.layer_norm(channels_last, (self.num_channels,), self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
 
 
 def _norm(channels: int, style: LayerStyle) -> nn.GroupNorm:

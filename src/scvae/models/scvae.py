@@ -47,9 +47,8 @@ class SCVAE(AutoencoderModel):
                  learn_dictionary: bool = False, learn_step: bool = True, learn_threshold: bool = True,
                  threshold_per_atom: bool = False, per_iteration: bool = False, untied: bool = False,
                  max_active: int | None = 33, dead_atom_threshold: float = 0.0, usage_floor: float = 0.05,
-                 balance_step: float = 1e-3, grad_iterations: int | None = None, recompute_backward: bool = False,
-                 refit: bool = True,
-                 refit_ridge: float = REFIT_RIDGE,
+                 balance_step: float = 1e-3, grad_iterations: int | None = None,
+                 recompute_backward: bool = False, refit: bool = True, refit_ridge: float = REFIT_RIDGE,
                  quantize_step: float = 0.0, rate_weight: float = 0.0, latent_norm: str = "rms",
                  recon_loss: str = "mse", latent_weight: float = 0.01,
                  sparsity_weight: float = 0.0, usage_weight: float = 0.0, usage_temperature: float = 0.5):
@@ -63,7 +62,8 @@ class SCVAE(AutoencoderModel):
             learn_threshold=learn_threshold, threshold_per_atom=threshold_per_atom, per_iteration=per_iteration,
             untied=untied, dead_atom_threshold=dead_atom_threshold, usage_floor=usage_floor,
             balance_step=balance_step, grad_iterations=grad_iterations, refit=refit, refit_ridge=refit_ridge,
-            recompute_backward=recompute_backward, quantize_step=quantize_step, rate_weight=rate_weight / (in_channels * self.downsampling_factor ** 2))
+            recompute_backward=recompute_backward, quantize_step=quantize_step,
+            rate_weight=rate_weight / (in_channels * self.downsampling_factor ** 2))
 
     @property
     def lista(self) -> LISTA:

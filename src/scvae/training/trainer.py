@@ -191,8 +191,10 @@ def _optimizer_step(step: int, t, ddp_model, model, objective: Objective, optimi
         torch.manual_seed(seed_for(t.seed, step, dist.rank))
     optimizer.zero_grad(set_to_none=True)
     for micro in range(t.grad_accum):
-        mosaic_draw = torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank))
-        x = tile_mosaic(next(batches), t.mosaic, mosaic_draw).to(device)
+        x = next(batches)
+        if t.mosaic > 1:
+            x = tile_mosaic(x, t.mosaic, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank)))
+        x = x.to(device)
         last = micro == t.grad_accum - 1
         with contextlib.nullcontext() if last or not dist.enabled else ddp_model.no_sync():
             with autocast:  # DDP all-reduces gradients only in the last micro-batch's backward
