@@ -16,6 +16,8 @@ GENERATION_DEFAULTS = {"n": 16, "fit_images": 2000, "components": 64, "mixtures"
 # (docs/results/bsds_train.json); code_size, the shorter side images are encoded at, is the BSDS model's
 # working size (64 px crops of photos resized to 2.5 x 64 = 160 px) and keeps a 481 x 321 photo near 1 s
 REGION_DEFAULTS = {"level": 0.9, "code_size": 160}
+# scvae prior train (scvae.prior.PriorTraining): the same budget for every family, so their bits compare
+PRIOR_DEFAULTS = {"steps": 2000, "batch_size": 32, "lr": 1e-3, "images": 10_000, "save_every": 250}
 
 
 def register_preset(name: str, *, description: str, backbone: dict, train: dict | None = None,

@@ -12,6 +12,7 @@ from . import commands
 from .coding import add_coding_commands
 from .downstream import add_downstream_commands
 from .outputs import forget_created_folders, remove_created_folders
+from .prior import add_prior_command
 from .probe import add_probe_command
 
 
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_coding_commands(sub)
     add_downstream_commands(sub)
     add_probe_command(sub)
+    add_prior_command(sub)
 
     p = sub.add_parser("presets", help="list the named presets")
     p.set_defaults(func=commands.cmd_presets)

@@ -5,21 +5,20 @@ import argparse
 import math
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ScvaeError
-from ..presets import GENERATION_DEFAULTS, REGION_DEFAULTS
+from ..presets import REGION_DEFAULTS
 from .commands import check_images
 from .outputs import claim_outputs
 
 
-def _positive(name: str, value: int | None) -> None:
+def check_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise ScvaeError(f"--{name} must be a positive integer, got {value}")
 
 
-def _png_out(args: argparse.Namespace, inputs: list[Path] = ()) -> Path:
+def png_out(args: argparse.Namespace, inputs: list[Path] = ()) -> Path:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ScvaeError(f"{out}: --out must be a .png file")
@@ -32,8 +31,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     from ..training import load_model
 
     paths = check_images([args.image_a, args.image_b])
-    _positive("size", args.size)
-    out = _png_out(args, paths)
+    check_positive("size", args.size)
+    out = png_out(args, paths)
     model = load_model(args.model)
     size = args.size or model.resolution
     if size % model.downsampling_factor:
@@ -46,28 +45,14 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from ..data import save_grid
-    from ..downstream import collect_code_vectors, fit_code_prior, generate
-    from ..training import load_model
-
-    for name in ("n", "fit_images", "components", "mixtures"):
-        _positive(name.replace("_", "-"), getattr(args, name))
-    out = _png_out(args)
-    model = load_model(args.model)
-    train_set = training_images(args.model, args.data, model)
-    vectors = collect_code_vectors(model, train_set, args.fit_images, seed=args.seed, progress=not args.no_progress)
-    prior = fit_code_prior(vectors, args.components, args.mixtures, args.seed)
-    result = generate(model, prior, args.n, args.seed)
-    save_grid(result.images, out, nrow=int(np.ceil(np.sqrt(args.n))), upscale=max(1, 96 // model.resolution))
-    print(f"{args.n} samples -> {out}; prior: PCA({prior.n_components}) + {prior.mixture.n_components}-component "
-          f"Gaussian mixture over {len(vectors)} training code maps; novelty (nearest-training distance / typical) "
-          f"median {np.median(result.novelty):.2f}, min {result.novelty.min():.2f}")
-    return 0
-
-
 def training_images(model_arg: str, data: str | None, model):
     """The training split of the run that made the model (or of ``data`` / the built-in photos)."""
+    return run_datasets(model_arg, data, model)[0]
+
+
+def run_datasets(model_arg: str, data: str | None, model):
+    """(train, validation) splits of the run that made the model, as it split them (or of ``data`` / the
+    built-in photos)."""
     from ..config import load_run_config
     from ..data import builtin_datasets, folder_datasets
     from ..training import build_datasets
@@ -78,16 +63,16 @@ def training_images(model_arg: str, data: str | None, model):
         run = load_run_config(config)
         if data is not None:
             run.train.data, run.train.val_data = data, None
-        return build_datasets(run)[0]
+        return build_datasets(run)
     if data is None:
-        return builtin_datasets(model.resolution, model.in_channels)[0]
-    return folder_datasets(data, model.resolution, model.in_channels)[0]
+        return builtin_datasets(model.resolution, model.in_channels)
+    return folder_datasets(data, model.resolution, model.in_channels)
 
 
 def _segment_options(args: argparse.Namespace, k: int):
     from ..downstream import SegmentOptions
 
-    _positive("size", args.size)
+    check_positive("size", args.size)
     options = SegmentOptions(k=k, position_weight=args.position_weight, whiten=args.whiten, refine=args.refine,
                              seed=args.seed)
     options.validate()
@@ -148,7 +133,7 @@ def cmd_segment_eval(args: argparse.Namespace) -> int:
     from ..reporting.command_files import SEGMENT_EVAL_FILES, write_segmentation_eval
     from ..downstream.segmentation_eval import check_class_names, mask_labels, segmentation_table
 
-    _positive("limit", args.limit)
+    check_positive("limit", args.limit)
     out = Path(args.out) if args.out else Path(args.model) / "segment_eval"
     if (args.masks is None) == (args.ground_truth is None):
         raise ScvaeError("give one of --masks DIR (one mask per image) or --ground-truth DIR (BSDS .mat files)")
@@ -229,22 +214,6 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="interpolation.png", help="output PNG")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_interpolate)
-
-    p = sub.add_parser("generate", help="sample new images from a PCA + Gaussian-mixture prior over training codes")
-    p.add_argument("--model", required=True, help="run directory or saved model directory")
-    g = GENERATION_DEFAULTS
-    p.add_argument("--n", type=int, default=g["n"], help=f"number of samples (default {g['n']})")
-    p.add_argument("--data", help="images to fit the prior on (default: the run's training data)")
-    p.add_argument("--fit-images", type=int, default=g["fit_images"],
-                   help=f"training crops to fit on (default {g['fit_images']})")
-    p.add_argument("--components", type=int, default=g["components"], help=f"PCA components (default {g['components']})")
-    p.add_argument("--mixtures", type=int, default=g["mixtures"],
-                   help=f"Gaussian mixture components (default {g['mixtures']})")
-    p.add_argument("--seed", type=int, default=g["seed"])
-    p.add_argument("--out", default="samples.png", help="output PNG grid")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.set_defaults(func=cmd_generate)
 
     def clustering(p: argparse.ArgumentParser, k_help: str) -> None:
         p.add_argument("--k", type=int, help=k_help)

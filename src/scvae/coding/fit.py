@@ -9,14 +9,12 @@ from .entropy_model import ChannelEntropyModel
 
 
 @torch.no_grad()
-def fit_entropy_model(autoencoder, dataset: CropDataset, limit: int | None = 2000, step: float | None = None,
-                      max_psnr_loss: float = 0.1, batch_size: int = 64,
-                      context: bool = False) -> ChannelEntropyModel:
-    """Count the symbols of the central crops of ``dataset`` (at most ``limit``). Continuous codes are
-    quantised with ``step``: by default the model's own (a quantisation-aware SC-VAE's ``quantize_step``),
-    else the largest step that costs at most ``max_psnr_loss`` dB on these crops, as the rate estimate
-    chooses it. ``context``: one distribution per channel and neighbour context (see
-    :mod:`scvae.coding.entropy_model`)."""
+def code_symbols(autoencoder, dataset: CropDataset, limit: int | None = 2000, step: float | None = None,
+                 max_psnr_loss: float = 0.1, batch_size: int = 64) -> tuple[torch.Tensor, float | None]:
+    """The symbols (N, C, h, w) of the central crops of ``dataset`` (at most ``limit``) and the step they were
+    quantised with. Continuous codes are quantised with ``step``: by default the model's own (a
+    quantisation-aware SC-VAE's ``quantize_step``), else the largest step that costs at most ``max_psnr_loss``
+    dB on these crops, as the rate estimate chooses it; discrete codes have no step (None)."""
     was = autoencoder.training
     autoencoder.eval()
     device = next(autoencoder.parameters()).device
@@ -32,7 +30,15 @@ def fit_entropy_model(autoencoder, dataset: CropDataset, limit: int | None = 200
                                           max_psnr_loss)
         else:
             step = None
-        return ChannelEntropyModel.fit(autoencoder.to_symbols(codes, step), step, autoencoder.model_type,
-                                       context=context)
+        return autoencoder.to_symbols(codes, step), step
     finally:
         autoencoder.train(was)
+
+
+def fit_entropy_model(autoencoder, dataset: CropDataset, limit: int | None = 2000, step: float | None = None,
+                      max_psnr_loss: float = 0.1, batch_size: int = 64,
+                      context: bool = False) -> ChannelEntropyModel:
+    """Count the symbols of :func:`code_symbols` (same arguments). ``context``: one distribution per
+    channel and neighbour context (see :mod:`scvae.coding.entropy_model`)."""
+    symbols, step = code_symbols(autoencoder, dataset, limit, step, max_psnr_loss, batch_size)
+    return ChannelEntropyModel.fit(symbols, step, autoencoder.model_type, context=context)

@@ -1,0 +1,52 @@
+"""One call from an autoencoder and its training images to a trained prior with its held-out bits."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..coding.fit import code_symbols
+from ..data import CropDataset
+from ..errors import ScvaeError
+from ..presets import PRIOR_DEFAULTS
+from .layout import EntryLayout
+from .network import PriorConfig, PriorNetwork
+from .training import LearnedPrior, PriorTraining, train_network
+
+PRIOR_IMAGES = PRIOR_DEFAULTS["images"]  # training crops encoded once; the prior trains on their symbols
+
+
+def prior_layout(autoencoder, symbols: torch.Tensor) -> EntryLayout:
+    """The entry layout of a family's training symbols (N, C, h, w): SC-VAE's atoms are sparse, listed up
+    to the model's cap on active atoms; every other family is dense."""
+    sparse = autoencoder.coded_channel == "atom"
+    lista = getattr(autoencoder.bottleneck, "lista", None)
+    return EntryLayout.fit(symbols, sparse, getattr(lista, "max_active", None) if sparse else None)
+
+
+def fit_prior(autoencoder, train: CropDataset, held_out: CropDataset | None = None, *,
+              settings: PriorTraining = PriorTraining(), config: PriorConfig | None = None,
+              images: int = PRIOR_IMAGES, step: float | None = None, source: str = "",
+              resume: dict[str, torch.Tensor] | None = None, progress: bool = True,
+              checkpoint: Callable[[int, dict[str, torch.Tensor]], None] | None = None) -> LearnedPrior:
+    """Encode up to ``images`` central crops of ``train``, fit a :class:`PriorNetwork` to their symbols for
+    ``settings.steps`` steps, and measure its bits per image on ``held_out`` (``info["held_out_bits"]``).
+    Continuous codes are quantised as :func:`scvae.coding.fit.code_symbols` does (``step``)."""
+    symbols, step = code_symbols(autoencoder, train, images, step)
+    if len(symbols) < 2:
+        raise ScvaeError(f"need at least 2 training images to fit a prior, got {len(symbols)}")
+    grid = tuple(symbols.shape[2:])
+    config = config or PriorConfig(positions=grid[0] * grid[1])
+    if grid[0] * grid[1] > config.positions:
+        raise ScvaeError(f"the codes have {grid[0] * grid[1]} positions, the prior at most {config.positions}")
+    torch.manual_seed(settings.seed)
+    network = PriorNetwork(prior_layout(autoencoder, symbols), config)
+    history = train_network(network, network.layout.pack(symbols), settings, resume=resume, progress=progress,
+                            checkpoint=checkpoint)
+    prior = LearnedPrior(network.eval(), step, autoencoder.model_type, source, grid)
+    prior.info = {"steps": settings.steps, "train_images": len(symbols), "settings": settings.__dict__,
+                  "final_batch_bits": history[-1][1] if history else None}
+    if held_out is not None:
+        held, _ = code_symbols(autoencoder, held_out, images, step)
+        prior.info |= {"held_out_images": len(held), "held_out_bits": float(prior.bits(held).mean())}
+    return prior

@@ -1,0 +1,80 @@
+"""Drawing codes from a trained prior, one position and one entry at a time, and decoding them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ScvaeError
+from .layout import Entries
+from .training import LearnedPrior
+
+
+@dataclass
+class PriorSamples:
+    """images (n, C, H, W) in [-1, 1]; symbols (n, C', h, w) the prior drew; bits (n,): each sample's
+    negative log-likelihood under the prior at temperature 1."""
+
+    images: torch.Tensor
+    symbols: torch.Tensor
+    bits: torch.Tensor
+
+
+def _draw(log_probs: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """(n, V) log-probabilities -> (n,) draws from them sharpened (T < 1) or flattened (T > 1)."""
+    probs = (log_probs / temperature).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def sample_symbols(prior: LearnedPrior, n: int, temperature: float = 1.0, seed: int = 0,
+                   progress: bool = True) -> torch.Tensor:
+    """``n`` symbol maps (n, C, h, w) on the prior's training grid. The escape value is never drawn."""
+    if n < 1:
+        raise ScvaeError(f"n must be a positive integer, got {n}")
+    if not temperature > 0:
+        raise ScvaeError(f"temperature must be positive, got {temperature}")
+    net, layout = prior.network.eval(), prior.layout
+    generator = torch.Generator().manual_seed(seed)
+    h, w = prior.grid
+    length = layout.max_entries
+    entries = Entries(torch.zeros(n, h * w, length, dtype=torch.long), torch.zeros(n, h * w, length, dtype=torch.long),
+                      torch.zeros(n, h * w, dtype=torch.long), (h, w))
+    for p in tqdm(range(h * w), desc="sampling codes", unit="position", disable=not progress, leave=False):
+        context = net.contexts(entries)[:, p]  # (n, d): reads positions before p only
+        done = torch.zeros(n, dtype=torch.bool)
+        for j in range(length + 1 if layout.sparse else length):
+            state = net.states(context, entries.channels[:, p, :j], entries.values[:, p, :j])
+            if layout.sparse:
+                previous = entries.channels[:, p, j - 1] if j else None
+                channel = _draw(net.channel_logits(state, previous), temperature, generator)
+                ends = (channel == layout.n_channels) | (j == length)
+                done |= ends
+                if bool(done.all()):
+                    break
+                channel = torch.where(done, 0, channel)
+            else:
+                channel = torch.full((n,), j, dtype=torch.long)
+            log_probs = net.value_logits(state, channel)
+            log_probs[:, layout.escape] = float("-inf")
+            value = _draw(log_probs, temperature, generator)
+            keep = ~done
+            entries.channels[:, p, j] = torch.where(keep, channel, 0)
+            entries.values[:, p, j] = torch.where(keep, value, 0)
+            entries.lengths[:, p] += keep.long()
+    return layout.unpack(entries)
+
+
+@torch.no_grad()
+def generate_from_prior(autoencoder, prior: LearnedPrior, n: int = 16, temperature: float = 1.0, seed: int = 0,
+                        progress: bool = True) -> PriorSamples:
+    """Sample ``n`` code maps from ``prior`` and decode them with ``autoencoder`` (the prior's family)."""
+    if autoencoder.model_type != prior.model_type:
+        raise ScvaeError(f"the prior was trained for a {prior.model_type} model, not {autoencoder.model_type}")
+    symbols = sample_symbols(prior, n, temperature, seed, progress)
+    autoencoder.eval()
+    device = next(autoencoder.parameters()).device
+    codes = autoencoder.from_symbols(symbols.to(device), prior.step)
+    images = autoencoder.decode(codes).sample.float().clamp(-1, 1).cpu()
+    return PriorSamples(images, symbols, prior.bits(symbols))
