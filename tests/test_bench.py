@@ -190,3 +190,13 @@ def test_size_ablation_and_whole_images_on_a_tiny_model(tmp_path):
         "--json", str(tmp_path / "w.json"))
     mean = json.loads((tmp_path / "w.json").read_text())["mean"]
     assert 0 < mean["latent_change"] < 2 and mean["tiled"] > 0
+
+
+def test_prior_families_reports_the_learned_prior_against_the_per_channel_model(tiny_run, tmp_path):
+    out = tmp_path / "priors"
+    printed = run("prior_families.py", "--runs", f"scvae={tiny_run}", "--steps", "3", "--images", "8",
+                   "--samples", "4", "--out", str(out), "--json", str(tmp_path / "p.json"))
+    row = json.loads((tmp_path / "p.json").read_text())["rows"][0]
+    assert row["family"] == "scvae" and row["sparse"] and row["prior_bits"] > 0 and row["context_bits"] > 0
+    assert (out / "samples_scvae.png").is_file() and (out / "scvae" / "config.json").is_file()
+    assert "| scvae |" in printed

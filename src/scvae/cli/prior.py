@@ -74,8 +74,8 @@ def cmd_prior_train(args: argparse.Namespace) -> int:
     prior.save(out)
     (out / CHECKPOINT).unlink(missing_ok=True)
     info = prior.info
-    held = f"{info['held_out_bits']:.1f} bits per image on {info['held_out_images']} held-out crops" \
-        if "held_out_bits" in info else "no held-out images"
+    held = (f"{info['held_out_bits']:.1f} bits per image on {info['held_out_images']} held-out crops, "
+            f"decoded at {info['held_out_psnr']:.2f} dB PSNR") if "held_out_bits" in info else "no held-out images"
     print(f"prior for the {prior.model_type} model -> {out}; {info['train_images']} training crops, "
           f"{args.steps} steps; {held}")
     if args.json:

@@ -12,5 +12,5 @@ from .network import PriorConfig, PriorNetwork
 from .sampling import PriorSamples, generate_from_prior, sample_symbols
 from .training import LearnedPrior, PriorTraining
 
-__all__ = ["LearnedPrior", "Entries", "EntryLayout", "PriorConfig", "PriorNetwork", "PriorSamples", "PriorTraining",
+__all__ = ["Entries", "EntryLayout", "LearnedPrior", "PriorConfig", "PriorNetwork", "PriorSamples", "PriorTraining",
            "fit_prior", "generate_from_prior", "prior_layout", "sample_symbols"]

@@ -8,6 +8,7 @@ import torch
 from ..coding.fit import code_symbols
 from ..data import CropDataset
 from ..errors import ScvaeError
+from ..evaluation.rate import decoded_psnr
 from ..presets import PRIOR_DEFAULTS
 from .layout import EntryLayout
 from .network import PriorConfig, PriorNetwork
@@ -30,9 +31,10 @@ def fit_prior(autoencoder, train: CropDataset, held_out: CropDataset | None = No
               resume: dict[str, torch.Tensor] | None = None, progress: bool = True,
               checkpoint: Callable[[int, dict[str, torch.Tensor]], None] | None = None) -> LearnedPrior:
     """Encode up to ``images`` central crops of ``train``, fit a :class:`PriorNetwork` to their symbols for
-    ``settings.steps`` steps, and measure its bits per image on ``held_out`` (``info["held_out_bits"]``).
+    ``settings.steps`` steps, and measure its bits per image on ``held_out`` (``info["held_out_bits"]``) with the
+    PSNR of the decoder at those codes (``info["held_out_psnr"]``).
     Continuous codes are quantised as :func:`scvae.coding.fit.code_symbols` does (``step``)."""
-    symbols, step = code_symbols(autoencoder, train, images, step)
+    symbols, step, _ = code_symbols(autoencoder, train, images, step)
     if len(symbols) < 2:
         raise ScvaeError(f"need at least 2 training images to fit a prior, got {len(symbols)}")
     grid = tuple(symbols.shape[2:])
@@ -47,6 +49,9 @@ def fit_prior(autoencoder, train: CropDataset, held_out: CropDataset | None = No
     prior.info = {"steps": settings.steps, "train_images": len(symbols), "settings": settings.__dict__,
                   "final_batch_bits": history[-1][1] if history else None}
     if held_out is not None:
-        held, _ = code_symbols(autoencoder, held_out, images, step)
-        prior.info |= {"held_out_images": len(held), "held_out_bits": float(prior.bits(held).mean())}
+        held = code_symbols(autoencoder, held_out, images, step)
+        device = next(autoencoder.parameters()).device
+        psnr = decoded_psnr(autoencoder, autoencoder.from_symbols(held.symbols, step), held.images, device=device)
+        prior.info |= {"held_out_images": len(held.images), "held_out_bits": float(prior.bits(held.symbols).mean()),
+                       "held_out_psnr": psnr}
     return prior
