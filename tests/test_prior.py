@@ -193,3 +193,40 @@ def test_prior_errors_are_one_line_and_change_nothing(argv, message, tiny_run, t
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.rglob("*")) == before and (tmp_path / "file.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_coding_with_the_prior_is_exact_and_as_long_as_its_likelihood(sparse):
+    from scvae.prior.coding import decode_with_prior, encode_with_prior
+
+    torch.manual_seed(0)
+    symbols = _sparse_symbols(n=8)
+    layout = EntryLayout.fit(symbols[:6], sparse)
+    prior = LearnedPrior(PriorNetwork(layout, SMALL).eval(), 0.5, "scvae", "run", (3, 4))
+    one = symbols[6:7].clone()
+    one[0, 2, 1, 1] = -300  # outside the alphabet: escaped
+    words = encode_with_prior(one, prior)
+    assert torch.equal(decode_with_prior(words, (3, 4), prior), one)
+    bits = float(prior.bits(one)[0])
+    assert 32 * len(words) <= bits * 1.02 + 64, (32 * len(words), bits)
+
+
+def test_compress_and_decompress_with_a_prior_round_trip_exactly(tiny_run, tmp_path, capsys):
+    from scvae.cli import main
+
+    prior, files, images = tmp_path / "prior", tmp_path / "files", sorted((tiny_run.parent / "images").glob("*.png"))[:2]
+    assert main(["prior", "train", "--model", str(tiny_run), "--out", str(prior), "--steps", "3", "--batch-size", "4",
+                 "--no-progress"]) == 0
+    assert main(["compress", *map(str, images), "--model", str(tiny_run), "--prior", str(prior), "--out",
+                 str(files)]) == 0
+    printed = capsys.readouterr().out
+    assert "the learned prior's rate" in printed and "the input files hold" in printed
+    summary = __import__("json").loads((files / "compress.json").read_text())
+    assert summary["coded_with"] == "the learned prior" and not (files / "entropy_model.safetensors").exists()
+    for record in summary["files"]:
+        assert record["bits"] - 128 <= 1.02 * record["ideal_bits"] + 64
+    assert main(["decompress", str(files), "--model", str(tiny_run), "--out", str(tmp_path / "a")]) == 2
+    assert "decompress it with --prior" in capsys.readouterr().err
+    assert main(["decompress", str(files), "--model", str(tiny_run), "--prior", str(prior), "--out",
+                 str(tmp_path / "png")]) == 0
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [p.stem + ".png" for p in images]

@@ -6,7 +6,7 @@ File layout: a 16-byte header, then the range coder's 32-bit words, little-endia
 bytes    type   content
 =======  =====  ==========================================================
 0-3      4s     magic ``SCVZ``
-4        u8     format version (1)
+4        u8     format version (1; 2: coded with a learned prior, :mod:`scvae.prior.coding`)
 5        u8     reserved (0)
 6-7      u16    image height in pixels
 8-9      u16    image width in pixels
@@ -32,6 +32,7 @@ from ..errors import ScvaeError
 from .entropy_model import RAW_BITS, ChannelEntropyModel
 
 MAGIC, VERSION = b"SCVZ", 1
+PRIOR_CODED = 2  # the version of files coded with a learned prior (scvae.prior.coding)
 HEADER = struct.Struct("<4sBBHHIH")
 HEADER_BITS = 8 * HEADER.size
 _OFFSET = 2 ** (RAW_BITS - 1)
@@ -130,6 +131,8 @@ def decompress_image(autoencoder, model: ChannelEntropyModel, data: bytes, name:
     if len(data) < HEADER.size or (len(data) - HEADER.size) % 4:
         raise ScvaeError(f"{name}: truncated or not an scvae bitstream ({len(data)} bytes)")
     magic, version, _, height, width, fingerprint, _ = HEADER.unpack(data[:HEADER.size])
+    if magic == MAGIC and version == PRIOR_CODED:
+        raise ScvaeError(f"{name}: was coded with a learned prior; decompress it with --prior")
     if magic != MAGIC or version != VERSION:
         raise ScvaeError(f"{name}: not an scvae bitstream (magic {magic!r}, version {version})")
     if fingerprint != model.fingerprint():
