@@ -27,9 +27,8 @@ def _sequential_bits(net: PriorNetwork, entries) -> torch.Tensor:
             for j in range(n + 1 if layout.sparse else n):
                 state = net.states(context[b, p], entries.channels[b, p, :j], entries.values[b, p, :j])
                 if layout.sparse:
-                    previous = entries.channels[b, p, j - 1] if j else None
                     target = entries.channels[b, p, j] if j < n else layout.n_channels
-                    nats[b] -= net.channel_logits(state, previous)[target]
+                    nats[b] -= net.channel_logits(state)[target]
                     if j == n:
                         break
                 channel = entries.channels[b, p, j]

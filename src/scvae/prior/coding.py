@@ -53,8 +53,7 @@ def _walk(prior: LearnedPrior, grid: tuple[int, int], choose: Callable[[torch.Te
             state = net.states(context, entries.channels[0, p, :j], entries.values[0, p, :j])
             channel = j
             if layout.sparse:
-                previous = entries.channels[0, p, j - 1] if j else None
-                channel = choose(net.channel_logits(state, previous), "channel", p, j)
+                channel = choose(net.channel_logits(state), "channel", p, j)
                 if channel == layout.n_channels:
                     break
                 if j == length or (j and channel <= entries.channels[0, p, j - 1]):

@@ -7,8 +7,8 @@ For the entry lists of :mod:`.layout`, the probability of one image's symbols fa
 over positions in raster order, then entries in list order. The transformer reads each earlier position as
 the sum of its entries' embeddings and gives a context vector per position (B, P, d). Within a position,
 entry j's state is that context plus the summed embeddings of entries 0..j-1 and an embedding of j; an MLP
-turns it into the next channel's logits (sparse layouts: any channel above the previous one, or the end
-mark) and, given the channel, the value's logits. Dense layouts skip the channel head: entry j is channel j.
+turns it into the next channel's logits (sparse layouts: an atom above the previous one, or the end mark)
+and, given the channel, the value's logits. Dense layouts skip the channel head: entry j is channel j.
 Every family gets this one network with the same size, so their bits per image are comparable.
 """
 from __future__ import annotations
@@ -25,12 +25,14 @@ from .layout import Entries, EntryLayout
 
 @dataclass(frozen=True)
 class PriorConfig:
-    """The network's size: ``width`` d, transformer ``layers`` and ``heads``; ``positions``: the most
-    positions (h w) an image may have."""
+    """The network's size: the transformer's ``width`` d, ``layers`` and ``heads``; ``entry_width``: the
+    within-position head's width (it runs once per entry, up to 34 times a position for SC-VAE, so it is
+    kept small); ``positions``: the most positions (h w) an image may have."""
 
     width: int = 128
     layers: int = 4
     heads: int = 4
+    entry_width: int = 64
     positions: int = 64
 
     def to_dict(self) -> dict:
@@ -63,17 +65,20 @@ class PriorNetwork(nn.Module):
         layer = nn.TransformerEncoderLayer(d, config.heads, 4 * d, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
-        self.entry_channel = nn.Embedding(c, d)  # how earlier entries of the same position read
-        self.entry_value = nn.Embedding(v, d)
-        self.slot = nn.Embedding(layout.max_entries + 1, d)
-        self.state = nn.Sequential(_Block(d), _Block(d), nn.LayerNorm(d))
-        self.channel_head = nn.Linear(d, c + 1) if layout.sparse else None  # + the end mark
-        self.chosen_channel = nn.Embedding(c, d)
-        self.value_head = nn.Sequential(_Block(d), nn.LayerNorm(d), nn.Linear(d, v))
+        e = config.entry_width
+        self.to_entry = nn.Linear(d, e)
+        self.entry_channel = nn.Embedding(c, e)  # how earlier entries of the same position read
+        self.entry_value = nn.Embedding(v, e)
+        self.slot = nn.Embedding(layout.max_entries + 1, e)
+        self.previous_channel = nn.Embedding(c + 1, e)  # the previous entry's channel, or none (index 0)
+        self.state = nn.Sequential(_Block(e), nn.LayerNorm(e))
+        self.channel_head = nn.Linear(e, c + 1) if layout.sparse else None  # + the end mark
+        self.chosen_channel = nn.Embedding(c, e)
+        self.value_head = nn.Sequential(_Block(e), nn.LayerNorm(e), nn.Linear(e, v))
 
     # --- the parts, shared by training (all entries at once) and sampling (one entry at a time) -------
     def contexts(self, entries: Entries) -> torch.Tensor:
-        """Entries (B, P, L) -> context (B, P, d): position p's depends on positions before p only."""
+        """Entries (B, P, L) -> context (B, P, e): position p's depends on positions before p only."""
         b, p, length = entries.channels.shape
         if p > self.config.positions:
             raise ValueError(f"{p} positions; this prior was built for at most {self.config.positions}")
@@ -82,57 +87,47 @@ class PriorNetwork(nn.Module):
         summary = summary / math.sqrt(self.layout.max_entries)
         x = torch.cat([self.start.expand(b, 1, -1), summary[:, :-1]], dim=1) + self.raster.weight[:p]
         mask = nn.Transformer.generate_square_subsequent_mask(p, device=x.device)
-        return self.transformer(x, mask=mask, is_causal=True)
+        return self.to_entry(self.transformer(x, mask=mask, is_causal=True))
 
     def states(self, context: torch.Tensor, channels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Context (..., d) and the entries so far (..., j) -> the state for entry j (..., d)."""
+        """Context (..., e) and the entries so far (..., j) -> the state for entry j (..., e)."""
         j = channels.shape[-1]
         before = (self.entry_channel(channels) + self.entry_value(values)).sum(-2) if j else 0
-        return self.state(context + before + self.slot.weight[j])
+        previous = self.previous_channel(channels[..., -1] + 1) if j else self.previous_channel.weight[0]
+        return self.state(context + before + previous + self.slot.weight[j])
 
-    def channel_logits(self, state: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-        """Sparse layouts: state (..., d) and the previous entry's channel (...) or None for the first
-        -> log-probabilities (..., C + 1) of the next channel, the last being the end mark."""
-        logits = self.channel_head(state)
-        c = self.layout.n_channels
-        if previous is not None:
-            allowed = torch.arange(c + 1, device=state.device) > previous[..., None]
-            logits = logits.masked_fill(~allowed, float("-inf"))
-        return logits.log_softmax(-1)
+    def channel_logits(self, state: torch.Tensor) -> torch.Tensor:
+        """Sparse layouts: state (..., e) -> log-probabilities (..., C + 1) of the next entry's channel, the
+        last being the end mark. Channels at or below the previous one never occur; the network, given the
+        previous channel, learns that (no mask, so that training, bits and coding share one distribution)."""
+        return self.channel_head(state).log_softmax(-1)
 
     def value_logits(self, state: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
-        """State (..., d) and the entry's channel (...) -> log-probabilities (..., V + 1) of its value."""
+        """State (..., e) and the entry's channel (...) -> log-probabilities (..., V + 1) of its value."""
         return self.value_head(state + self.chosen_channel(channel)).log_softmax(-1)
 
     # --- training ---------------------------------------------------------------------------------
     def forward(self, entries: Entries) -> torch.Tensor:
         """Entries -> each image's negative log-likelihood in bits (B,), escaped values counted without
-        their raw bits (see :func:`scvae.prior.fit.escape_bits`)."""
+        their raw bits (:meth:`scvae.prior.LearnedPrior.bits` adds them)."""
         b, p, length = entries.channels.shape
-        context = self.contexts(entries)  # (B, P, d)
-        embedded = self.entry_channel(entries.channels) + self.entry_value(entries.values)  # (B, P, L, d)
+        context = self.contexts(entries)  # (B, P, e)
         used = torch.arange(length, device=context.device) < entries.lengths[..., None]  # (B, P, L)
-        before = torch.cumsum(embedded * used.unsqueeze(-1), dim=2) - embedded * used.unsqueeze(-1)
+        embedded = (self.entry_channel(entries.channels) + self.entry_value(entries.values)) * used.unsqueeze(-1)
         slots = length + 1 if self.layout.sparse else length  # sparse: one more state, for the end mark
-        before = F.pad(before, (0, 0, 0, slots - length))
-        if self.layout.sparse and length:
-            before[:, :, length] = before[:, :, length - 1] + embedded[:, :, length - 1] * used[:, :, -1:]
-        state = self.state(context.unsqueeze(2) + before + self.slot.weight[:slots])  # (B, P, slots, d)
+        before = F.pad(torch.cumsum(embedded, dim=2), (0, 0, 1, 0))[:, :, :slots]  # entries 0..j-1 (B, P, slots, e)
+        previous = F.pad(entries.channels + 1, (1, 0))[:, :, :slots]  # 0: no previous entry
+        state = self.state(context.unsqueeze(2) + before + self.previous_channel(previous) + self.slot.weight[:slots])
+        image = torch.arange(b, device=context.device)[:, None, None]
         nats = torch.zeros(b, device=context.device)
-        values = self.value_logits(state[:, :, :length], entries.channels)
-        nats = nats - (values.gather(-1, entries.values.unsqueeze(-1)).squeeze(-1) * used).sum((1, 2))
-        if self.layout.sparse:
-            nats = nats - self._channel_log_likelihood(state, entries, used)
+        value_logits = self.value_head(state[:, :, :length][used] + self.chosen_channel(entries.channels[used]))
+        value_nats = F.cross_entropy(value_logits, entries.values[used], reduction="none")
+        nats = nats.index_add(0, image.expand_as(used)[used], value_nats)
+        if self.layout.sparse:  # the listed channels, then the end mark
+            real = torch.arange(slots, device=context.device) <= entries.lengths[..., None]
+            target = F.pad(entries.channels, (0, 1), value=self.layout.n_channels)
+            target = torch.where(torch.arange(slots, device=context.device) == entries.lengths[..., None],
+                                 self.layout.n_channels, target)
+            channel_nats = F.cross_entropy(self.channel_head(state[real]), target[real], reduction="none")
+            nats = nats.index_add(0, image.expand_as(real)[real], channel_nats)
         return nats / math.log(2)
-
-    def _channel_log_likelihood(self, state: torch.Tensor, entries: Entries, used: torch.Tensor) -> torch.Tensor:
-        """Sum over positions of log p(the listed channels, then the end mark) (B,)."""
-        length = entries.channels.shape[-1]
-        c = self.layout.n_channels
-        previous = torch.cat([torch.full_like(entries.channels[..., :1], -1), entries.channels], dim=-1)
-        target = F.pad(entries.channels, (0, 1), value=c)
-        target = torch.where(torch.arange(length + 1, device=state.device) == entries.lengths[..., None], c, target)
-        real = torch.arange(length + 1, device=state.device) <= entries.lengths[..., None]  # entries + the end
-        logits = self.channel_logits(state, previous.clamp_min(-1))
-        picked = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        return torch.where(real, picked, 0).sum((1, 2))

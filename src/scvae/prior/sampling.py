@@ -47,8 +47,11 @@ def sample_symbols(prior: LearnedPrior, n: int, temperature: float = 1.0, seed: 
         for j in range(length + 1 if layout.sparse else length):
             state = net.states(context, entries.channels[:, p, :j], entries.values[:, p, :j])
             if layout.sparse:
-                previous = entries.channels[:, p, j - 1] if j else None
-                channel = _draw(net.channel_logits(state, previous), temperature, generator)
+                log_probs = net.channel_logits(state)
+                if j:  # only atoms above the previous one (the network puts almost no mass elsewhere)
+                    below = torch.arange(layout.n_channels + 1) <= entries.channels[:, p, j - 1, None]
+                    log_probs = log_probs.masked_fill(below, float("-inf"))
+                channel = _draw(log_probs, temperature, generator)
                 ends = (channel == layout.n_channels) | (j == length)
                 done |= ends
                 if bool(done.all()):
