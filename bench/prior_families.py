@@ -4,10 +4,15 @@ For each trained run (``family=RUN_DIR``), trains the learned prior of :mod:`scv
 settings on the run's training split, and reports on the run's held-out split: the prior's negative
 log-likelihood in bits per image, the bits of the per-channel entropy model (with and without the
 neighbour context) fitted on the same training symbols, the decoder's PSNR at those codes, and seconds per
-sample. Writes a samples grid per family and one JSON:
+sample. With ``--classifier-data`` (a labelled folder: the runs' training images with their classes) it also
+scores ``--samples`` samples against the held-out images in the features of a small classifier trained
+there (:mod:`scvae.evaluation.sample_quality`: a Frechet distance and precision / recall, not FID), for the
+learned prior and for the PCA + mixture baseline of ``scvae generate``. Writes a samples grid per family
+and one JSON:
 
     python bench/prior_families.py --runs scvae=runs/probe/scvae,vqvae-strong=runs/probe/vqvae-strong \\
-        --steps 2000 --out runs/priors --json docs/results/prior_families.json
+        --classifier-data runs/probe/split/train --samples 1000 --out runs/priors \\
+        --json docs/results/prior_families.json
 """
 from __future__ import annotations
 
@@ -18,16 +23,36 @@ from pathlib import Path
 
 import torch
 
+from safetensors.torch import load_file, save_file
+
 from scvae.coding import ChannelEntropyModel, code_symbols
 from scvae.config import load_run_config
 from scvae.data import save_grid
+from scvae.data.labelled import load_labelled
+from scvae.downstream import collect_code_vectors, fit_code_prior, generate
+from scvae.evaluation.sample_quality import SmallClassifier, classifier_features, sample_quality, train_classifier
 from scvae.prior import PriorTraining, fit_prior, generate_from_prior
 from scvae.presets import PRIOR_DEFAULTS
 from scvae.training import build_datasets, load_model
 from scvae.training.trainer import CONFIG_FILE
 
 
-def measure(family: str, run: Path, settings: PriorTraining, images: int, samples: int, out: Path) -> dict:
+def feature_classifier(data: str, size: int, out: Path) -> SmallClassifier:
+    """The small classifier of the sample-quality measure, trained once on ``data`` and kept in ``out``."""
+    labelled = load_labelled(data, size)
+    path = out / "classifier.safetensors"
+    net = SmallClassifier(len(labelled.classes), labelled.images.shape[1])
+    if path.is_file():
+        net.load_state_dict(load_file(path))
+        return net.eval()
+    net = train_classifier(labelled.images, torch.from_numpy(labelled.labels).long())
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(net.state_dict(), path)
+    return net
+
+
+def measure(family: str, run: Path, settings: PriorTraining, images: int, samples: int, out: Path,
+            classifier: SmallClassifier | None) -> dict:
     model = load_model(run)
     train, held_out = build_datasets(load_run_config(run / CONFIG_FILE))
     start = time.perf_counter()
@@ -41,22 +66,38 @@ def measure(family: str, run: Path, settings: PriorTraining, images: int, sample
     start = time.perf_counter()
     drawn = generate_from_prior(model, prior, samples, seed=0, progress=False)
     seconds_per_sample = (time.perf_counter() - start) / samples
-    save_grid(drawn.images, out / f"samples_{family}.png", nrow=int(samples ** 0.5), upscale=2)
-    return {"family": family, "run": str(run), "prior_bits": prior.info["held_out_bits"],
-            "channel_bits": per_channel["channel"], "context_bits": per_channel["context"],
-            "psnr": prior.info["held_out_psnr"], "held_out_images": prior.info["held_out_images"],
-            "train_images": prior.info["train_images"], "sparse": prior.layout.sparse,
-            "entries_per_position": prior.layout.max_entries, "train_seconds": train_seconds,
-            "seconds_per_sample": seconds_per_sample, "sample_bits": float(drawn.bits.mean())}
+    save_grid(drawn.images[:64], out / f"samples_{family}.png", nrow=8, upscale=2)
+    row = {"family": family, "run": str(run), "prior_bits": prior.info["held_out_bits"],
+           "channel_bits": per_channel["channel"], "context_bits": per_channel["context"],
+           "psnr": prior.info["held_out_psnr"], "held_out_images": prior.info["held_out_images"],
+           "train_images": prior.info["train_images"], "sparse": prior.layout.sparse,
+           "entries_per_position": prior.layout.max_entries, "train_seconds": train_seconds,
+           "seconds_per_sample": seconds_per_sample, "sample_bits": float(drawn.bits.mean()), "samples": samples}
+    if classifier is not None:
+        real = classifier_features(classifier, held.images)
+        baseline = generate(model, fit_code_prior(collect_code_vectors(model, train, 2000, progress=False)), samples)
+        save_grid(baseline.images[:64], out / f"samples_{family}_pca_mixture.png", nrow=8, upscale=2)
+        for name, drawn_images in (("prior", drawn.images), ("baseline", baseline.images)):
+            quality = sample_quality(real, classifier_features(classifier, drawn_images))
+            row |= {f"{name}_frechet": quality.frechet, f"{name}_precision": quality.precision,
+                    f"{name}_recall": quality.recall}
+    return row
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| family | learned prior, bits/image | per-channel model | with context | saved | PSNR (dB) | "
-             "s/sample |", "|---|---|---|---|---|---|---|"]
+    quality = all("prior_frechet" in r for r in rows)
+    lines = ["| family | learned prior, bits/image | per-channel model | with context | saved | PSNR (dB) | s/sample |"
+             + (" Frechet (classifier) | precision | recall | PCA + mixture: Frechet, precision, recall |" if quality
+                else ""),
+             "|---|---|---|---|---|---|---|" + ("---|---|---|---|" if quality else "")]
     for r in rows:
         saved = 1 - r["prior_bits"] / r["context_bits"]
-        lines.append(f"| {r['family']} | {r['prior_bits']:.0f} | {r['channel_bits']:.0f} | {r['context_bits']:.0f} | "
-                     f"{100 * saved:.1f} % | {r['psnr']:.2f} | {r['seconds_per_sample']:.2f} |")
+        line = (f"| {r['family']} | {r['prior_bits']:.0f} | {r['channel_bits']:.0f} | {r['context_bits']:.0f} | "
+                f"{100 * saved:.1f} % | {r['psnr']:.2f} | {r['seconds_per_sample']:.3f} |")
+        if quality:
+            line += (f" {r['prior_frechet']:.2f} | {r['prior_precision']:.2f} | {r['prior_recall']:.2f} | "
+                     f"{r['baseline_frechet']:.2f}, {r['baseline_precision']:.2f}, {r['baseline_recall']:.2f} |")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -65,17 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, help="family=RUN_DIR,... (runs trained with scvae train)")
     parser.add_argument("--steps", type=int, default=PRIOR_DEFAULTS["steps"])
     parser.add_argument("--images", type=int, default=PRIOR_DEFAULTS["images"])
-    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--classifier-data", help="labelled training folder DIR/<class>/<image> for the "
+                                                  "sample-quality classifier (default: no sample quality)")
     parser.add_argument("--out", default="runs/priors", help="priors and sample grids")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     settings = PriorTraining(steps=args.steps)
     out = Path(args.out)
+    runs = [item.partition("=")[::2] for item in args.runs.split(",")]
+    classifier = None
+    if args.classifier_data:
+        classifier = feature_classifier(args.classifier_data, load_model(runs[0][1]).resolution, out)
     rows = []
-    for item in args.runs.split(","):
-        family, _, run = item.partition("=")
-        rows.append(measure(family, Path(run), settings, args.images, args.samples, out))
+    for family, run in runs:
+        rows.append(measure(family, Path(run), settings, args.images, args.samples, out, classifier))
         print(table(rows[-1:]), flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps({"settings": settings.__dict__, "rows": rows}, indent=1) + "\n")

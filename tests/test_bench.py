@@ -193,10 +193,18 @@ def test_size_ablation_and_whole_images_on_a_tiny_model(tmp_path):
 
 
 def test_prior_families_reports_the_learned_prior_against_the_per_channel_model(tiny_run, tmp_path):
-    out = tmp_path / "priors"
+    import shutil
+
+    out, labelled = tmp_path / "priors", tmp_path / "labelled"
+    for i, image in enumerate(sorted((tiny_run.parent / "images").glob("*.png"))):
+        (labelled / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, labelled / f"class{i % 2}" / image.name)
     printed = run("prior_families.py", "--runs", f"scvae={tiny_run}", "--steps", "3", "--images", "8",
-                   "--samples", "4", "--out", str(out), "--json", str(tmp_path / "p.json"))
+                  "--samples", "6", "--classifier-data", str(labelled), "--out", str(out),
+                  "--json", str(tmp_path / "p.json"))
     row = json.loads((tmp_path / "p.json").read_text())["rows"][0]
     assert row["family"] == "scvae" and row["sparse"] and row["prior_bits"] > 0 and row["context_bits"] > 0
+    assert 0 <= row["prior_precision"] <= 1 and 0 <= row["baseline_recall"] <= 1 and row["prior_frechet"] >= 0
     assert (out / "samples_scvae.png").is_file() and (out / "scvae" / "config.json").is_file()
-    assert "| scvae |" in printed
+    assert (out / "classifier.safetensors").is_file() and (out / "samples_scvae_pca_mixture.png").is_file()
+    assert "| scvae |" in printed and "Frechet (classifier)" in printed
