@@ -11,7 +11,7 @@ learned prior and for the PCA + mixture baseline of ``scvae generate``. Writes a
 and one JSON:
 
     python bench/prior_families.py --runs scvae=runs/probe/scvae,vqvae-strong=runs/probe/vqvae-strong \\
-        --classifier-data runs/probe/split/train --samples 1000 --out runs/priors \\
+        --classifier-data runs/probe/split/train --real-data runs/probe/split/test --samples 1000 --out runs/priors \\
         --json docs/results/prior_families.json
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def feature_classifier(data: str, size: int, out: Path) -> SmallClassifier:
 
 
 def measure(family: str, run: Path, settings: PriorTraining, images: int, samples: int, out: Path,
-            classifier: SmallClassifier | None) -> dict:
+            classifier: SmallClassifier | None, real_images: torch.Tensor | None) -> dict:
     model = load_model(run)
     train, held_out = build_datasets(load_run_config(run / CONFIG_FILE))
     start = time.perf_counter()
@@ -74,7 +74,7 @@ def measure(family: str, run: Path, settings: PriorTraining, images: int, sample
            "entries_per_position": prior.layout.max_entries, "train_seconds": train_seconds,
            "seconds_per_sample": seconds_per_sample, "sample_bits": float(drawn.bits.mean()), "samples": samples}
     if classifier is not None:
-        real = classifier_features(classifier, held.images)
+        real = classifier_features(classifier, held.images if real_images is None else real_images)
         baseline = generate(model, fit_code_prior(collect_code_vectors(model, train, 2000, progress=False)), samples)
         save_grid(baseline.images[:64], out / f"samples_{family}_pca_mixture.png", nrow=8, upscale=2)
         for name, drawn_images in (("prior", drawn.images), ("baseline", baseline.images)):
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--classifier-data", help="labelled training folder DIR/<class>/<image> for the "
                                                   "sample-quality classifier (default: no sample quality)")
+    parser.add_argument("--real-data", help="labelled folder of real images the samples are compared with, seen "
+                                            "by neither the classifier nor the runs (default: the runs' held-out crops)")
     parser.add_argument("--out", default="runs/priors", help="priors and sample grids")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
@@ -116,12 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = PriorTraining(steps=args.steps)
     out = Path(args.out)
     runs = [item.partition("=")[::2] for item in args.runs.split(",")]
-    classifier = None
+    classifier = real = None
     if args.classifier_data:
-        classifier = feature_classifier(args.classifier_data, load_model(runs[0][1]).resolution, out)
+        size = load_model(runs[0][1]).resolution
+        classifier = feature_classifier(args.classifier_data, size, out)
+        real = load_labelled(args.real_data, size).images if args.real_data else None
     rows = []
     for family, run in runs:
-        rows.append(measure(family, Path(run), settings, args.images, args.samples, out, classifier))
+        rows.append(measure(family, Path(run), settings, args.images, args.samples, out, classifier, real))
         print(table(rows[-1:]), flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps({"settings": settings.__dict__, "rows": rows}, indent=1) + "\n")

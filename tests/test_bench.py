@@ -200,7 +200,7 @@ def test_prior_families_reports_the_learned_prior_against_the_per_channel_model(
         (labelled / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
         shutil.copy(image, labelled / f"class{i % 2}" / image.name)
     printed = run("prior_families.py", "--runs", f"scvae={tiny_run}", "--steps", "3", "--images", "8",
-                  "--samples", "6", "--classifier-data", str(labelled), "--out", str(out),
+                  "--samples", "6", "--classifier-data", str(labelled), "--real-data", str(labelled), "--out", str(out),
                   "--json", str(tmp_path / "p.json"))
     row = json.loads((tmp_path / "p.json").read_text())["rows"][0]
     assert row["family"] == "scvae" and row["sparse"] and row["prior_bits"] > 0 and row["context_bits"] > 0
