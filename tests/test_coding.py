@@ -84,7 +84,7 @@ def test_every_family_round_trips_exactly_at_the_models_rate(model_type, context
     assert (entropy_model.step is None) == (model_type in ("vqvae", "vqvae-strong", "fsq", "rvq"))
     if model_type == "scvae-rate":
         assert entropy_model.step == pytest.approx(0.7)  # the model's own (learned) step
-    images = torch.cat([x for _, x in _crops(6, 24, seed=1).eval_batches(6)])  # unseen images, not the grid size
+    images = torch.cat([x for _, x in _crops(6, 12, seed=1).eval_batches(6)])  # unseen, smaller than the grid
     payload, ideal = 0.0, 0.0
     for x in images:
         encoded = compress_image(model, entropy_model, x[None])
@@ -98,10 +98,37 @@ def test_every_family_round_trips_exactly_at_the_models_rate(model_type, context
             assert (on_grid - codes).abs().max() <= step * (1 + 1e-5)  # a kept sparse value never rounds to 0
             codes = on_grid
         assert torch.allclose(reconstruction, model.decode(codes).sample.clamp(-1, 1), atol=1e-6)
-        assert reconstruction.shape == (1, 3, 24, 24)
+        assert reconstruction.shape == (1, 3, 12, 12)
         payload += 8 * len(encoded.data) - HEADER_BITS
         ideal += float(entropy_model.bits(encoded.symbols)[0])
     assert abs(payload - ideal) <= 0.02 * ideal + 64 * len(images)  # range coding's rounding and last word
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "vqvae"])
+def test_an_image_larger_than_the_training_size_is_coded_as_the_tiles_reconstruct_runs(model_type):
+    torch.manual_seed(0)
+    model = MODEL_REGISTRY[model_type](**SMALL, **({"n_atoms": 36} if model_type == "scvae" else {}))
+    model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)
+    model.eval()
+    entropy_model = fit_entropy_model(model, _crops(), limit=None, max_psnr_loss=0.02)  # below the 0.1 dB asked
+    x = _crops(1, 40, seed=2).batch([0])[..., :36]  # 40 x 36 px: tiles of 16 px, the last ones flush
+    encoded = compress_image(model, entropy_model, x)
+    reconstruction, symbols = decompress_image(model, entropy_model, encoded.data)
+    assert symbols.shape[0] > 1 and torch.equal(symbols, encoded.symbols)
+    assert torch.equal(reconstruction, encoded.reconstruction) and reconstruction.shape == x.shape
+
+    def psnr(y):
+        return float(10 * torch.log10(4 / ((y - x) ** 2).mean()))
+
+    # the target: within 0.1 dB of reconstruct --size full (the same tiles, on unquantised codes)
+    assert abs(psnr(reconstruction) - psnr(model.reconstruct_any_size(x))) <= 0.1
+    # a file of an earlier version, the whole image coded in one pass (flag 0), still decodes as one grid
+    from scvae.coding.bitstream import HEADER, MAGIC, VERSION, encode_symbols
+
+    one_pass = model.to_symbols(model.encode_any_size(x).codes, entropy_model.step)
+    words = encode_symbols(one_pass[0].numpy(), entropy_model)
+    old = HEADER.pack(MAGIC, VERSION, 0, 40, 36, entropy_model.fingerprint(), 0) + words.astype("<u4").tobytes()
+    assert torch.equal(decompress_image(model, entropy_model, old)[1], one_pass)
 
 
 def test_a_file_decoded_with_another_model_or_damaged_is_one_error():

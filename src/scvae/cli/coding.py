@@ -45,7 +45,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     records = []
     for path, target in zip(paths, targets):
         x = (image_batch([path], model.resolution, model.in_channels) if size is None
-             else whole_image(path, size, model, allow_slow=args.allow_slow))
+             else whole_image(path, size, model, tiled=not args.prior, allow_slow=args.allow_slow))
         t0 = time.perf_counter()
         encoded = coder.compress(x)
         seconds = time.perf_counter() - t0
@@ -83,7 +83,7 @@ class _ChannelCoder:
         return compress_image(self.autoencoder, self.entropy_model, x)
 
     def ideal_bits(self, symbols) -> float:
-        return float(self.entropy_model.bits(symbols.cpu())[0])
+        return float(self.entropy_model.bits(symbols.cpu()).sum())  # summed over the tiles of a tiled image
 
     def decompress(self, data: bytes, name: str):
         from ..coding import decompress_image

@@ -7,14 +7,17 @@ bytes    type   content
 =======  =====  ==========================================================
 0-3      4s     magic ``SCVZ``
 4        u8     format version (1; 2: coded with a learned prior, :mod:`scvae.prior.coding`)
-5        u8     reserved (0)
+5        u8     flags: bit 0 set when the image was coded as overlapping tiles of the model's training size
 6-7      u16    image height in pixels
 8-9      u16    image width in pixels
 10-13    u32    the entropy model's fingerprint (CRC-32)
 14-15    u16    reserved (0)
 =======  =====  ==========================================================
 
-The symbols are coded channel by channel in raster order, then the values of escaped symbols. With a
+The symbols are coded channel by channel in raster order, then the values of escaped symbols. An image larger
+than the model's training resolution is coded as the overlapping tiles ``reconstruct --size full`` runs it
+through (:mod:`scvae.models.tiling`; their layout follows from the image size), one after the other, and
+decoded tile by tile and blended the same way. With a
 context model each symbol is coded with its context's distribution, and decoded position by position. A file's
 size is therefore the header, plus the ideal code length of its symbols under the model, plus the range
 coder's rounding and its final word (at most 64 bits).
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import ScvaeError
+from ..models.tiling import blend_tiles, split_tiles, tile_boxes
 from .entropy_model import RAW_BITS, ChannelEntropyModel
 
 MAGIC, VERSION = b"SCVZ", 1
@@ -49,8 +53,14 @@ class Encoded:
 
 
 def encode_symbols(symbols: np.ndarray, model: ChannelEntropyModel) -> np.ndarray:
-    """Symbols (C, h, w) int64 -> the range coder's words (uint32)."""
+    """Symbols (C, h, w), or tiles (N, C, h, w) coded one after the other, int64 -> the range coder's words."""
     encoder = constriction.stream.queue.RangeEncoder()
+    for tile in symbols.reshape(-1, *symbols.shape[-3:]):
+        _encode_tile(encoder, tile, model)
+    return encoder.get_compressed()
+
+
+def _encode_tile(encoder, symbols: np.ndarray, model: ChannelEntropyModel) -> None:
     contexts = model.symbol_contexts(symbols)
     escaped = []
     for c in range(model.n_channels):
@@ -66,7 +76,6 @@ def encode_symbols(symbols: np.ndarray, model: ChannelEntropyModel) -> np.ndarra
         if raw.min() < 0 or raw.max() >= 2 ** RAW_BITS:
             raise ScvaeError(f"a symbol outside [-{_OFFSET}, {_OFFSET}) cannot be escaped; the codes are out of range")
         encoder.encode(raw.astype(np.int32), constriction.stream.model.Uniform(2 ** RAW_BITS))
-    return encoder.get_compressed()
 
 
 def _decode_channel(decoder, model: ChannelEntropyModel, c: int, h: int, w: int) -> np.ndarray:
@@ -86,10 +95,15 @@ def _decode_channel(decoder, model: ChannelEntropyModel, c: int, h: int, w: int)
     return index.ravel()
 
 
-def decode_symbols(words: np.ndarray, shape: tuple[int, int, int], model: ChannelEntropyModel) -> np.ndarray:
-    """The inverse of :func:`encode_symbols`: words -> symbols of ``shape`` (C, h, w)."""
-    channels, h, w = shape
+def decode_symbols(words: np.ndarray, shape: tuple[int, ...], model: ChannelEntropyModel) -> np.ndarray:
+    """The inverse of :func:`encode_symbols`: words -> symbols of ``shape`` (C, h, w) or (N, C, h, w)."""
     decoder = constriction.stream.queue.RangeDecoder(words)
+    tiles = [_decode_tile(decoder, shape[-3:], model) for _ in range(int(np.prod(shape[:-3], dtype=int)))]
+    return np.stack(tiles).reshape(shape)
+
+
+def _decode_tile(decoder, shape: tuple[int, int, int], model: ChannelEntropyModel) -> np.ndarray:
+    channels, h, w = shape
     out = np.zeros((channels, h * w), np.int64)
     escapes = []
     for c in range(model.n_channels):
@@ -108,29 +122,35 @@ def decode_symbols(words: np.ndarray, shape: tuple[int, int, int], model: Channe
     return out.reshape(channels, h, w)
 
 
+TILED = 1  # the header's flag
+
+
 @torch.no_grad()
 def compress_image(autoencoder, model: ChannelEntropyModel, x: torch.Tensor) -> Encoded:
-    """One image (1, C, H, W) in [-1, 1] -> its bitstream, the coded symbols and the reconstruction the
-    decoder will produce."""
+    """One image (1, C, H, W) in [-1, 1] -> its bitstream, the coded symbols ((1, C', h, w), or (N, C', h, w)
+    for N tiles) and the reconstruction the decoder will produce."""
     _check_family(autoencoder, model)
     height, width = x.shape[-2:]
     if max(height, width) >= 2 ** 16:
         raise ScvaeError(f"images up to 65535 px a side can be coded, got {width}x{height}")
-    codes = autoencoder.encode_any_size(x).codes
-    symbols = autoencoder.to_symbols(codes, model.step)
-    words = encode_symbols(symbols[0].cpu().numpy(), model)
-    header = HEADER.pack(MAGIC, VERSION, 0, height, width, model.fingerprint(), 0)
-    reconstruction = _decode(autoencoder, model, symbols, height, width)
+    overlap = autoencoder.tile_overlap(height, width)
+    pieces = x if overlap is None else split_tiles(x, autoencoder.resolution, overlap)[0]
+    device = next(autoencoder.parameters()).device
+    codes = torch.cat([autoencoder.encode_any_size(chunk.to(device)).codes for chunk in pieces.split(64)])
+    symbols = autoencoder.to_symbols(codes, model.step).cpu()
+    words = encode_symbols(symbols.numpy(), model)
+    header = HEADER.pack(MAGIC, VERSION, 0 if overlap is None else TILED, height, width, model.fingerprint(), 0)
+    reconstruction = _decode(autoencoder, model, symbols, height, width, overlap)
     return Encoded(header + words.astype("<u4").tobytes(), symbols, reconstruction)
 
 
 @torch.no_grad()
 def decompress_image(autoencoder, model: ChannelEntropyModel, data: bytes, name: str = "bitstream"):
-    """A file written by :func:`compress_image` -> (reconstruction (1, C, H, W), symbols (1, C', h, w))."""
+    """A file written by :func:`compress_image` -> (reconstruction (1, C, H, W), symbols as it coded them)."""
     _check_family(autoencoder, model)
     if len(data) < HEADER.size or (len(data) - HEADER.size) % 4:
         raise ScvaeError(f"{name}: truncated or not an scvae bitstream ({len(data)} bytes)")
-    magic, version, _, height, width, fingerprint, _ = HEADER.unpack(data[:HEADER.size])
+    magic, version, flags, height, width, fingerprint, _ = HEADER.unpack(data[:HEADER.size])
     if magic == MAGIC and version == PRIOR_CODED:
         raise ScvaeError(f"{name}: was coded with a learned prior; decompress it with --prior")
     if magic != MAGIC or version != VERSION:
@@ -138,20 +158,32 @@ def decompress_image(autoencoder, model: ChannelEntropyModel, data: bytes, name:
     if fingerprint != model.fingerprint():
         raise ScvaeError(f"{name}: was written with another entropy model (fingerprint {fingerprint:08x}, "
                          f"this one {model.fingerprint():08x})")
-    f = autoencoder.downsampling_factor
-    shape = (model.n_channels, -(-height // f), -(-width // f))
+    f, size = autoencoder.downsampling_factor, autoencoder.resolution
+    overlap = autoencoder.tile_overlap(height, width, force=True) if flags & TILED else None
+    if overlap is not None:
+        shape = (len(tile_boxes(max(height, size), max(width, size), size, overlap)), model.n_channels, size // f,
+                 size // f)
+    else:
+        shape = (1, model.n_channels, -(-height // f), -(-width // f))
     words = np.frombuffer(data[HEADER.size:], dtype="<u4").astype(np.uint32)
     try:
-        symbols = torch.from_numpy(decode_symbols(words, shape, model))[None]
+        symbols = torch.from_numpy(decode_symbols(words, shape, model))
     except (ValueError, RuntimeError, AssertionError) as exc:
         raise ScvaeError(f"{name}: damaged bitstream ({exc})") from None
-    return _decode(autoencoder, model, symbols, height, width), symbols
+    return _decode(autoencoder, model, symbols, height, width, overlap), symbols
 
 
-def _decode(autoencoder, model: ChannelEntropyModel, symbols: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def _decode(autoencoder, model: ChannelEntropyModel, symbols: torch.Tensor, height: int, width: int,
+            overlap: int | None) -> torch.Tensor:
+    """Symbols of the whole image (1, C', h, w), or of its tiles (N, C', h, w) overlapping by ``overlap`` px,
+    -> the image (1, C, H, W)."""
     device = next(autoencoder.parameters()).device
-    codes = autoencoder.from_symbols(symbols.to(device), model.step)
-    return autoencoder.decode(codes).sample.clamp(-1, 1)[..., :height, :width].cpu()
+    pieces = torch.cat([autoencoder.decode(autoencoder.from_symbols(chunk.to(device), model.step)).sample.clamp(-1, 1)
+                        .cpu() for chunk in symbols.split(64)])
+    if overlap is None:
+        return pieces[..., :height, :width]
+    size = autoencoder.resolution
+    return blend_tiles(pieces, tile_boxes(max(height, size), max(width, size), size, overlap), height, width, overlap)
 
 
 def _check_family(autoencoder, model: ChannelEntropyModel) -> None:

@@ -280,10 +280,16 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         from .tiling import reconstruct_tiled
 
         h, w = x.shape[-2:]
-        size, f = self.resolution, self.downsampling_factor
-        if tiled if tiled is not None else max(h, w) > size:
-            return reconstruct_tiled(self.reconstruct, x, size, max(f, size // 4 // f * f))
+        if tiled if tiled is not None else self.tile_overlap(h, w) is not None:
+            return reconstruct_tiled(self.reconstruct, x, self.resolution, self.tile_overlap(h, w, force=True))
         return self.reconstruct(self.pad_to_grid(x))[..., :h, :w]
+
+    def tile_overlap(self, height: int, width: int, force: bool = False) -> int | None:
+        """The overlap in px of the training-size tiles an image of ``height`` x ``width`` px is run through
+        (a quarter tile, a multiple of the downsampling factor), or None when it is not tiled: not larger than
+        the training resolution (and not ``force``)."""
+        size, f = self.resolution, self.downsampling_factor
+        return max(f, size // 4 // f * f) if force or max(height, width) > size else None
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""

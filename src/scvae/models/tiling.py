@@ -38,27 +38,44 @@ def ramp(tile: int, overlap: int) -> torch.Tensor:
     return torch.minimum(torch.minimum(i + 1, tile - i) / (overlap + 1), torch.ones(()))
 
 
+def tile_boxes(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """(top, left) of the overlapping ``tile`` x ``tile`` tiles, ``overlap`` px shared by neighbours, that cover
+    an image of ``height`` x ``width`` px already padded up to at least one tile, in raster order."""
+    stride = tile - overlap
+    return [(top, left) for top in tile_starts(height, tile, stride) for left in tile_starts(width, tile, stride)]
+
+
+def split_tiles(x: torch.Tensor, tile: int, overlap: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """x (B, C, H, W) -> its tiles (n B, C, tile, tile), tile-major, and their boxes (see :func:`tile_boxes`);
+    images smaller than a tile are reflected up to it."""
+    x = pad_bottom_right(x, max(0, tile - x.shape[-2]), max(0, tile - x.shape[-1]))
+    boxes = tile_boxes(*x.shape[-2:], tile, overlap)
+    return torch.cat([x[..., t:t + tile, l:l + tile] for t, l in boxes]), boxes
+
+
+def blend_tiles(pieces: torch.Tensor, boxes: list[tuple[int, int]], height: int, width: int, overlap: int
+                ) -> torch.Tensor:
+    """Tiles (n B, C, tile, tile) in the order of ``boxes`` -> the image (B, C, height, width), each pixel the
+    ramp-weighted mean of the tiles over it."""
+    n, tile = len(boxes), pieces.shape[-1]
+    pieces = pieces.reshape(n, -1, *pieces.shape[1:])
+    edge = ramp(tile, overlap)
+    weight = (edge[:, None] * edge[None, :]).to(pieces.device, pieces.dtype)
+    full_h, full_w = max(height, tile), max(width, tile)
+    out = pieces.new_zeros(pieces.shape[1], pieces.shape[2], full_h, full_w)
+    total = pieces.new_zeros(full_h, full_w)
+    for (t, l), piece in zip(boxes, pieces):
+        out[..., t:t + tile, l:l + tile] += piece * weight
+        total[t:t + tile, l:l + tile] += weight
+    return (out / total)[..., :height, :width]
+
+
 @torch.no_grad()
 def reconstruct_tiled(reconstruct: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int,
                       overlap: int, max_batch: int = 64) -> torch.Tensor:
     """x (B, C, H, W) -> its reconstruction (B, C, H, W): ``reconstruct`` applied to overlapping
     ``tile`` x ``tile`` tiles (``overlap`` px shared by neighbours, a multiple of the downsampling factor
     so every tile's grid aligns) and the tiles blended. Images smaller than a tile are reflected up to it."""
-    b, c, h, w = x.shape
-    x = pad_bottom_right(x, max(0, tile - h), max(0, tile - w))
-    height, width = x.shape[-2:]
-    stride = tile - overlap
-    boxes = [(top, left) for top in tile_starts(height, tile, stride) for left in tile_starts(width, tile, stride)]
-    edge = ramp(tile, overlap)
-    weight = (edge[:, None] * edge[None, :]).to(x.device, x.dtype)
-    out = torch.zeros_like(x)
-    total = torch.zeros(height, width, device=x.device, dtype=x.dtype)
-    per_call = max(1, max_batch // b)  # tiles per reconstruct call
-    for first in range(0, len(boxes), per_call):
-        chunk = boxes[first:first + per_call]
-        tiles = torch.cat([x[..., t:t + tile, l:l + tile] for t, l in chunk])
-        rebuilt = reconstruct(tiles).reshape(len(chunk), b, c, tile, tile)
-        for (t, l), piece in zip(chunk, rebuilt):
-            out[..., t:t + tile, l:l + tile] += piece * weight
-            total[t:t + tile, l:l + tile] += weight
-    return (out / total)[..., :h, :w]
+    tiles, boxes = split_tiles(x, tile, overlap)
+    rebuilt = torch.cat([reconstruct(chunk) for chunk in tiles.split(max(max_batch // len(x), 1) * len(x))])
+    return blend_tiles(rebuilt, boxes, *x.shape[-2:], overlap)
