@@ -208,3 +208,17 @@ def test_prior_families_reports_the_learned_prior_against_the_per_channel_model(
     assert (out / "samples_scvae.png").is_file() and (out / "scvae" / "config.json").is_file()
     assert (out / "classifier.safetensors").is_file() and (out / "samples_scvae_pca_mixture.png").is_file()
     assert "| scvae |" in printed and "Frechet (classifier)" in printed
+
+
+def test_coding_speed_compares_files_with_the_network_side_by_side(tiny_run, tmp_path):
+    from scvae.cli import main
+
+    prior = tmp_path / "prior"
+    assert main(["prior", "train", "--model", str(tiny_run), "--out", str(prior), "--steps", "2", "--batch-size", "4",
+                 "--no-progress"]) == 0
+    printed = run("coding_speed.py", "--model", str(tiny_run), "--data", str(tiny_run.parent / "images"),
+                  "--images", "3", "--prior", str(prior), "--prior-images", "2", "--json", str(tmp_path / "s.json"))
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [r["coder"] for r in rows] == ["per-channel", "per-channel + context", "learned prior"]
+    assert all(r["compress_per_s"] > 0 and r["decompress_over_decode"] > 0 for r in rows)
+    assert "| learned prior | 2 |" in printed
