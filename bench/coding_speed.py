@@ -42,7 +42,7 @@ def measure(model, images: torch.Tensor, coder: str, entropy_model=None, prior=N
     decode = per_second(lambda: [model.decode(c) for c in codes], len(one))
     if prior is None:
         files = []
-        comp = per_second(lambda: files.extend(compress_image(model, entropy_model, x).data for x in one), len(one))
+        comp = per_second(lambda: files.extend(compress_image(model, entropy_model, x, reconstruct=False).data for x in one), len(one))
         decomp = per_second(lambda: [decompress_image(model, entropy_model, f) for f in files], len(one))
     else:
         files = []

@@ -80,7 +80,7 @@ class _ChannelCoder:
     def compress(self, x):
         from ..coding import compress_image
 
-        return compress_image(self.autoencoder, self.entropy_model, x)
+        return compress_image(self.autoencoder, self.entropy_model, x, reconstruct=False)
 
     def ideal_bits(self, symbols) -> float:
         return float(self.entropy_model.bits(symbols.cpu()).sum())  # summed over the tiles of a tiled image

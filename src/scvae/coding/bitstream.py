@@ -45,11 +45,12 @@ _BY_SYMBOL = constriction.stream.model.Categorical(perfect=False)  # probabiliti
 
 @dataclass
 class Encoded:
-    """data: the file's bytes; symbols: what was coded (1, C, h, w); reconstruction: what decoding gives."""
+    """data: the file's bytes; symbols: what was coded (1, C, h, w); reconstruction: what decoding gives
+    (None when not asked for)."""
 
     data: bytes
     symbols: torch.Tensor
-    reconstruction: torch.Tensor
+    reconstruction: torch.Tensor | None
 
 
 def encode_symbols(symbols: np.ndarray, model: ChannelEntropyModel) -> np.ndarray:
@@ -126,9 +127,10 @@ TILED = 1  # the header's flag
 
 
 @torch.no_grad()
-def compress_image(autoencoder, model: ChannelEntropyModel, x: torch.Tensor) -> Encoded:
+def compress_image(autoencoder, model: ChannelEntropyModel, x: torch.Tensor, reconstruct: bool = True) -> Encoded:
     """One image (1, C, H, W) in [-1, 1] -> its bitstream, the coded symbols ((1, C', h, w), or (N, C', h, w)
-    for N tiles) and the reconstruction the decoder will produce."""
+    for N tiles) and the reconstruction the decoder will produce (None without ``reconstruct``: a decoder
+    pass that writing the file does not need)."""
     _check_family(autoencoder, model)
     height, width = x.shape[-2:]
     if max(height, width) >= 2 ** 16:
@@ -140,7 +142,7 @@ def compress_image(autoencoder, model: ChannelEntropyModel, x: torch.Tensor) -> 
     symbols = autoencoder.to_symbols(codes, model.step).cpu()
     words = encode_symbols(symbols.numpy(), model)
     header = HEADER.pack(MAGIC, VERSION, 0 if overlap is None else TILED, height, width, model.fingerprint(), 0)
-    reconstruction = _decode(autoencoder, model, symbols, height, width, overlap)
+    reconstruction = _decode(autoencoder, model, symbols, height, width, overlap) if reconstruct else None
     return Encoded(header + words.astype("<u4").tobytes(), symbols, reconstruction)
 
 
