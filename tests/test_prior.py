@@ -173,6 +173,10 @@ def test_prior_train_resumes_then_generate_samples_it(tiny_run, tmp_path, capsys
     png = tmp_path / "samples.png"
     assert main(["generate", "--prior", str(out), "--n", "4", "--out", str(png), "--no-progress"]) == 0
     assert png.stat().st_size > 0 and "bits per sample" in capsys.readouterr().out
+    report = tmp_path / "report.html"
+    assert main(["report", str(tiny_run), "--prior", str(out), "--out", str(report), "--no-progress"]) == 0
+    assert "samples of the learned prior" in report.read_text()
+    assert (tmp_path / "report_files" / "prior_samples.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("argv, message", [

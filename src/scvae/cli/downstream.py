@@ -198,7 +198,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".html", ".htm"):
         raise ScvaeError(f"{out}: --out must be an .html file")
     claim_outputs([out, *report_files(out)], overwrite=args.overwrite)
-    path = build_report(args.run, out, data=args.data, progress=not args.no_progress)
+    path = build_report(args.run, out, data=args.data, progress=not args.no_progress, prior=args.prior)
     print(f"wrote {path}")
     return 0
 
@@ -268,6 +268,7 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="one self-contained HTML page of a run")
     p.add_argument("run", help="run directory")
     p.add_argument("--data", help="images for the report's examples (default: the run's data)")
+    p.add_argument("--prior", help="a learned prior of the run (scvae prior train): its samples are shown too")
     p.add_argument("--out", help="output HTML file (default RUN/report.html)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -25,6 +25,7 @@ from ..downstream.segmentation_eval import PAIRED_COLUMNS, PAIRED_NOTE, paired_r
 from ..errors import ScvaeError
 from ..files import write_text_atomic
 from ..presets import GENERATION_DEFAULTS
+from ..prior import LearnedPrior, generate_from_prior
 from ..evaluation import evaluate_reconstruction
 from ..evaluation.plots import dictionary_image, overlay, panel_figure, training_curves, usage_histogram
 from ..training import build_datasets, load_model
@@ -36,7 +37,7 @@ SEGMENTATION_PHOTOS = ("astronaut", "coffee", "chelsea")
 
 
 FIGURES = ("training_curves.png", "reconstructions.png", "usage.png", "dictionary.png", "decoded_atoms.png",
-           "interpolation.png", "samples.png", "segments.png", "regions.png")  # what build_report writes into <stem>_files/
+           "interpolation.png", "samples.png", "prior_samples.png", "segments.png", "regions.png")  # what build_report writes into <stem>_files/
 
 
 def report_files(out: str | os.PathLike) -> list[Path]:
@@ -58,8 +59,10 @@ def _damaged(path: Path) -> str:
 
 
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, data: str | None = None,
-                 progress: bool = True, n_eval: int = 256, n_fit: int = GENERATION_DEFAULTS["fit_images"]) -> Path:
-    """Write the HTML report of ``run_dir`` to ``out`` (figures in ``<out stem>_files/``); returns ``out``."""
+                 progress: bool = True, n_eval: int = 256, n_fit: int = GENERATION_DEFAULTS["fit_images"],
+                 prior: str | os.PathLike | None = None) -> Path:
+    """Write the HTML report of ``run_dir`` to ``out`` (figures in ``<out stem>_files/``); returns ``out``.
+    ``prior``: a learned prior of the run (``scvae prior train``), whose samples the report shows too."""
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ScvaeError(f"{run_dir}: not a run directory (no {CONFIG_FILE}); `scvae report` takes a training run")
@@ -67,6 +70,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, data: str |
     if data is not None:
         run.train.data, run.train.val_data = data, None
     model = load_model(run_dir)
+    learned = LearnedPrior.load(prior) if prior is not None else None
     train_set, val_set = build_datasets(run)
     files = out.parent / f"{out.stem}_files"
     files.mkdir(parents=True, exist_ok=True)
@@ -74,7 +78,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike, data: str |
               _segmentation]
     sections = []
     context = {"run": run, "run_dir": run_dir, "model": model, "train": train_set, "val": val_set, "files": files,
-               "n_eval": n_eval, "n_fit": n_fit}
+               "n_eval": n_eval, "n_fit": n_fit, "prior": learned}
     for stage in tqdm(stages, desc="report", unit="section", disable=not progress):
         sections.append(stage(context))
     title = f"scvae report: {run.model_type} run {run_dir.resolve().name}"
@@ -213,7 +217,20 @@ def _generation(c: dict) -> str:
     return html.section("Generation", html.image(
         files / "samples.png", f"{g['n']} samples (the defaults of `scvae generate`): PCA({prior.n_components}) + {prior.mixture.n_components}-component "
         f"Gaussian mixture fitted to {len(vectors)} training code maps, projected to valid codes and decoded; "
-        f"novelty (nearest training code / typical spacing) median {np.median(result.novelty):.2f}"))
+        f"novelty (nearest training code / typical spacing) median {np.median(result.novelty):.2f}")
+        + _learned_prior_samples(c))
+
+
+def _learned_prior_samples(c: dict) -> str:
+    model, files, g, prior = c["model"], c["files"], GENERATION_DEFAULTS, c["prior"]
+    if prior is None:
+        return ""
+    drawn = generate_from_prior(model, prior, g["n"], seed=g["seed"], progress=False)
+    save_grid(drawn.images, files / "prior_samples.png", nrow=8, upscale=max(1, 96 // model.resolution))
+    held = prior.info.get("held_out_bits")
+    return html.image(files / "prior_samples.png", f"{g['n']} samples of the learned prior (`scvae generate --prior`, "
+                      f"temperature 1), {drawn.bits.mean():.0f} bits each under it"
+                      + (f"; held-out codes cost {held:.0f} bits per image" if held is not None else ""))
 
 
 def _segmentation_photos(c: dict, size: int) -> tuple[list[np.ndarray], list[str], str]:
