@@ -135,7 +135,7 @@ def compress_image(autoencoder, model: ChannelEntropyModel, x: torch.Tensor, rec
     height, width = x.shape[-2:]
     if max(height, width) >= 2 ** 16:
         raise ScvaeError(f"images up to 65535 px a side can be coded, got {width}x{height}")
-    overlap = autoencoder.tile_overlap(height, width)
+    overlap = autoencoder.tile_overlap if autoencoder.is_tiled(height, width) else None
     pieces = x if overlap is None else split_tiles(x, autoencoder.resolution, overlap)[0]
     device = next(autoencoder.parameters()).device
     codes = torch.cat([autoencoder.encode_any_size(chunk.to(device)).codes for chunk in pieces.split(64)])
@@ -161,10 +161,9 @@ def decompress_image(autoencoder, model: ChannelEntropyModel, data: bytes, name:
         raise ScvaeError(f"{name}: was written with another entropy model (fingerprint {fingerprint:08x}, "
                          f"this one {model.fingerprint():08x})")
     f, size = autoencoder.downsampling_factor, autoencoder.resolution
-    overlap = autoencoder.tile_overlap(height, width, force=True) if flags & TILED else None
+    overlap = autoencoder.tile_overlap if flags & TILED else None
     if overlap is not None:
-        shape = (len(tile_boxes(max(height, size), max(width, size), size, overlap)), model.n_channels, size // f,
-                 size // f)
+        shape = (len(tile_boxes(height, width, size, overlap)), model.n_channels, size // f, size // f)
     else:
         shape = (1, model.n_channels, -(-height // f), -(-width // f))
     words = np.frombuffer(data[HEADER.size:], dtype="<u4").astype(np.uint32)
@@ -184,8 +183,7 @@ def _decode(autoencoder, model: ChannelEntropyModel, symbols: torch.Tensor, heig
                         .cpu() for chunk in symbols.split(64)])
     if overlap is None:
         return pieces[..., :height, :width]
-    size = autoencoder.resolution
-    return blend_tiles(pieces, tile_boxes(max(height, size), max(width, size), size, overlap), height, width, overlap)
+    return blend_tiles(pieces, tile_boxes(height, width, autoencoder.resolution, overlap), height, width, overlap)
 
 
 def _check_family(autoencoder, model: ChannelEntropyModel) -> None:

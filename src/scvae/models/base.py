@@ -280,16 +280,19 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         from .tiling import reconstruct_tiled
 
         h, w = x.shape[-2:]
-        if tiled if tiled is not None else self.tile_overlap(h, w) is not None:
-            return reconstruct_tiled(self.reconstruct, x, self.resolution, self.tile_overlap(h, w, force=True))
+        if tiled if tiled is not None else self.is_tiled(h, w):
+            return reconstruct_tiled(self.reconstruct, x, self.resolution, self.tile_overlap)
         return self.reconstruct(self.pad_to_grid(x))[..., :h, :w]
 
-    def tile_overlap(self, height: int, width: int, force: bool = False) -> int | None:
-        """The overlap in px of the training-size tiles an image of ``height`` x ``width`` px is run through
-        (a quarter tile, a multiple of the downsampling factor), or None when it is not tiled: not larger than
-        the training resolution (and not ``force``)."""
-        size, f = self.resolution, self.downsampling_factor
-        return max(f, size // 4 // f * f) if force or max(height, width) > size else None
+    def is_tiled(self, height: int, width: int) -> bool:
+        """Whether an image of ``height`` x ``width`` px runs through training-size tiles: when it is larger."""
+        return max(height, width) > self.resolution
+
+    @property
+    def tile_overlap(self) -> int:
+        """The px neighbouring training-size tiles share: a quarter tile, a multiple of the downsampling factor."""
+        f = self.downsampling_factor
+        return max(f, self.resolution // 4 // f * f)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""

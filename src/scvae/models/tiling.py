@@ -40,16 +40,17 @@ def ramp(tile: int, overlap: int) -> torch.Tensor:
 
 def tile_boxes(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     """(top, left) of the overlapping ``tile`` x ``tile`` tiles, ``overlap`` px shared by neighbours, that cover
-    an image of ``height`` x ``width`` px already padded up to at least one tile, in raster order."""
+    an image of ``height`` x ``width`` px (reflected up to one tile where smaller), in raster order."""
     stride = tile - overlap
-    return [(top, left) for top in tile_starts(height, tile, stride) for left in tile_starts(width, tile, stride)]
+    return [(top, left) for top in tile_starts(max(height, tile), tile, stride)
+            for left in tile_starts(max(width, tile), tile, stride)]
 
 
 def split_tiles(x: torch.Tensor, tile: int, overlap: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """x (B, C, H, W) -> its tiles (n B, C, tile, tile), tile-major, and their boxes (see :func:`tile_boxes`);
     images smaller than a tile are reflected up to it."""
-    x = pad_bottom_right(x, max(0, tile - x.shape[-2]), max(0, tile - x.shape[-1]))
     boxes = tile_boxes(*x.shape[-2:], tile, overlap)
+    x = pad_bottom_right(x, max(0, tile - x.shape[-2]), max(0, tile - x.shape[-1]))
     return torch.cat([x[..., t:t + tile, l:l + tile] for t, l in boxes]), boxes
 
 
