@@ -158,9 +158,9 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     paths = bitstream_files(args.files)
     out = Path(args.out)
     targets = claim_outputs([out / f"{p.stem}.png" for p in paths], paths, overwrite=args.overwrite, sources=paths)
-    if not args.prior and any(_prior_coded(p) for p in paths):
-        raise ScvaeError(f"{next(p for p in paths if _prior_coded(p))}: was coded with a learned prior; "
-                         f"decompress it with --prior")
+    prior_coded = [p for p in paths if not args.prior and _prior_coded(p)]
+    if prior_coded:  # before looking for an entropy model such a file never had
+        raise ScvaeError(f"{prior_coded[0]}: was coded with a learned prior; decompress it with --prior")
     model = load_model(args.model)
     coder = (_PriorCoder(args.prior, model) if args.prior else
              _ChannelCoder(ChannelEntropyModel.load(args.entropy_model or paths[0].parent / ENTROPY_MODEL), model))

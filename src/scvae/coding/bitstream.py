@@ -146,27 +146,35 @@ def compress_image(autoencoder, model: ChannelEntropyModel, x: torch.Tensor, rec
     return Encoded(header + words.astype("<u4").tobytes(), symbols, reconstruction)
 
 
+def read_file(data: bytes, name: str, version: int, fingerprint: int, coder: str
+              ) -> tuple[int, int, int, np.ndarray]:
+    """Check a file's header against the ``version`` and the ``fingerprint`` of the ``coder`` decoding it
+    (one line naming what is wrong otherwise); returns (flags, height, width, the coder's words)."""
+    if len(data) < HEADER.size or (len(data) - HEADER.size) % 4:
+        raise ScvaeError(f"{name}: truncated or not an scvae bitstream ({len(data)} bytes)")
+    magic, found, flags, height, width, written_with, _ = HEADER.unpack(data[:HEADER.size])
+    if magic == MAGIC and found != version and PRIOR_CODED in (found, version):
+        raise ScvaeError(f"{name}: was coded with a learned prior; decompress it with --prior" if found == PRIOR_CODED
+                         else f"{name}: was not coded with a learned prior; decompress it without --prior")
+    if magic != MAGIC or found != version:
+        raise ScvaeError(f"{name}: not an scvae bitstream (magic {magic!r}, version {found})")
+    if written_with != fingerprint:
+        raise ScvaeError(f"{name}: was written with another {coder} (fingerprint {written_with:08x}, "
+                         f"this one {fingerprint:08x})")
+    return flags, height, width, np.frombuffer(data[HEADER.size:], dtype="<u4").astype(np.uint32)
+
+
 @torch.no_grad()
 def decompress_image(autoencoder, model: ChannelEntropyModel, data: bytes, name: str = "bitstream"):
     """A file written by :func:`compress_image` -> (reconstruction (1, C, H, W), symbols as it coded them)."""
     _check_family(autoencoder, model)
-    if len(data) < HEADER.size or (len(data) - HEADER.size) % 4:
-        raise ScvaeError(f"{name}: truncated or not an scvae bitstream ({len(data)} bytes)")
-    magic, version, flags, height, width, fingerprint, _ = HEADER.unpack(data[:HEADER.size])
-    if magic == MAGIC and version == PRIOR_CODED:
-        raise ScvaeError(f"{name}: was coded with a learned prior; decompress it with --prior")
-    if magic != MAGIC or version != VERSION:
-        raise ScvaeError(f"{name}: not an scvae bitstream (magic {magic!r}, version {version})")
-    if fingerprint != model.fingerprint():
-        raise ScvaeError(f"{name}: was written with another entropy model (fingerprint {fingerprint:08x}, "
-                         f"this one {model.fingerprint():08x})")
+    flags, height, width, words = read_file(data, name, VERSION, model.fingerprint(), "entropy model")
     f, size = autoencoder.downsampling_factor, autoencoder.resolution
     overlap = autoencoder.tile_overlap if flags & TILED else None
     if overlap is not None:
         shape = (len(tile_boxes(height, width, size, overlap)), model.n_channels, size // f, size // f)
     else:
         shape = (1, model.n_channels, -(-height // f), -(-width // f))
-    words = np.frombuffer(data[HEADER.size:], dtype="<u4").astype(np.uint32)
     try:
         symbols = torch.from_numpy(decode_symbols(words, shape, model))
     except (ValueError, RuntimeError, AssertionError) as exc:

@@ -18,7 +18,7 @@ import constriction
 import numpy as np
 import torch
 
-from ..coding.bitstream import HEADER, MAGIC, PRIOR_CODED, Encoded
+from ..coding.bitstream import HEADER, MAGIC, PRIOR_CODED, Encoded, read_file
 from ..coding.entropy_model import RAW_BITS
 from ..errors import ScvaeError
 from .layout import Entries
@@ -134,18 +134,10 @@ def compress_with_prior(autoencoder, prior: LearnedPrior, x: torch.Tensor) -> En
 def decompress_with_prior(autoencoder, prior: LearnedPrior, data: bytes, name: str = "bitstream"
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """A file from :func:`compress_with_prior` -> (reconstruction (1, C, H, W), symbols (1, C', h, w))."""
-    if len(data) < HEADER.size or (len(data) - HEADER.size) % 4:
-        raise ScvaeError(f"{name}: truncated or not an scvae bitstream ({len(data)} bytes)")
-    magic, version, _, height, width, print_, _ = HEADER.unpack(data[:HEADER.size])
-    if magic != MAGIC or version != PRIOR_CODED:
-        raise ScvaeError(f"{name}: not a file coded with a learned prior (magic {magic!r}, version {version})")
-    if print_ != fingerprint(prior):
-        raise ScvaeError(f"{name}: was written with another prior (fingerprint {print_:08x}, this one "
-                         f"{fingerprint(prior):08x})")
+    _, height, width, words = read_file(data, name, PRIOR_CODED, fingerprint(prior), "prior")
     f = autoencoder.downsampling_factor
     grid = (-(-height // f), -(-width // f))
     _check(autoencoder, prior, grid)
-    words = np.frombuffer(data[HEADER.size:], dtype="<u4").astype(np.uint32)
     try:
         symbols = decode_with_prior(words, grid, prior)
     except (ValueError, RuntimeError, AssertionError, IndexError) as exc:
