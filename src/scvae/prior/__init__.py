@@ -4,7 +4,8 @@
   SC-VAE: its active atoms, with values);
 - :mod:`.network`: the autoregressive network, the same for every family;
 - :mod:`.training`: fitting it, its held-out bits, its files; :mod:`.fit`: the one call from a model;
-- :mod:`.sampling`: drawing codes and decoding them.
+- :mod:`.walk`: the autoregressive traversal sampling and coding share; :mod:`.sampling`: drawing codes and
+  decoding them; :mod:`.coding`: files coded with the prior.
 """
 from .fit import fit_prior, prior_layout
 from .layout import Entries, EntryLayout

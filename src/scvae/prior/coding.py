@@ -1,8 +1,8 @@
 """Range coding with the learned prior: files whose length follows the prior's negative log-likelihood.
 
-The encoder and the decoder walk the same loop (:func:`_walk`): position by position, entry by entry, the
-network computes the next distribution from the entries coded so far, and the symbol is encoded (or
-decoded) with it. Both sides feed the network the same inputs in the same shapes (positions not yet coded
+The encoder and the decoder walk the same loop (:func:`scvae.prior.walk.walk_entries`): position by
+position, entry by entry, the network computes the next distribution from the entries coded so far, and the
+symbol is encoded (or decoded) with it. Both sides feed the network the same inputs in the same shapes (positions not yet coded
 are zero in both), so they compute the same probabilities bit for bit on one machine and thread count,
 which an exact round trip needs. Escaped values follow as raw 16-bit words.
 
@@ -12,7 +12,6 @@ fingerprint in place of the entropy model's, then constriction's 32-bit words.
 from __future__ import annotations
 
 import zlib
-from typing import Callable
 
 import constriction
 import numpy as np
@@ -21,8 +20,8 @@ import torch
 from ..coding.bitstream import HEADER, MAGIC, PRIOR_CODED, Encoded, read_file
 from ..coding.entropy_model import RAW_BITS
 from ..errors import ScvaeError
-from .layout import Entries
 from .training import LearnedPrior
+from .walk import walk_entries
 
 _OFFSET = 2 ** (RAW_BITS - 1)
 _BY_SYMBOL = constriction.stream.model.Categorical(perfect=False)
@@ -37,35 +36,9 @@ def fingerprint(prior: LearnedPrior) -> int:
     return crc
 
 
-@torch.no_grad()
-def _walk(prior: LearnedPrior, grid: tuple[int, int], choose: Callable[[torch.Tensor, str, int, int], int]
-          ) -> Entries:
-    """Visit every symbol in coding order; ``choose(log_probs (V,), kind, p, j)`` codes entry j's channel or
-    value (``kind``) at position p and returns it. Returns the entries coded."""
-    net, layout = prior.network.eval(), prior.layout
-    h, w = grid
-    length = layout.max_entries
-    entries = Entries(torch.zeros(1, h * w, length, dtype=torch.long), torch.zeros(1, h * w, length, dtype=torch.long),
-                      torch.zeros(1, h * w, dtype=torch.long), grid)
-    for p in range(h * w):
-        context = net.contexts(entries)[0, p]
-        for j in range(length + 1 if layout.sparse else length):
-            state = net.states(context, entries.channels[0, p, :j], entries.values[0, p, :j])
-            channel = j
-            if layout.sparse:
-                channel = choose(net.channel_logits(state), "channel", p, j)
-                if channel == layout.n_channels:
-                    break
-                if j == length or (j and channel <= entries.channels[0, p, j - 1]):
-                    raise ValueError(f"position {p}: atom {channel} out of order or over the cap")
-            value = choose(net.value_logits(state, torch.tensor(channel)), "value", p, j)
-            entries.channels[0, p, j], entries.values[0, p, j] = channel, value
-            entries.lengths[0, p] = j + 1
-    return entries
-
-
 def _probabilities(log_probs: torch.Tensor) -> np.ndarray:
-    return log_probs.double().exp().numpy()[None]
+    """(1, V) log-probabilities -> (1, V) float64 probabilities, as constriction takes them."""
+    return log_probs.double().exp().numpy()
 
 
 def encode_with_prior(symbols: torch.Tensor, prior: LearnedPrior) -> np.ndarray:
@@ -76,7 +49,7 @@ def encode_with_prior(symbols: torch.Tensor, prior: LearnedPrior) -> np.ndarray:
     encoder = constriction.stream.queue.RangeEncoder()
     escaped = []
 
-    def choose(log_probs: torch.Tensor, kind: str, p: int, j: int) -> int:
+    def choose(log_probs: torch.Tensor, kind: str, p: int, j: int, previous) -> torch.Tensor:
         if kind == "channel":  # the end mark after the last entry
             symbol = int(target.channels[0, p, j]) if j < int(target.lengths[0, p]) else layout.n_channels
         else:
@@ -84,9 +57,9 @@ def encode_with_prior(symbols: torch.Tensor, prior: LearnedPrior) -> np.ndarray:
             if symbol == layout.escape:
                 escaped.append(int(raw[0, p, target.channels[0, p, j]]))
         encoder.encode(np.array([symbol], np.int32), _BY_SYMBOL, _probabilities(log_probs))
-        return symbol
+        return torch.tensor([symbol])
 
-    _walk(prior, tuple(target.grid), choose)
+    walk_entries(prior.network, 1, tuple(target.grid), choose)
     if escaped:
         values = np.asarray(escaped) + _OFFSET
         if values.min() < 0 or values.max() >= 2 ** RAW_BITS:
@@ -98,7 +71,9 @@ def encode_with_prior(symbols: torch.Tensor, prior: LearnedPrior) -> np.ndarray:
 def decode_with_prior(words: np.ndarray, grid: tuple[int, int], prior: LearnedPrior) -> torch.Tensor:
     """The inverse of :func:`encode_with_prior`: words -> symbols (1, C, h, w)."""
     decoder = constriction.stream.queue.RangeDecoder(words)
-    entries = _walk(prior, grid, lambda log_probs, *_: int(decoder.decode(_BY_SYMBOL, _probabilities(log_probs))[0]))
+    entries = walk_entries(prior.network, 1, grid,
+                           lambda log_probs, *_: torch.from_numpy(decoder.decode(_BY_SYMBOL, _probabilities(log_probs))
+                                                                  .astype(np.int64)))
     used = torch.arange(entries.values.shape[-1]) < entries.lengths[..., None]
     escaped = (entries.values == prior.layout.escape) & used
     raw = torch.zeros_like(entries.values)

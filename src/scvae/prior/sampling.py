@@ -4,11 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import ScvaeError
-from .layout import Entries
 from .training import LearnedPrior
+from .walk import walk_entries
 
 
 @dataclass
@@ -35,37 +34,21 @@ def sample_symbols(prior: LearnedPrior, n: int, temperature: float = 1.0, seed: 
         raise ScvaeError(f"n must be a positive integer, got {n}")
     if not temperature > 0:
         raise ScvaeError(f"temperature must be positive, got {temperature}")
-    net, layout = prior.network.eval(), prior.layout
+    layout = prior.layout
     generator = torch.Generator().manual_seed(seed)
-    h, w = prior.grid
-    length = layout.max_entries
-    entries = Entries(torch.zeros(n, h * w, length, dtype=torch.long), torch.zeros(n, h * w, length, dtype=torch.long),
-                      torch.zeros(n, h * w, dtype=torch.long), (h, w))
-    for p in tqdm(range(h * w), desc="sampling codes", unit="position", disable=not progress, leave=False):
-        context = net.contexts(entries)[:, p]  # (n, d): reads positions before p only
-        done = torch.zeros(n, dtype=torch.bool)
-        for j in range(length + 1 if layout.sparse else length):
-            state = net.states(context, entries.channels[:, p, :j], entries.values[:, p, :j])
-            if layout.sparse:
-                log_probs = net.channel_logits(state)
-                if j:  # only atoms above the previous one (the network puts almost no mass elsewhere)
-                    below = torch.arange(layout.n_channels + 1) <= entries.channels[:, p, j - 1, None]
-                    log_probs = log_probs.masked_fill(below, float("-inf"))
-                channel = _draw(log_probs, temperature, generator)
-                ends = (channel == layout.n_channels) | (j == length)
-                done |= ends
-                if bool(done.all()):
-                    break
-                channel = torch.where(done, 0, channel)
-            else:
-                channel = torch.full((n,), j, dtype=torch.long)
-            log_probs = net.value_logits(state, channel)
+
+    def draw(log_probs: torch.Tensor, kind: str, p: int, j: int, previous: torch.Tensor | None) -> torch.Tensor:
+        if kind == "value":
+            log_probs = log_probs.clone()
             log_probs[:, layout.escape] = float("-inf")
-            value = _draw(log_probs, temperature, generator)
-            keep = ~done
-            entries.channels[:, p, j] = torch.where(keep, channel, 0)
-            entries.values[:, p, j] = torch.where(keep, value, 0)
-            entries.lengths[:, p] += keep.long()
+        elif j == layout.max_entries:  # the cap: only the end mark
+            return torch.full(log_probs.shape[:1], layout.n_channels)
+        elif previous is not None:  # only atoms above the previous one (the network puts almost no mass elsewhere)
+            below = torch.arange(layout.n_channels + 1) <= previous[:, None]
+            log_probs = log_probs.masked_fill(below, float("-inf"))
+        return _draw(log_probs, temperature, generator)
+
+    entries = walk_entries(prior.network, n, prior.grid, draw, progress)
     return layout.unpack(entries)
 
 
