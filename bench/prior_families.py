@@ -31,7 +31,7 @@ from scvae.data import save_grid
 from scvae.data.labelled import load_labelled
 from scvae.downstream import collect_code_vectors, fit_code_prior, generate
 from scvae.evaluation.sample_quality import SmallClassifier, classifier_features, sample_quality, train_classifier
-from scvae.prior import PriorTraining, fit_prior, generate_from_prior
+from scvae.prior import PriorTraining, generate_from_prior, prior_from_symbols
 from scvae.presets import PRIOR_DEFAULTS
 from scvae.training import build_datasets, load_model
 from scvae.training.trainer import CONFIG_FILE
@@ -55,12 +55,12 @@ def measure(family: str, run: Path, settings: PriorTraining, images: int, sample
             classifier: SmallClassifier | None, real_images: torch.Tensor | None) -> dict:
     model = load_model(run)
     train, held_out = build_datasets(load_run_config(run / CONFIG_FILE))
+    coded = code_symbols(model, train, images)
+    held = code_symbols(model, held_out, images, coded.step)
     start = time.perf_counter()
-    prior = fit_prior(model, train, held_out, settings=settings, images=images, source=str(run))
+    prior = prior_from_symbols(model, coded, held, settings=settings, source=str(run))
     train_seconds = time.perf_counter() - start
     prior.save(out / family)
-    coded = code_symbols(model, train, images, prior.step)
-    held = code_symbols(model, held_out, images, prior.step)
     per_channel = {name: float(ChannelEntropyModel.fit(coded.symbols, prior.step, model.model_type, context=context)
                                .bits(held.symbols).mean()) for name, context in (("channel", False), ("context", True))}
     start = time.perf_counter()

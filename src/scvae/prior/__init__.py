@@ -7,11 +7,11 @@
 - :mod:`.walk`: the autoregressive traversal sampling and coding share; :mod:`.sampling`: drawing codes and
   decoding them; :mod:`.coding`: files coded with the prior.
 """
-from .fit import fit_prior, prior_layout
+from .fit import fit_prior, prior_from_symbols, prior_layout
 from .layout import Entries, EntryLayout
 from .network import PriorConfig, PriorNetwork
 from .sampling import PriorSamples, generate_from_prior, sample_symbols
 from .training import LearnedPrior, PriorTraining
 
 __all__ = ["Entries", "EntryLayout", "LearnedPrior", "PriorConfig", "PriorNetwork", "PriorSamples", "PriorTraining",
-           "fit_prior", "generate_from_prior", "prior_layout", "sample_symbols"]
+           "fit_prior", "generate_from_prior", "prior_from_symbols", "prior_layout", "sample_symbols"]

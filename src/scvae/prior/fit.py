@@ -5,7 +5,7 @@ from typing import Callable
 
 import torch
 
-from ..coding.fit import code_symbols
+from ..coding.fit import CodedCrops, code_symbols
 from ..data import CropDataset
 from ..errors import ScvaeError
 from ..evaluation.rate import decoded_psnr
@@ -26,15 +26,23 @@ def prior_layout(autoencoder, symbols: torch.Tensor) -> EntryLayout:
 
 
 def fit_prior(autoencoder, train: CropDataset, held_out: CropDataset | None = None, *,
-              settings: PriorTraining = PriorTraining(), config: PriorConfig | None = None,
-              images: int = PRIOR_IMAGES, step: float | None = None, source: str = "",
-              resume: dict[str, torch.Tensor] | None = None, progress: bool = True,
-              checkpoint: Callable[[int, dict[str, torch.Tensor]], None] | None = None) -> LearnedPrior:
-    """Encode up to ``images`` central crops of ``train``, fit a :class:`PriorNetwork` to their symbols for
-    ``settings.steps`` steps, and measure its bits per image on ``held_out`` (``info["held_out_bits"]``) with the
-    PSNR of the decoder at those codes (``info["held_out_psnr"]``).
-    Continuous codes are quantised as :func:`scvae.coding.fit.code_symbols` does (``step``)."""
-    symbols, step, _ = code_symbols(autoencoder, train, images, step)
+              images: int = PRIOR_IMAGES, step: float | None = None, **training) -> LearnedPrior:
+    """Encode up to ``images`` central crops of ``train`` (and of ``held_out``) and fit the prior to their
+    symbols with :func:`prior_from_symbols` (``training``: its keyword arguments). Continuous codes are
+    quantised as :func:`scvae.coding.fit.code_symbols` does (``step``)."""
+    coded = code_symbols(autoencoder, train, images, step)
+    held = code_symbols(autoencoder, held_out, images, coded.step) if held_out is not None else None
+    return prior_from_symbols(autoencoder, coded, held, **training)
+
+
+def prior_from_symbols(autoencoder, train: CodedCrops, held_out: CodedCrops | None = None, *,
+                       settings: PriorTraining = PriorTraining(), config: PriorConfig | None = None,
+                       source: str = "", resume: dict[str, torch.Tensor] | None = None, progress: bool = True,
+                       checkpoint: Callable[[int, dict[str, torch.Tensor]], None] | None = None) -> LearnedPrior:
+    """Fit a :class:`PriorNetwork` to the training symbols for ``settings.steps`` steps and measure its bits per
+    image on ``held_out`` (``info["held_out_bits"]``) with the PSNR of the decoder at those codes
+    (``info["held_out_psnr"]``); ``resume`` / ``checkpoint``: see :func:`.training.train_network`."""
+    symbols, step = train.symbols, train.step
     if len(symbols) < 2:
         raise ScvaeError(f"need at least 2 training images to fit a prior, got {len(symbols)}")
     grid = tuple(symbols.shape[2:])
@@ -49,9 +57,9 @@ def fit_prior(autoencoder, train: CropDataset, held_out: CropDataset | None = No
     prior.info = {"steps": settings.steps, "train_images": len(symbols), "settings": settings.__dict__,
                   "final_batch_bits": history[-1][1] if history else None}
     if held_out is not None:
-        held = code_symbols(autoencoder, held_out, images, step)
         device = next(autoencoder.parameters()).device
-        psnr = decoded_psnr(autoencoder, autoencoder.from_symbols(held.symbols, step), held.images, device=device)
-        prior.info |= {"held_out_images": len(held.images), "held_out_bits": float(prior.bits(held.symbols).mean()),
-                       "held_out_psnr": psnr}
+        psnr = decoded_psnr(autoencoder, autoencoder.from_symbols(held_out.symbols, step), held_out.images,
+                            device=device)
+        prior.info |= {"held_out_images": len(held_out.images), "held_out_psnr": psnr,
+                       "held_out_bits": float(prior.bits(held_out.symbols).mean())}
     return prior
