@@ -79,7 +79,7 @@ def cmd_prior_train(args: argparse.Namespace) -> int:
     print(f"prior for the {prior.model_type} model -> {out}; {info['train_images']} training crops, "
           f"{args.steps} steps; {held}")
     if args.json:
-        Path(args.json).write_text(json.dumps(prior._config(), indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(prior.to_dict(), indent=2) + "\n")
     return 0
 
 

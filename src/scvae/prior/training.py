@@ -72,10 +72,11 @@ class LearnedPrior:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.network.state_dict().items()}, folder / WEIGHTS)
-        (folder / CONFIG).write_text(json.dumps(self._config(), indent=2) + "\n")
+        (folder / CONFIG).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return folder
 
-    def _config(self) -> dict:
+    def to_dict(self) -> dict:
+        """What config.json holds: the layout, the network, the step, the family, the source run, the scores."""
         return {"format": FORMAT, "model_type": self.model_type, "source": self.source, "step": self.step,
                 "grid": list(self.grid), "layout": self.layout.to_dict(), "network": self.network.config.to_dict(),
                 "info": self.info}
