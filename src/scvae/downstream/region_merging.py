@@ -49,6 +49,7 @@ class MergeOptions:
     texture_weight: float = 1.0
     boundary_weight: float = 2.0
     size_power: float = 0.15
+    texture_gradient_weight: float = 0.0
 
 
 @dataclass
@@ -102,23 +103,20 @@ class RegionMerging:
 def _adjacency(labels: np.ndarray, gradient: np.ndarray) -> dict[tuple[int, int], list[float]]:
     """(a, b) with a < b for every pair of 4-adjacent regions -> [sum of the gradient along their shared
     boundary, its length in pixel pairs]."""
-    edges: dict[tuple[int, int], list[float]] = {}
+    firsts, seconds, strengths = [], [], []
     for la, lb, ga, gb in ((labels[:, :-1], labels[:, 1:], gradient[:, :-1], gradient[:, 1:]),
                            (labels[:-1, :], labels[1:, :], gradient[:-1, :], gradient[1:, :])):
         cross = la != lb
-        a, b = np.minimum(la[cross], lb[cross]), np.maximum(la[cross], lb[cross])
-        strength = np.maximum(ga[cross], gb[cross])
-        keys = a.astype(np.int64) * (labels.max() + 1) + b
-        order = np.argsort(keys)
-        unique, start = np.unique(keys[order], return_index=True)
-        sums = np.add.reduceat(strength[order], start) if len(order) else np.zeros(0)
-        counts = np.diff(np.append(start, len(order)))
-        for key, total, count in zip(unique, sums, counts):
-            pair = divmod(int(key), int(labels.max()) + 1)
-            entry = edges.setdefault(pair, [0.0, 0.0])
-            entry[0] += float(total)
-            entry[1] += float(count)
-    return edges
+        firsts.append(np.minimum(la[cross], lb[cross]))
+        seconds.append(np.maximum(la[cross], lb[cross]))
+        strengths.append(np.maximum(ga[cross], gb[cross]))
+    n = int(labels.max()) + 1
+    keys = np.concatenate(firsts).astype(np.int64) * n + np.concatenate(seconds)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    sums = np.bincount(inverse, np.concatenate(strengths), len(unique))
+    counts = np.bincount(inverse, minlength=len(unique)).astype(np.float64)
+    return {(int(key // n), int(key % n)): [float(total), float(count)]
+            for key, total, count in zip(unique, sums, counts)}
 
 
 def build_hierarchy(image: np.ndarray, texture: FeatureGrid | None = None,
@@ -135,6 +133,10 @@ def build_hierarchy(image: np.ndarray, texture: FeatureGrid | None = None,
     blurred = [filters.gaussian(lab[..., c], options.gradient_sigma) for c in range(3)]
     gradient = np.sqrt(sum(filters.sobel(channel) ** 2 for channel in blurred))
     gradient = gradient / (np.percentile(gradient, 99) + 1e-8)
+    if texture is not None and options.texture_gradient_weight > 0:
+        from .texture_gradient import texture_gradient_image
+
+        gradient = gradient + options.texture_gradient_weight * texture_gradient_image(texture, image.shape[:2])
     lab = lab.reshape(-1, 3) / 100.0
     flat = superpixels.ravel()
     size = np.bincount(flat, minlength=n).astype(np.float64)
@@ -156,7 +158,8 @@ def build_hierarchy(image: np.ndarray, texture: FeatureGrid | None = None,
 def _merge(n: int, size: np.ndarray, colour: np.ndarray, hist: np.ndarray | None,
            edges: dict[tuple[int, int], list[float]], options: MergeOptions) -> tuple[list[tuple[int, int]], list[float]]:
     """The merges and their costs. Greedy merging with a lazy heap: a popped pair is used only if both regions
-    are still alive and the pair's cost was computed after their last change."""
+    are still alive and the pair's cost was computed after their last change. The costs of one region
+    against all its neighbours are computed in one vectorised call."""
     alive, version = np.ones(n, bool), np.zeros(n, np.int64)
     neighbours: dict[int, dict[int, list[float]]] = {i: {} for i in range(n)}
     for (a, b), boundary in edges.items():
@@ -164,17 +167,20 @@ def _merge(n: int, size: np.ndarray, colour: np.ndarray, hist: np.ndarray | None
         neighbours[b][a] = boundary
     area = size.sum()
 
-    def cost(a: int, b: int) -> float:
-        total = float(np.linalg.norm(colour[a] - colour[b]))
+    def costs_of(a: np.ndarray, b: np.ndarray, boundaries: list[list[float]]) -> np.ndarray:
+        """(m,) the merging costs of the pairs (a[i], b[i]), whose shared boundaries are ``boundaries``."""
+        total = np.sqrt(((colour[a] - colour[b]) ** 2).sum(1))
         if hist is not None:
             p, q = hist[a], hist[b]
-            total += options.texture_weight * float(np.sqrt(0.5 * ((p - q) ** 2 / (p + q + 1e-12)).sum()))
-        length_sum, length = neighbours[a][b]
-        total += options.boundary_weight * length_sum / max(length, 1.0)
+            total += options.texture_weight * np.sqrt(0.5 * ((p - q) ** 2 / (p + q + 1e-12)).sum(1))
+        strength = np.array(boundaries, np.float64).reshape(-1, 2)
+        total += options.boundary_weight * strength[:, 0] / np.maximum(strength[:, 1], 1.0)
         harmonic = 2 * size[a] * size[b] / (size[a] + size[b])
         return total * (harmonic / area) ** options.size_power
 
-    heap = [(cost(a, b), a, b, 0, 0) for (a, b) in edges]
+    pairs = np.array(list(edges), np.int64).reshape(-1, 2)
+    heap = list(zip(costs_of(pairs[:, 0], pairs[:, 1], list(edges.values())).tolist(), pairs[:, 0].tolist(),
+                    pairs[:, 1].tolist(), [0] * len(pairs), [0] * len(pairs)))
     heapq.heapify(heap)
     merges, costs = [], []
     while heap:
@@ -197,6 +203,10 @@ def _merge(n: int, size: np.ndarray, colour: np.ndarray, hist: np.ndarray | None
             merged[0] += boundary[0]
             merged[1] += boundary[1]
             neighbours[c][a] = merged
-        for c in neighbours[a]:
-            heapq.heappush(heap, (cost(a, c), a, c, int(version[a]), int(version[c])))
+        if neighbours[a]:
+            others = np.fromiter(neighbours[a], np.int64, len(neighbours[a]))
+            fresh = costs_of(np.full(len(others), a), others, list(neighbours[a].values()))
+            version_a = int(version[a])
+            for c, c_cost in zip(others.tolist(), fresh.tolist()):
+                heapq.heappush(heap, (c_cost, a, c, version_a, int(version[c])))
     return merges, costs
