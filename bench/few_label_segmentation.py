@@ -33,12 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=3, help="random labelled sets per number")
     parser.add_argument("--size", type=int, default=128, help="shorter side the images are encoded at")
     parser.add_argument("--limit", type=int, help="images per dataset (default: all)")
+    parser.add_argument("--spaces", default="codes",
+                        help="comma-separated: codes (SC-VAE's sparse codes, a VQ's code vectors, an AE's latent) "
+                             "and/or decoder (what the decoder receives: SC-VAE's D a); each run is scored in each")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     try:
         methods = {PIXELS: PixelFeatures(args.size)}
+        spaces = args.spaces.split(",")
         for run in args.runs:
-            methods[Path(run).name] = CodeFeatures(load_model(run), args.size, space="codes")
+            model = load_model(run)
+            for space in spaces:
+                name = Path(run).name if len(spaces) == 1 else f"{Path(run).name} ({space})"
+                methods[name] = CodeFeatures(model, args.size, space=space)
         report = {}
         for dataset in args.datasets.split(","):
             images, masks, ignore = DATASETS[dataset]

@@ -134,3 +134,20 @@ def test_mosaic_lays_crops_out_row_by_row_and_is_validated():
     assert sorted(rolled.flatten().tolist()) == sorted(mosaic.flatten().tolist())
     with pytest.raises(ScvaeError, match="mosaic must be a positive integer m with m\\^2 dividing batch_size"):
         TrainConfig(batch_size=32, mosaic=3).validate()
+
+
+def test_masking_greys_whole_cells_at_the_ratio_and_is_validated():
+    from scvae.config import TrainConfig
+    from scvae.data.datasets import mask_cells
+
+    images = torch.rand(3, 2, 16, 16) + 0.5  # no pixel is 0 before masking
+    masked = mask_cells(images, 0.25, 4, torch.Generator().manual_seed(0))
+    cells = (masked == 0).reshape(3, 2, 4, 4, 4, 4).permute(0, 2, 4, 1, 3, 5).flatten(3)  # (B, rows, cols, pixels)
+    assert torch.all(cells.all(-1) | ~cells.any(-1))  # a cell is masked whole, in every channel, or not at all
+    assert cells.all(-1).sum((1, 2)).tolist() == [4, 4, 4]  # 25 % of the 16 cells of each image
+    assert not torch.equal(cells[0], cells[1])  # chosen per image
+    assert torch.equal(masked[masked != 0], images[masked != 0])
+    assert torch.equal(masked, mask_cells(images, 0.25, 4, torch.Generator().manual_seed(0)))
+    assert mask_cells(images, 0.01, 4, torch.Generator()) is images  # under one cell: nothing to mask
+    with pytest.raises(ScvaeError, match="mask_ratio must be in \\[0, 1\\)"):
+        TrainConfig(mask_ratio=1.0).validate()

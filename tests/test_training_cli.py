@@ -45,8 +45,10 @@ def test_existing_run_dir_is_never_overwritten(trained_run, image_folder, capsys
 
 
 def test_interrupted_then_resumed_run_is_bit_identical(image_folder, tmp_path, monkeypatch, capsys):
-    assert _train(image_folder, tmp_path / "straight", "--steps", "6") == 0
-    interrupted_then_resumed(monkeypatch, lambda out: _train(image_folder, out, "--steps", "6"), tmp_path / "resumed", 4)
+    """With masked inputs (mask_ratio), whose masks must also be a function of the step."""
+    assert _train(image_folder, tmp_path / "straight", "--steps", "6", "mask_ratio=0.25") == 0
+    interrupted_then_resumed(monkeypatch, lambda out: _train(image_folder, out, "--steps", "6", "mask_ratio=0.25"),
+                             tmp_path / "resumed", 4)
     assert "interrupted at step 4" in capsys.readouterr().err
     a = load_file(str(tmp_path / "straight/checkpoints/last/model.safetensors"))
     b = load_file(str(tmp_path / "resumed/checkpoints/last/model.safetensors"))

@@ -50,6 +50,7 @@ class TrainConfig:
     split_group: str = "none"  # none | folder | prefix: hold out whole sub-folders / file-name prefixes
     flip: bool = True
     mosaic: int = 1  # train on m x m mosaics of crops (batch_size / m^2 images of m times the side); 1 = off
+    mask_ratio: float = 0.0  # label-free masking: this fraction of each input's f x f cells greyed out, the loss on all
     builtin_scale: int = 4  # built-in photos are resized to builtin_scale * resolution (shorter side)
     data_scale: float = 1.0  # --data images are resized to data_scale * resolution (shorter side)
     data_cache: str = "auto"  # memory | stream | auto (memory while the decoded images fit 1 GiB)
@@ -106,6 +107,7 @@ class TrainConfig:
         need(self.grad_accum >= 1, "grad_accum", "a positive integer")
         need(self.mosaic >= 1 and self.batch_size % self.mosaic ** 2 == 0, "mosaic",
              f"a positive integer m with m^2 dividing batch_size ({self.batch_size})")
+        need(0 <= self.mask_ratio < 1, "mask_ratio", "in [0, 1) (0 disables masking)")
         need(isinstance(self.compile_backend, str) and self.compile_backend != "", "compile_backend", "a backend name")
         need(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1) (0 disables the weight EMA)")
         need(self.lpips_weight >= 0 and math.isfinite(self.lpips_weight), "lpips_weight", ">= 0")

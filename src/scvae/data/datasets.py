@@ -207,3 +207,20 @@ def tile_mosaic(crops: torch.Tensor, m: int, generator: torch.Generator | None =
         return mosaics
     shifts = torch.randint(0, m * h, (len(mosaics), 2), generator=generator).tolist()
     return torch.stack([x.roll((dy, dx), (1, 2)) for x, (dy, dx) in zip(mosaics, shifts)])
+
+
+def mask_cells(images: torch.Tensor, ratio: float, cell: int, generator: torch.Generator) -> torch.Tensor:
+    """(B, C, H, W) images in [-1, 1] with ``ratio`` of their ``cell`` x ``cell`` cells (one latent
+    position each) set to 0, mid-grey, chosen independently per image: the masked-input pretext of context
+    encoders and MAE. Training reconstructs the whole clean image, so the encoder has to fill each masked
+    cell from its neighbours."""
+    b, _, h, w = images.shape
+    rows, cols = -(-h // cell), -(-w // cell)
+    n_masked = round(ratio * rows * cols)
+    if n_masked == 0:
+        return images
+    order = torch.rand(b, rows * cols, generator=generator).argsort(1)
+    keep = torch.ones(b, rows * cols)
+    keep.scatter_(1, order[:, :n_masked], 0.0)
+    keep = keep.reshape(b, 1, rows, cols).repeat_interleave(cell, 2).repeat_interleave(cell, 3)[:, :, :h, :w]
+    return images * keep.to(images.dtype)

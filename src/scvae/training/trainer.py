@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, build_model, save_run_config
 from ..data import CropDataset, builtin_datasets, folder_datasets, save_grid
-from ..data.datasets import tile_mosaic
+from ..data.datasets import mask_cells, tile_mosaic
 from ..data.streaming import LazyImages, default_workers, step_loader
 from ..errors import ScvaeError
 from ..files import write_text_atomic
@@ -194,11 +194,15 @@ def _optimizer_step(step: int, t, ddp_model, model, objective: Objective, optimi
         x = next(batches)
         if t.mosaic > 1:
             x = tile_mosaic(x, t.mosaic, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank)))
-        x = x.to(device)
+        inputs = x
+        if t.mask_ratio > 0:
+            masks = torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank, 1))
+            inputs = mask_cells(x, t.mask_ratio, model.downsampling_factor, masks)
+        x, inputs = x.to(device), inputs.to(device)
         last = micro == t.grad_accum - 1
         with contextlib.nullcontext() if last or not dist.enabled else ddp_model.no_sync():
             with autocast:  # DDP all-reduces gradients only in the last micro-batch's backward
-                output = ddp_model(x)
+                output = ddp_model(inputs)
             loss, extra = objective.loss(step, x, output, model)
             if not torch.isfinite(loss):
                 raise ScvaeError(f"loss became {loss.item()} at step {step}: training diverged "
