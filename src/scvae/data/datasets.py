@@ -223,4 +223,4 @@ def mask_cells(images: torch.Tensor, ratio: float, cell: int, generator: torch.G
     keep = torch.ones(b, rows * cols)
     keep.scatter_(1, order[:, :n_masked], 0.0)
     keep = keep.reshape(b, 1, rows, cols).repeat_interleave(cell, 2).repeat_interleave(cell, 3)[:, :, :h, :w]
-    return images * keep.to(images.dtype)
+    return images * keep.to(images.device, images.dtype)  # masks drawn on the CPU, so any device gets the same

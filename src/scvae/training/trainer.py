@@ -194,11 +194,11 @@ def _optimizer_step(step: int, t, ddp_model, model, objective: Objective, optimi
         x = next(batches)
         if t.mosaic > 1:
             x = tile_mosaic(x, t.mosaic, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank)))
+        x = x.to(device)
         inputs = x
         if t.mask_ratio > 0:
             masks = torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank, 1))
             inputs = mask_cells(x, t.mask_ratio, model.downsampling_factor, masks)
-        x, inputs = x.to(device), inputs.to(device)
         last = micro == t.grad_accum - 1
         with contextlib.nullcontext() if last or not dist.enabled else ddp_model.no_sync():
             with autocast:  # DDP all-reduces gradients only in the last micro-batch's backward
