@@ -41,13 +41,14 @@ def measure(model, images: torch.Tensor, coder: str, entropy_model=None, prior=N
     encode = per_second(lambda: [model.encode(x) for x in one], len(one))
     decode = per_second(lambda: [model.decode(c) for c in codes], len(one))
     if prior is None:
-        files = []
-        comp = per_second(lambda: files.extend(compress_image(model, entropy_model, x, reconstruct=False).data for x in one), len(one))
-        decomp = per_second(lambda: [decompress_image(model, entropy_model, f) for f in files], len(one))
+        compress = lambda x: compress_image(model, entropy_model, x, reconstruct=False)  # noqa: E731
+        decompress = lambda data: decompress_image(model, entropy_model, data)  # noqa: E731
     else:
-        files = []
-        comp = per_second(lambda: files.extend(compress_with_prior(model, prior, x).data for x in one), len(one))
-        decomp = per_second(lambda: [decompress_with_prior(model, prior, f) for f in files], len(one))
+        compress = lambda x: compress_with_prior(model, prior, x)  # noqa: E731
+        decompress = lambda data: decompress_with_prior(model, prior, data)  # noqa: E731
+    files: list[bytes] = []
+    comp = per_second(lambda: files.extend(compress(x).data for x in one), len(one))
+    decomp = per_second(lambda: [decompress(data) for data in files], len(one))
     return {"coder": coder, "images": len(one), "encode_per_s": encode, "decode_per_s": decode,
             "compress_per_s": comp, "decompress_per_s": decomp, "compress_over_encode": comp / encode,
             "decompress_over_decode": decomp / decode, "mean_bits": 8 * sum(map(len, files)) / len(files)}
