@@ -151,3 +151,21 @@ def test_masking_greys_whole_cells_at_the_ratio_and_is_validated():
     assert mask_cells(images, 0.01, 4, torch.Generator()) is images  # under one cell: nothing to mask
     with pytest.raises(ScvaeError, match="mask_ratio must be in \\[0, 1\\)"):
         TrainConfig(mask_ratio=1.0).validate()
+
+
+def test_paired_views_keep_the_first_half_and_follow_it():
+    from scvae.data.datasets import paired_views
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(8, 3, 16, 16, generator=g) * 2 - 1
+    views = paired_views(images, torch.Generator().manual_seed(1))
+    assert views.shape == images.shape and torch.equal(views[:4], images[:4])
+    assert views[4:].abs().max() <= 1 and not torch.equal(views[4:], images[:4])
+    assert torch.equal(views, paired_views(images, torch.Generator().manual_seed(1)))
+    # no crop and no jitter: each second view is its own source, flipped or not, and both happen
+    plain = paired_views(images, torch.Generator().manual_seed(1), min_scale=1.0, jitter=0.0)[4:]
+    flipped = [torch.allclose(v, x.flip(-1), atol=1e-5) for v, x in zip(plain, images[:4])]
+    kept = [torch.allclose(v, x, atol=1e-5) for v, x in zip(plain, images[:4])]
+    assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+    grey = paired_views(images[:, :1], torch.Generator().manual_seed(1))  # one channel: no saturation jitter
+    assert grey.shape == (8, 1, 16, 16)

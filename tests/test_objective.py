@@ -67,7 +67,46 @@ def test_lpips_and_gan_training_updates_the_discriminator_and_resumes_exactly(im
     assert all(torch.equal(da[k], db[k]) for k in da)
 
 
-@pytest.mark.parametrize("value", ["lpips_weight=1", "disc_weight=-1", "disc_lr=abc", "disc_start=-2",
+def test_vicreg_terms_match_the_published_formulas():
+    from scvae.training.invariance import vicreg_terms
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 8, generator=g) * 2, torch.randn(64, 8, generator=g) * 0.5
+    terms = vicreg_terms(a, b)
+
+    def reference(x):  # VICReg's std_loss and cov_loss of one branch, written out
+        x = x.double() - x.double().mean(0)
+        std = torch.sqrt(x.var(0) + 1e-4)
+        cov = (x.T @ x) / (len(x) - 1)
+        off = cov - torch.diag(torch.diagonal(cov))
+        return torch.relu(1 - std).mean(), off.pow(2).sum() / x.shape[1]
+
+    (va, ca), (vb, cb) = reference(a), reference(b)
+    assert float(terms["invariance"]) == pytest.approx(float(((a - b) ** 2).mean()), rel=1e-6)
+    assert float(terms["variance"]) == pytest.approx(float(va + vb) / 2, rel=1e-5)
+    assert float(terms["covariance"]) == pytest.approx(float(ca + cb) / 2, rel=1e-5)
+    collapsed = vicreg_terms(torch.ones(16, 4), torch.ones(16, 4))
+    assert float(collapsed["invariance"]) == 0 and float(collapsed["variance"]) == pytest.approx(0.99, abs=1e-3)
+
+
+def test_invariance_term_trains_its_projector_and_resumes_exactly(image_folder, tmp_path, monkeypatch):
+    """Half of each batch are second views; the projector's Adam is checkpointed with the objective."""
+    options = ["invariance_weight=0.5", "steps=4"]
+    assert _train(image_folder, tmp_path / "straight", *options) == 0
+    state = load_trainer_state(tmp_path / "straight/checkpoints/last")["objective"]["invariance"]
+    assert state["optimizer"]["state"]  # the projector's Adam has taken steps
+    assert '"vicreg_variance"' in (tmp_path / "straight/metrics.jsonl").read_text()
+    interrupted_then_resumed(monkeypatch, lambda out: _train(image_folder, out, *options), tmp_path / "resumed", 3)
+    a = load_file(str(tmp_path / "straight/checkpoints/last/model.safetensors"))
+    b = load_file(str(tmp_path / "resumed/checkpoints/last/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pa, pb = (load_trainer_state(tmp_path / f"{r}/checkpoints/last")["objective"]["invariance"]["projector"]
+              for r in ("straight", "resumed"))
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+@pytest.mark.parametrize("value", ["invariance_weight=-1", "invariance_weight=1 batch_size=7",
+                                   "lpips_weight=1", "disc_weight=-1", "disc_lr=abc", "disc_start=-2",
                                    "disc_weight=1 disc_layers=3"])
 def test_objective_settings_are_checked_before_anything_is_written(image_folder, tmp_path, capsys, value):
     assert _train(image_folder, tmp_path / "run", "steps=1", *value.split()) == 2

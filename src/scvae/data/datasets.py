@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import ScvaeError
@@ -224,3 +225,30 @@ def mask_cells(images: torch.Tensor, ratio: float, cell: int, generator: torch.G
     keep.scatter_(1, order[:, :n_masked], 0.0)
     keep = keep.reshape(b, 1, rows, cols).repeat_interleave(cell, 2).repeat_interleave(cell, 3)[:, :, :h, :w]
     return images * keep.to(images.device, images.dtype)  # masks drawn on the CPU, so any device gets the same
+
+
+def paired_views(images: torch.Tensor, generator: torch.Generator, min_scale: float = 0.4, jitter: float = 0.4
+                 ) -> torch.Tensor:
+    """(B, C, H, W) images in [-1, 1], B even -> (B, C, H, W): the first B / 2 images, then a second view of
+    each of them (SimCLR's augmentations: a random square crop of ``min_scale``-1 of the side, resized back,
+    a horizontal flip half the time, brightness, contrast and (RGB) saturation jitter of +-``jitter``). The
+    batch keeps its size, so a step costs what it did; the invariance term pulls the pairs' pooled latents
+    together."""
+    half = images[: len(images) // 2]
+    b, c = len(half), half.shape[1]
+    rand = torch.rand(b, 7, generator=generator)
+    scale = min_scale + (1 - min_scale) * rand[:, 0]
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = scale * torch.where(rand[:, 1] < 0.5, -1.0, 1.0)  # a negative x-scale flips
+    theta[:, 1, 1] = scale
+    theta[:, :, 2] = (1 - scale)[:, None] * (2 * rand[:, 2:4] - 1)  # the crop anywhere inside the image
+    grid = F.affine_grid(theta.to(half.device, half.dtype), list(half.shape), align_corners=False)
+    view = F.grid_sample(half, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    factors = (jitter * (2 * rand[:, 4:7] - 1) + torch.tensor([0.0, 1.0, 1.0])).to(half.device, half.dtype)
+    brightness, contrast, saturation = (j.view(b, 1, 1, 1) for j in factors.unbind(1))
+    view = (view - view.mean((1, 2, 3), keepdim=True)) * contrast + view.mean((1, 2, 3), keepdim=True) + brightness
+    if c == 3:
+        grey = (view * torch.tensor([0.299, 0.587, 0.114], device=view.device, dtype=view.dtype).view(1, 3, 1, 1)
+                ).sum(1, keepdim=True)
+        view = grey + saturation * (view - grey)
+    return torch.cat([half, view.clamp(-1, 1)])

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, build_model, save_run_config
 from ..data import CropDataset, builtin_datasets, folder_datasets, save_grid
-from ..data.datasets import mask_cells, tile_mosaic
+from ..data.datasets import mask_cells, paired_views, tile_mosaic
 from ..data.streaming import LazyImages, default_workers, step_loader
 from ..errors import ScvaeError
 from ..files import write_text_atomic
@@ -97,7 +97,7 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     device = pick_device(t.device) if not dist.enabled else dist.device
     model = model.to(device)
     train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
-    objective = Objective(t, model.in_channels, model.resolution, device, dist.wrap)  # reads LPIPS weights, if any
+    objective = Objective(t, model.in_channels, model.resolution, device, dist.wrap, int(model.config["z_channels"]))  # reads LPIPS weights, if any
     check_trackers(t.loggers)
     if dist.is_main:
         recover_replaced_runs(out)
@@ -194,6 +194,8 @@ def _optimizer_step(step: int, t, ddp_model, model, objective: Objective, optimi
         x = next(batches)
         if t.mosaic > 1:
             x = tile_mosaic(x, t.mosaic, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank)))
+        if t.invariance_weight > 0:
+            x = paired_views(x, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank, 2)))
         x = x.to(device)
         inputs = x
         if t.mask_ratio > 0:
