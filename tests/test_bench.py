@@ -222,3 +222,20 @@ def test_coding_speed_compares_files_with_the_network_side_by_side(tiny_run, tmp
     assert [r["coder"] for r in rows] == ["per-channel", "per-channel + context", "learned prior"]
     assert all(r["compress_per_s"] > 0 and r["decompress_over_decode"] > 0 for r in rows)
     assert "| learned prior | 2 |" in printed
+
+
+def test_probe_margins_pairs_two_saved_results_and_refuses_unpaired_ones(tmp_path):
+    labels = "a" * 40
+    def result(correct):
+        return {"test_labels_sha1": labels, "rows": [{"feature": "kmeans@2:quadrant-sum", "correct": correct}]}
+    (tmp_path / "a.json").write_text(json.dumps(result("1" * 30 + "0" * 10)))
+    (tmp_path / "b.json").write_text(json.dumps({"results": {"ae": result("1" * 20 + "0" * 20)}}))
+    out = run("probe_margins.py", f"{tmp_path}/a.json:kmeans@2:quadrant-sum", f"{tmp_path}/b.json#ae:kmeans@2:quadrant-sum",
+              "--json", str(tmp_path / "m.json"))
+    assert "| +25.0 |" in out
+    margin = json.loads((tmp_path / "m.json").read_text())["margins"][0]
+    assert margin["difference"] == pytest.approx(0.25) and margin["interval"][0] > 0
+    (tmp_path / "c.json").write_text(json.dumps({**result("1" * 40), "test_labels_sha1": "b" * 40}))
+    failed = subprocess.run([sys.executable, str(BENCH / "probe_margins.py"), f"{tmp_path}/a.json:kmeans@2:quadrant-sum",
+                             f"{tmp_path}/c.json:kmeans@2:quadrant-sum"], capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2 and failed.stderr.count("\n") == 1 and "same test images" in failed.stderr

@@ -12,7 +12,7 @@ from scvae.cli import main
 from scvae.data.labelled import load_labelled, stratified_split
 from scvae.downstream.features import FeatureSpec, pool, soft_threshold_atoms
 from scvae.downstream.patch_kmeans import PatchKMeans, extract_patches, fit_patch_kmeans
-from scvae.downstream.probe import bootstrap_interval, knn_probe, linear_probe, paired_interval
+from scvae.downstream.probe import bootstrap_interval, knn_probe, linear_probe, paired_from_dicts, paired_interval
 from scvae.errors import ScvaeError
 from scvae.sparse import dct_dictionary
 
@@ -144,6 +144,14 @@ def test_scvae_probe_cli_scores_anchors_and_a_model(tiny_run, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert [r["feature"] for r in result["rows"]] == ["pixels:flat", "coates:quadrant-sum"]
     assert result["n_test"] == 6 and all(r["linear"] >= 5 / 6 for r in result["rows"])  # two photos apart
+    pixels, coates = (np.array([c == "1" for c in r["correct"]]) for r in result["rows"])
+    assert [pixels.mean(), coates.mean()] == [r["linear"] for r in result["rows"]]
+    diff, lo, hi = paired_from_dicts(result, "pixels:flat", result, "coates:quadrant-sum")
+    assert diff == pytest.approx(pixels.mean() - coates.mean()) and lo <= diff <= hi
+    with pytest.raises(ScvaeError, match="same test images"):
+        paired_from_dicts(result, "pixels:flat", {**result, "test_labels_sha1": "0"}, "pixels:flat")
+    with pytest.raises(ScvaeError, match="no per-image scores of 'codes:flat'"):
+        paired_from_dicts(result, "pixels:flat", result, "codes:flat")
     assert main(["probe", "--model", str(tiny_run), "--data", str(data), "--test-data", str(data), "--features",
                  "codes:flat,latent:split-pyramid-max,atoms:split-quadrant-sum,kmeans:quadrant-sum", "--no-knn"]) == 0
     table = capsys.readouterr().out

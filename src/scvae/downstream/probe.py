@@ -9,6 +9,7 @@ scored on the same test images.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from ..data.labelled import LabelledImages, stratified_split
+from ..errors import ScvaeError
 from ..models import AutoencoderModel
 from .features import FeatureExtractor, FeatureSpec
 
@@ -45,8 +47,10 @@ class ProbeRow:
     correct: np.ndarray = field(repr=False)
 
     def to_dict(self) -> dict:
+        """The scores, and ``correct`` as a string of 0 / 1 per test image, so that two features probed in
+        separate runs on the same test images can be compared pairwise (:func:`paired_from_dicts`)."""
         row = asdict(self)
-        row.pop("correct")
+        row["correct"] = "".join("1" if c else "0" for c in self.correct)
         return row
 
 
@@ -60,9 +64,12 @@ class ProbeResult:
     classes: list[str]
     model: str | None = None
 
+    test_labels: np.ndarray | None = field(default=None, repr=False)
+
     def to_dict(self) -> dict:
+        labels = "" if self.test_labels is None else hashlib.sha1(np.asarray(self.test_labels, np.int64).tobytes())
         return {"model": self.model, "n_train": self.n_train, "n_test": self.n_test, "classes": self.classes,
-                "rows": [r.to_dict() for r in self.rows]}
+                "test_labels_sha1": labels and labels.hexdigest(), "rows": [r.to_dict() for r in self.rows]}
 
     def table(self) -> str:
         """The result as a Markdown table."""
@@ -86,6 +93,22 @@ def paired_interval(a: np.ndarray, b: np.ndarray, draws: int = BOOTSTRAP_DRAWS, 
     """Accuracy of ``a`` minus that of ``b`` (per-image correctness on the same test images), with its 95 %
     paired bootstrap interval: (difference, low, high)."""
     return float(a.mean() - b.mean()), *bootstrap_interval(a.astype(float) - b.astype(float), draws, seed)
+
+
+def paired_from_dicts(a: dict, feature_a: str, b: dict, feature_b: str) -> tuple[float, float, float]:
+    """From two saved results (:meth:`ProbeResult.to_dict`, e.g. two ``scvae probe --json`` files): feature
+    ``feature_a`` of ``a`` minus ``feature_b`` of ``b``, with the paired 95 % interval over the test images.
+    Both must have been scored on the same test images in the same order (checked by their labels' hash)."""
+    if not a.get("test_labels_sha1") or a.get("test_labels_sha1") != b.get("test_labels_sha1"):
+        raise ScvaeError("the two results were not scored on the same test images (or predate per-image scores)")
+    rows = []
+    for result, feature in ((a, feature_a), (b, feature_b)):
+        match = [r for r in result["rows"] if r["feature"] == feature]
+        if not match or "correct" not in match[0]:
+            raise ScvaeError(f"no per-image scores of {feature!r}; the result has: "
+                             f"{', '.join(r['feature'] for r in result['rows'])}")
+        rows.append(np.frombuffer(match[0]["correct"].encode(), np.uint8) == ord("1"))
+    return paired_interval(*rows)
 
 
 def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -150,4 +173,4 @@ def probe(train: LabelledImages, test: LabelledImages, features: list[str], mode
                              c, knn_acc, knn_int, time.perf_counter() - start, correct))
         log.info("%s: linear %.1f %%, %d dims, %.0f s", spec.name, 100 * rows[-1].linear, train_x.shape[1],
                  rows[-1].seconds)
-    return ProbeResult(rows, len(train.labels), len(test.labels), train.classes, model_name)
+    return ProbeResult(rows, len(train.labels), len(test.labels), train.classes, model_name, test.labels)
