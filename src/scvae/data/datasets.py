@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import ScvaeError
-from .images import center_crop, find_images, load_image, match_channels, resize_shorter, to_tensor
+from .images import LUMA, center_crop, find_images, load_image, match_channels, resize_shorter, to_tensor
 from .readers import array_files, read_array_file
 from .splits import group_keys, near_duplicates, split_groups, split_indices
 from .streaming import LazyImages, use_memory_cache
@@ -246,9 +246,9 @@ def paired_views(images: torch.Tensor, generator: torch.Generator, min_scale: fl
     view = F.grid_sample(half, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     factors = (jitter * (2 * rand[:, 4:7] - 1) + torch.tensor([0.0, 1.0, 1.0])).to(half.device, half.dtype)
     brightness, contrast, saturation = (j.view(b, 1, 1, 1) for j in factors.unbind(1))
-    view = (view - view.mean((1, 2, 3), keepdim=True)) * contrast + view.mean((1, 2, 3), keepdim=True) + brightness
+    mean = view.mean((1, 2, 3), keepdim=True)
+    view = (view - mean) * contrast + mean + brightness
     if c == 3:
-        grey = (view * torch.tensor([0.299, 0.587, 0.114], device=view.device, dtype=view.dtype).view(1, 3, 1, 1)
-                ).sum(1, keepdim=True)
+        grey = (view * torch.tensor(LUMA, device=view.device, dtype=view.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
         view = grey + saturation * (view - grey)
     return torch.cat([half, view.clamp(-1, 1)])

@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import ScvaeError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights of R, G, B in grey
 
 
 def find_images(root: str | os.PathLike) -> list[Path]:
@@ -88,7 +89,7 @@ def match_channels(arr: np.ndarray, channels: int) -> np.ndarray:
         return arr
     if channels == 3:
         return np.repeat(arr, 3, axis=2)
-    return np.round(arr[:, :, :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
+    return np.round(arr[:, :, :3] @ np.array(LUMA)).astype(np.uint8)[:, :, None]
 
 
 def resize_shorter(arr: np.ndarray, size: int) -> np.ndarray:

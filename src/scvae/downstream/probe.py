@@ -63,13 +63,12 @@ class ProbeResult:
     n_test: int
     classes: list[str]
     model: str | None = None
-
-    test_labels: np.ndarray | None = field(default=None, repr=False)
+    test_labels: np.ndarray | None = field(default=None, repr=False)  # (N_test,), identifies the test images
 
     def to_dict(self) -> dict:
-        labels = "" if self.test_labels is None else hashlib.sha1(np.asarray(self.test_labels, np.int64).tobytes())
+        sha1 = None if self.test_labels is None else hashlib.sha1(np.asarray(self.test_labels, np.int64).tobytes())
         return {"model": self.model, "n_train": self.n_train, "n_test": self.n_test, "classes": self.classes,
-                "test_labels_sha1": labels and labels.hexdigest(), "rows": [r.to_dict() for r in self.rows]}
+                "test_labels_sha1": sha1 and sha1.hexdigest(), "rows": [r.to_dict() for r in self.rows]}
 
     def table(self) -> str:
         """The result as a Markdown table."""

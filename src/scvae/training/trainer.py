@@ -97,7 +97,8 @@ def train(run: RunConfig, out: str | os.PathLike, *, resume: bool = False, overw
     device = pick_device(t.device) if not dist.enabled else dist.device
     model = model.to(device)
     train_set, val_set = datasets or build_datasets(run)  # every input is checked before the run dir is touched
-    objective = Objective(t, model.in_channels, model.resolution, device, dist.wrap, int(model.config["z_channels"]))  # reads LPIPS weights, if any
+    # reads LPIPS weights, if any; the latent's channels size the invariance term's projector
+    objective = Objective(t, model.in_channels, model.resolution, device, dist.wrap, int(model.config["z_channels"]))
     check_trackers(t.loggers)
     if dist.is_main:
         recover_replaced_runs(out)
