@@ -89,9 +89,11 @@ def test_vicreg_terms_match_the_published_formulas():
     assert float(collapsed["invariance"]) == 0 and float(collapsed["variance"]) == pytest.approx(0.99, abs=1e-3)
 
 
-def test_invariance_term_trains_its_projector_and_resumes_exactly(image_folder, tmp_path, monkeypatch):
-    """Half of each batch are second views; the projector's Adam is checkpointed with the objective."""
-    options = ["invariance_weight=0.5", "steps=4"]
+@pytest.mark.parametrize("views", ["replace", "extra"])
+def test_invariance_term_trains_its_projector_and_resumes_exactly(image_folder, tmp_path, monkeypatch, views):
+    """Second views (half of each batch, or encoded in addition); the projector's Adam is checkpointed with
+    the objective."""
+    options = ["invariance_weight=0.5", f"invariance_views={views}", "steps=4"]
     assert _train(image_folder, tmp_path / "straight", *options) == 0
     state = load_trainer_state(tmp_path / "straight/checkpoints/last")["objective"]["invariance"]
     assert state["optimizer"]["state"]  # the projector's Adam has taken steps
@@ -105,9 +107,26 @@ def test_invariance_term_trains_its_projector_and_resumes_exactly(image_folder, 
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
 
 
-@pytest.mark.parametrize("value", ["invariance_weight=-1", "invariance_weight=1 batch_size=7",
-                                   "lpips_weight=1", "disc_weight=-1", "disc_lr=abc", "disc_start=-2",
-                                   "disc_weight=1 disc_layers=3"])
+def test_extra_views_pair_with_the_first_half_of_the_batch():
+    """invariance_views=extra: the term pairs the first half of the batch's latents with the views' latents,
+    so views identical to their images have a zero invariance term."""
+    from types import SimpleNamespace
+
+    from scvae.config import TrainConfig
+    from scvae.training.objective import Objective
+
+    objective = Objective(TrainConfig(invariance_weight=1.0, invariance_views="extra"), 3, 16, torch.device("cpu"),
+                          latent_dim=4)
+    latent = torch.randn(6, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    output = SimpleNamespace(loss=torch.zeros(()), latent=latent)
+    _, same = objective.loss(0, latent, output, None, view_latent=latent[:3].clone())
+    _, other = objective.loss(0, latent, output, None, view_latent=latent[3:].clone())
+    assert float(same["vicreg_invariance"]) == 0 and float(other["vicreg_invariance"]) > 0
+
+
+@pytest.mark.parametrize("value", ["invariance_views=both", "invariance_weight=-1",
+                                   "invariance_weight=1 batch_size=7", "lpips_weight=1", "disc_weight=-1",
+                                   "disc_lr=abc", "disc_start=-2", "disc_weight=1 disc_layers=3"])
 def test_objective_settings_are_checked_before_anything_is_written(image_folder, tmp_path, capsys, value):
     assert _train(image_folder, tmp_path / "run", "steps=1", *value.split()) == 2
     err = capsys.readouterr().err

@@ -22,6 +22,8 @@ from .files import read_text_file, write_text_atomic
 from .models import MODEL_REGISTRY
 from .presets import get_preset, model_settings
 
+INVARIANCE_VIEWS = ("replace", "extra")  # where the invariance term's second views come from (TrainConfig)
+
 
 @dataclass
 class TrainConfig:
@@ -51,7 +53,8 @@ class TrainConfig:
     flip: bool = True
     mosaic: int = 1  # train on m x m mosaics of crops (batch_size / m^2 images of m times the side); 1 = off
     mask_ratio: float = 0.0  # label-free masking: this fraction of each input's f x f cells greyed out, the loss on all
-    invariance_weight: float = 0.0  # label-free: half of each batch replaced by second views, VICReg on pooled latents
+    invariance_weight: float = 0.0  # label-free: VICReg on the pooled latents of images and their second views
+    invariance_views: str = "replace"  # replace: views take half of each batch | extra: views only encoded, in addition
     builtin_scale: int = 4  # built-in photos are resized to builtin_scale * resolution (shorter side)
     data_scale: float = 1.0  # --data images are resized to data_scale * resolution (shorter side)
     data_cache: str = "auto"  # memory | stream | auto (memory while the decoded images fit 1 GiB)
@@ -111,6 +114,7 @@ class TrainConfig:
         need(0 <= self.mask_ratio < 1, "mask_ratio", "in [0, 1) (0 disables masking)")
         need(self.invariance_weight >= 0 and math.isfinite(self.invariance_weight), "invariance_weight",
              ">= 0 (0 disables the invariance term)")
+        need(self.invariance_views in INVARIANCE_VIEWS, "invariance_views", f"one of {', '.join(INVARIANCE_VIEWS)}")
         need(self.invariance_weight == 0 or self.batch_size // self.mosaic ** 2 % 2 == 0, "batch_size",
              "such that each batch (of mosaics) has an even size when invariance_weight > 0 (half are second views)")
         need(isinstance(self.compile_backend, str) and self.compile_backend != "", "compile_backend", "a backend name")

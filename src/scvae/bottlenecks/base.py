@@ -31,6 +31,11 @@ class Bottleneck(nn.Module, ABC):
     def forward(self, z: torch.Tensor) -> BottleneckOutput:
         """Latent (B, d, h, w) -> the decoder's input, the codes and the bottleneck's loss (training step)."""
 
+    def latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The encoder's output -> the ``latent`` :meth:`forward` reports (B, d, h, w), without its side effects
+        (codebook or usage updates). By default the encoder's output itself."""
+        return z
+
     @abstractmethod
     def encode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent (B, d, h, w) -> codes, without updating any statistics (codebooks, usage)."""

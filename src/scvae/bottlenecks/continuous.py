@@ -82,6 +82,10 @@ class GaussianBottleneck(_RealCodes):
         mean, logvar = h.float().chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
+    def latent(self, h: torch.Tensor) -> torch.Tensor:
+        """The posterior mean (B, d, h, w)."""
+        return self.posterior(h)[0]
+
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         mean, logvar = self.posterior(h)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean

@@ -151,7 +151,7 @@ def _maps(model: AutoencoderModel, images: torch.Tensor, source: str, batch: int
         if source == "codes":
             maps = model.code_vectors(model.encode(chunk).codes)
         else:
-            maps = model.bottleneck(model.encoder(chunk)).latent
+            maps = model.latent(chunk)
             if source == "atoms":
                 maps = soft_threshold_atoms(maps, model_dictionary(model, maps.shape[1]).to(maps.device))
         out.append(maps.float().cpu())

@@ -198,6 +198,11 @@ class AutoencoderModel(nn.Module, metaclass=ABCMeta):
         codes = self._encode(x)
         return EncoderOutput(codes=codes) if return_dict else (codes,)
 
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> the continuous latent the bottleneck receives, as the forward reports it
+        (B, d, h, w) (SC-VAE: RMS-normalised; VAE: the posterior mean), without the bottleneck's work."""
+        return self.bottleneck.latent(self.encoder(x))
+
     @_no_grad_in_eval_mode
     def decode(self, codes: torch.Tensor, return_dict: bool = True) -> DecoderOutput | tuple[torch.Tensor]:
         """Codes as returned by :meth:`encode` -> images (B, C, h*f, w*f) (unbounded; clamp for display)."""

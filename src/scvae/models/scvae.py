@@ -73,10 +73,6 @@ class SCVAE(AutoencoderModel):
     def n_atoms(self) -> int:
         return self.bottleneck.n_atoms
 
-    def latent(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder output, scale-normalised when ``latent_norm == 'rms'``: (B, d, h, w)."""
-        return self.bottleneck.normalize(self.encoder(x))
-
     def after_step(self, output: SCVAEOutput) -> dict[str, float]:
         """Dead-atom restarts of a learned dictionary, after the optimizer step."""
         return {"restarted": float(self.bottleneck.restart_dead_atoms(output.latent, output.codes))}

@@ -138,6 +138,8 @@ class SparseCodingBottleneck(nn.Module):
         """The latent the codes approximate: ``z`` RMS-normalised along its channel axis (or unchanged)."""
         return rms_normalize(z, dim=1 if z.dim() == 4 else -1) if self.latent_norm == "rms" else z
 
+    latent = normalize  # what forward reports as its latent, the bottlenecks' common name for it
+
     def _rows(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() == 4:
             return to_rows(z)

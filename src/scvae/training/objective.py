@@ -40,9 +40,11 @@ class Objective:
         if t.invariance_weight > 0:
             self.invariance = InvarianceTerm(latent_dim, t.invariance_weight, t.lr, tuple(t.betas), device, wrap)
 
-    def loss(self, step: int, x: torch.Tensor, output: Any, model: torch.nn.Module
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The loss to backpropagate for images x and the model's output, and extra values to log."""
+    def loss(self, step: int, x: torch.Tensor, output: Any, model: torch.nn.Module,
+             view_latent: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss to backpropagate for images x and the model's output, and extra values to log.
+        ``view_latent`` (B/2, d, h, w): the latent of second views of the first B/2 images
+        (``invariance_views=extra``); None: the second half of the batch are those views."""
         total, logs = output.loss, {}
         if self.lpips is not None:
             perceptual = self.lpips(output.reconstruction.float(), x.float()).mean()
@@ -53,7 +55,10 @@ class Objective:
             total = total + term
             logs.update(adv_logs)
         if self.invariance is not None:
-            term, inv_logs = self.invariance.loss(output.latent)
+            latent = output.latent
+            if view_latent is not None:
+                latent = torch.cat([latent[:len(view_latent)], view_latent.to(latent.dtype)])
+            term, inv_logs = self.invariance.loss(latent)
             total = total + term
             logs.update(inv_logs)
         return total, logs

@@ -195,8 +195,13 @@ def _optimizer_step(step: int, t, ddp_model, model, objective: Objective, optimi
         x = next(batches)
         if t.mosaic > 1:
             x = tile_mosaic(x, t.mosaic, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank)))
+        views = None
         if t.invariance_weight > 0:
-            x = paired_views(x, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank, 2)))
+            paired = paired_views(x, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank, 2)))
+            if t.invariance_views == "replace":
+                x = paired
+            else:  # the whole batch is reconstructed; second views of its first half are only encoded
+                views = paired[len(paired) // 2:].to(device)
         x = x.to(device)
         inputs = x
         if t.mask_ratio > 0:
@@ -206,7 +211,8 @@ def _optimizer_step(step: int, t, ddp_model, model, objective: Objective, optimi
         with contextlib.nullcontext() if last or not dist.enabled else ddp_model.no_sync():
             with autocast:  # DDP all-reduces gradients only in the last micro-batch's backward
                 output = ddp_model(inputs)
-            loss, extra = objective.loss(step, x, output, model)
+                view_latent = model.latent(views) if views is not None else None
+            loss, extra = objective.loss(step, x, output, model, view_latent)
             if not torch.isfinite(loss):
                 raise ScvaeError(f"loss became {loss.item()} at step {step}: training diverged "
                                  f"(lower lr or raise grad_clip); the last checkpoint is kept")
