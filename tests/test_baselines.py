@@ -38,6 +38,21 @@ def test_encode_and_decode_return_output_dataclasses_or_tuples(model_type):
     assert model.encode_any_size(x[..., :15, :13]).codes.shape[-2:] == (8, 7)  # ceil(H / f), ceil(W / f)
 
 
+@pytest.mark.parametrize("model_type", sorted(MODEL_REGISTRY))
+def test_latent_is_the_forwards_latent_without_its_side_effects(model_type):
+    """model.latent(x), what the probe's features and the invariance views read, is the latent the forward
+    reports, and computing it in training mode updates no codebook, usage count or other buffer."""
+    torch.manual_seed(0)
+    extra = dict(n_atoms=36, max_active=6) if model_type == "scvae" else {}
+    model = MODEL_REGISTRY[model_type](**SMALL, **extra).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(model.latent(x), model(x).latent, atol=1e-6)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        model.train().latent(x)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_scvae_defaults_are_the_recommended_preset():
     preset = model_settings("small-32", "scvae")
     defaults = {k: p.default for k, p in inspect.signature(SCVAE.__init__).parameters.items() if k != "self"}

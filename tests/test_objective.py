@@ -93,8 +93,20 @@ def test_vicreg_terms_match_the_published_formulas():
 def test_invariance_term_trains_its_projector_and_resumes_exactly(image_folder, tmp_path, monkeypatch, views):
     """Second views (half of each batch, or encoded in addition); the projector's Adam is checkpointed with
     the objective."""
+    from scvae.training.objective import Objective
+
     options = ["invariance_weight=0.5", f"invariance_views={views}", "steps=4"]
-    assert _train(image_folder, tmp_path / "straight", *options) == 0
+    seen, loss = [], Objective.loss
+
+    def spy(self, step, x, output, model, view_latent=None):  # what the trainer hands the term, per micro-batch
+        seen.append((len(x), None if view_latent is None else len(view_latent)))
+        return loss(self, step, x, output, model, view_latent)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Objective, "loss", spy)
+        assert _train(image_folder, tmp_path / "straight", *options) == 0
+    # replace: the 4 reconstructed images hold 2 views; extra: all 4 are plain, and 2 views come on top
+    assert set(seen) == {(4, None) if views == "replace" else (4, 2)}
     state = load_trainer_state(tmp_path / "straight/checkpoints/last")["objective"]["invariance"]
     assert state["optimizer"]["state"]  # the projector's Adam has taken steps
     assert '"vicreg_variance"' in (tmp_path / "straight/metrics.jsonl").read_text()

@@ -229,12 +229,18 @@ def mask_cells(images: torch.Tensor, ratio: float, cell: int, generator: torch.G
 
 def paired_views(images: torch.Tensor, generator: torch.Generator, min_scale: float = 0.4, jitter: float = 0.4
                  ) -> torch.Tensor:
-    """(B, C, H, W) images in [-1, 1], B even -> (B, C, H, W): the first B / 2 images, then a second view of
-    each of them (SimCLR's augmentations: a random square crop of ``min_scale``-1 of the side, resized back,
-    a horizontal flip half the time, brightness, contrast and (RGB) saturation jitter of +-``jitter``). The
-    batch keeps its size, so a step costs what it did; the invariance term pulls the pairs' pooled latents
-    together."""
+    """(B, C, H, W) images in [-1, 1], B even -> (B, C, H, W): the first B / 2 images, then their
+    :func:`second_views`. The batch keeps its size, so a step costs what it did; the invariance term pulls
+    the pairs' pooled latents together."""
     half = images[: len(images) // 2]
+    return torch.cat([half, second_views(half, generator, min_scale, jitter)])
+
+
+def second_views(half: torch.Tensor, generator: torch.Generator, min_scale: float = 0.4, jitter: float = 0.4
+                 ) -> torch.Tensor:
+    """(b, C, H, W) images in [-1, 1] -> (b, C, H, W): a second view of each (SimCLR's augmentations: a random
+    square crop of ``min_scale``-1 of the side, resized back, a horizontal flip half the time, brightness,
+    contrast and (RGB) saturation jitter of +-``jitter``)."""
     b, c = len(half), half.shape[1]
     rand = torch.rand(b, 7, generator=generator)
     scale = min_scale + (1 - min_scale) * rand[:, 0]
@@ -251,4 +257,4 @@ def paired_views(images: torch.Tensor, generator: torch.Generator, min_scale: fl
     if c == 3:
         grey = (view * torch.tensor(LUMA, device=view.device, dtype=view.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
         view = grey + saturation * (view - grey)
-    return torch.cat([half, view.clamp(-1, 1)])
+    return view.clamp(-1, 1)

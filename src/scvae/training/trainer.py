@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, build_model, save_run_config
 from ..data import CropDataset, builtin_datasets, folder_datasets, save_grid
-from ..data.datasets import mask_cells, paired_views, tile_mosaic
+from ..data.datasets import mask_cells, paired_views, second_views, tile_mosaic
 from ..data.streaming import LazyImages, default_workers, step_loader
 from ..errors import ScvaeError
 from ..files import write_text_atomic
@@ -197,11 +197,11 @@ def _optimizer_step(step: int, t, ddp_model, model, objective: Objective, optimi
             x = tile_mosaic(x, t.mosaic, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank)))
         views = None
         if t.invariance_weight > 0:
-            paired = paired_views(x, torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank, 2)))
+            draws = torch.Generator().manual_seed(seed_for(t.seed, step, micro, dist.rank, 2))
             if t.invariance_views == "replace":
-                x = paired
+                x = paired_views(x, draws)
             else:  # the whole batch is reconstructed; second views of its first half are only encoded
-                views = paired[len(paired) // 2:].to(device)
+                views = second_views(x[: len(x) // 2], draws).to(device)
         x = x.to(device)
         inputs = x
         if t.mask_ratio > 0:
