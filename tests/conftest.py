@@ -9,7 +9,14 @@ from PIL import Image
 
 from .reference.states import TAPS, VGG_CONVS, lpips_states
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# With pytest-xdist's workers sharing the cores, each worker and the subprocesses it starts (CLI runs, torchrun)
+# get an equal share, so that no two torch jobs compete for one core.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, os.cpu_count() or 1) // _WORKERS)
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # its pool of compile processes took 110 s instead of 10 s
+torch.set_num_threads(_THREADS)
 
 # A tiny backbone so that CLI and training tests take seconds on 2 CPU cores.
 TINY = ["model.ch=8", "model.ch_mult=[1,2]", "model.z_channels=16", "model.n_atoms=36", "model.resolution=16",
