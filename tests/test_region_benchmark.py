@@ -94,6 +94,38 @@ def test_the_merge_hierarchy_cuts_a_two_region_image_along_its_boundary():
     assert len(np.unique(hierarchy.cut(5))) == min(5, int(hierarchy.superpixels.max()) + 1)
 
 
+def test_a_photo_larger_than_the_working_size_is_merged_at_that_size_and_labelled_at_its_own():
+    """By default the hierarchy is built with the shorter side at the codes' size (160 px), with about as
+    many superpixels as at full size, and its superpixels are resized back to the photo: labels (H, W)."""
+    from scvae.downstream.region_merging import CODE_SIZE, MergeOptions, build_hierarchy
+    from scvae.downstream.segmentation import FeatureGrid
+
+    rng = np.random.default_rng(2)
+    image = np.zeros((2 * CODE_SIZE, 3 * CODE_SIZE, 3), np.uint8)
+    image[:, :image.shape[1] // 2], image[:, image.shape[1] // 2:] = (200, 60, 40), (40, 90, 200)
+    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+    texture = np.zeros((CODE_SIZE // 4, 3 * CODE_SIZE // 8, 4), np.float32)  # the codes of the 160 px image
+    texture[:, :texture.shape[1] // 2, 0], texture[:, texture.shape[1] // 2:, 3] = 1.0, 1.0
+    grid = FeatureGrid(texture, 4, (CODE_SIZE, 3 * CODE_SIZE // 2))
+    small, full = build_hierarchy(image, grid), build_hierarchy(image, grid, MergeOptions(work_size=None))
+    assert small.superpixels.shape == full.superpixels.shape == image.shape[:2]
+    assert 0.5 < small.n_superpixels / full.n_superpixels < 2
+    halves = small.cut(2)
+    assert (halves[:, :image.shape[1] // 2] == halves[0, 0]).all() and (halves[:, image.shape[1] // 2:] == halves[0, -1]).all()
+    assert halves[0, 0] != halves[0, -1]
+
+
+def test_the_region_texture_is_encoded_with_the_region_margin():
+    from scvae import SCVAE
+    from scvae.downstream.region_merging import CODE_SIZE, atom_histograms
+    from scvae.presets import REGION_DEFAULTS
+
+    from .tiny import TINY_SCVAE
+
+    texture = atom_histograms(SCVAE(**TINY_SCVAE))
+    assert (texture.margin, texture.size, texture.space) == (REGION_DEFAULTS["margin"], CODE_SIZE, "codes")
+
+
 def test_raw_merge_costs_by_hand():
     """Three regions in a row, sizes 1, 1, 2: the costs _merge computes, before any running maximum."""
     from scvae.downstream.region_merging import MergeOptions, _merge

@@ -82,7 +82,7 @@ def _segment_options(args: argparse.Namespace, k: int):
 def cmd_segment(args: argparse.Namespace) -> int:
     from ..data import load_image
     from ..downstream import CodeFeatures, segment
-    from ..downstream.region_merging import CODE_SIZE, segment_regions
+    from ..downstream.region_merging import CODE_SIZE, atom_histograms, segment_regions
     from ..downstream.region_methods import drawn
     from ..training import load_model
     from ..evaluation.plots import overlay, save_labels, save_rgb
@@ -97,7 +97,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     targets = claim_outputs([out / f"{p.stem}_{kind}.png" for p in paths for kind in ("labels", "overlay")], paths,
                             overwrite=args.overwrite, sources=[p for p in paths for _ in range(2)])
     size = args.size if args.size is not None or not regions else CODE_SIZE
-    features = CodeFeatures(load_model(args.model), size, space="codes" if regions else "decoder")
+    features = atom_histograms(load_model(args.model), size) if regions else CodeFeatures(load_model(args.model), size)
     for i, path in enumerate(tqdm(paths, desc="segment", unit="img", disable=len(paths) < 2)):
         image = load_image(path, 3)
         labels = (segment_regions(image, features(image), args.k, args.level) if regions

@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
+from ..data.images import resize_shorter
 from ..presets import REGION_DEFAULTS
-from .segmentation import FeatureGrid, upsample_labels
+from .segmentation import CodeFeatures, FeatureGrid, upsample_labels
 
 
 DEFAULT_LEVEL = REGION_DEFAULTS["level"]
@@ -42,7 +44,9 @@ class MergeOptions:
     """scale: Felzenszwalb's scale for the superpixels; gradient_sigma: the blur (pixels) of the Lab image
     before its Sobel gradient; texture_weight, boundary_weight: the terms of the merging cost (colour has
     weight 1); size_power: the cost is multiplied by (harmonic mean of the two sizes / image area) **
-    size_power. The defaults were chosen on BSDS500 train images."""
+    size_power; work_size: build the hierarchy with the image's shorter side resized down to this many pixels
+    (None: at its own size; by default the size the codes are computed at), and the superpixels resized back
+    to the image's size. The defaults were chosen on BSDS500 train images."""
 
     scale: float = 60.0
     gradient_sigma: float = 3.0
@@ -50,6 +54,7 @@ class MergeOptions:
     boundary_weight: float = 2.0
     size_power: float = 0.15
     texture_gradient_weight: float = 0.0
+    work_size: int | None = CODE_SIZE
 
 
 @dataclass
@@ -78,6 +83,12 @@ class Hierarchy:
         return self.cut(max(1, self.n_superpixels - done))
 
 
+def atom_histograms(model, size: int | None = CODE_SIZE) -> CodeFeatures:
+    """The texture the region method merges with: ``model``'s codes (SC-VAE: |a| per atom) at every position of
+    the image encoded with its shorter side at ``size``, with the region method's margin."""
+    return CodeFeatures(model, size, space="codes", margin=REGION_DEFAULTS["margin"])
+
+
 def segment_regions(image: np.ndarray, texture: FeatureGrid | None = None, n_regions: int | None = None,
                     level: float = DEFAULT_LEVEL, options: MergeOptions | None = None) -> np.ndarray:
     """Labels (H, W) of ``image`` (uint8 (H, W, 3)): the merge hierarchy (:func:`build_hierarchy`, with
@@ -88,7 +99,7 @@ def segment_regions(image: np.ndarray, texture: FeatureGrid | None = None, n_reg
 
 class RegionMerging:
     """The region method as a method of segment-eval: ``segment(image, k)`` cuts the hierarchy built with
-    ``texture``'s atom histograms (e.g. ``CodeFeatures(model, CODE_SIZE, space="codes")``) at k regions."""
+    ``texture``'s atom histograms (e.g. ``atom_histograms(model)``) at k regions."""
 
     def __init__(self, texture: Callable[[np.ndarray], FeatureGrid], name: str | None = None,
                  options: MergeOptions | None = None):
@@ -127,10 +138,18 @@ def build_hierarchy(image: np.ndarray, texture: FeatureGrid | None = None,
 
     options = options or MergeOptions()
     image = image[:, :, :3] if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
-    superpixels = segmentation.felzenszwalb(image, scale=options.scale, sigma=0.8, min_size=int(options.scale // 3))
+    full_shape = image.shape[:2]
+    shrink = 1.0
+    if options.work_size is not None and min(full_shape) > options.work_size:
+        image = resize_shorter(image, options.work_size)
+        shrink = min(full_shape) / options.work_size
+    # The scale stays: neighbouring pixels differ more in the smaller image, which offsets its smaller regions
+    # (about as many superpixels at 160 px as at 481 x 321). The minimum size is an area, the blurs lengths.
+    min_size = max(1, int(options.scale // 3 / shrink ** 2))
+    superpixels = segmentation.felzenszwalb(image, scale=options.scale, sigma=0.8 / shrink, min_size=min_size)
     n = int(superpixels.max()) + 1
     lab = color.rgb2lab(image)
-    blurred = [filters.gaussian(lab[..., c], options.gradient_sigma) for c in range(3)]
+    blurred = [filters.gaussian(lab[..., c], options.gradient_sigma / shrink) for c in range(3)]
     gradient = np.sqrt(sum(filters.sobel(channel) ** 2 for channel in blurred))
     gradient = gradient / (np.percentile(gradient, 99) + 1e-8)
     if texture is not None and options.texture_gradient_weight > 0:
@@ -152,7 +171,9 @@ def build_hierarchy(image: np.ndarray, texture: FeatureGrid | None = None,
         hist = np.asarray(overlap @ cells)  # (n, F): each region's features summed over its pixels
         hist /= hist.sum(1, keepdims=True) + 1e-12
     merges, costs = _merge(n, size, colour, hist, _adjacency(superpixels, gradient), options)
-    return Hierarchy(superpixels, merges, np.maximum.accumulate(np.asarray(costs, np.float64)))
+    if superpixels.shape != full_shape:
+        superpixels = np.asarray(Image.fromarray(superpixels.astype(np.int32)).resize(full_shape[::-1], Image.Resampling.NEAREST))
+    return Hierarchy(superpixels.astype(np.int64), merges, np.maximum.accumulate(np.asarray(costs, np.float64)))
 
 
 def _merge(n: int, size: np.ndarray, colour: np.ndarray, hist: np.ndarray | None,

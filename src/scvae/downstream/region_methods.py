@@ -59,9 +59,9 @@ def segmenter(method: str, model=None, size: int | None = CODE_SIZE) -> Callable
     if method in ("pixels", "codes"):
         features = PixelFeatures() if method == "pixels" else CodeFeatures(model, size)
         return lambda im, p: segment(features, im, SegmentOptions(k=p, position_weight=1.0))
-    from .region_merging import build_hierarchy
+    from .region_merging import atom_histograms, build_hierarchy
 
-    texture = CodeFeatures(model, size, space="codes") if method == "merge-codes" else None
+    texture = atom_histograms(model, size) if method == "merge-codes" else None
     return lambda im: build_hierarchy(im, None if texture is None else texture(im))
 
 

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..data.masks import load_mask, load_pair
 from ..errors import ScvaeError
 from ..evaluation.plots import colorize, overlay
-from .region_merging import CODE_SIZE, RegionMerging
+from .region_merging import CODE_SIZE, RegionMerging, atom_histograms
 from .segmentation import CodeFeatures, FeatureFn, PixelFeatures, SegmentOptions, segment
 from .segmentation_metrics import SegmentationScorer, class_of_cluster, paired_miou_difference
 
@@ -85,7 +85,7 @@ def comparison_methods(model: str | os.PathLike, baselines: Sequence[str | os.Pa
 
     methods: list[FeatureFn | RegionMerging] = [CodeFeatures(load_model(model), size)]
     if regions:
-        methods.insert(0, RegionMerging(CodeFeatures(methods[0].model, CODE_SIZE if size is None else size, space="codes")))
+        methods.insert(0, RegionMerging(atom_histograms(methods[0].model, CODE_SIZE if size is None else size)))
     for run in baselines:
         features = CodeFeatures(load_model(run), size)
         features.name = f"{features.name} ({Path(run).name})"
