@@ -111,7 +111,8 @@ def test_a_photo_larger_than_the_working_size_is_merged_at_that_size_and_labelle
     assert small.superpixels.shape == full.superpixels.shape == image.shape[:2]
     assert 0.5 < small.n_superpixels / full.n_superpixels < 2
     halves = small.cut(2)
-    assert (halves[:, :image.shape[1] // 2] == halves[0, 0]).all() and (halves[:, image.shape[1] // 2:] == halves[0, -1]).all()
+    middle = image.shape[1] // 2
+    assert (halves[:, :middle] == halves[0, 0]).all() and (halves[:, middle:] == halves[0, -1]).all()
     assert halves[0, 0] != halves[0, -1]
 
 

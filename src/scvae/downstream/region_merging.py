@@ -172,7 +172,8 @@ def build_hierarchy(image: np.ndarray, texture: FeatureGrid | None = None,
         hist /= hist.sum(1, keepdims=True) + 1e-12
     merges, costs = _merge(n, size, colour, hist, _adjacency(superpixels, gradient), options)
     if superpixels.shape != full_shape:
-        superpixels = np.asarray(Image.fromarray(superpixels.astype(np.int32)).resize(full_shape[::-1], Image.Resampling.NEAREST))
+        resized = Image.fromarray(superpixels.astype(np.int32)).resize(full_shape[::-1], Image.Resampling.NEAREST)
+        superpixels = np.asarray(resized)
     return Hierarchy(superpixels.astype(np.int64), merges, np.maximum.accumulate(np.asarray(costs, np.float64)))
 
 
