@@ -236,21 +236,21 @@ def paired_views(images: torch.Tensor, generator: torch.Generator, min_scale: fl
     return torch.cat([half, second_views(half, generator, min_scale, jitter)])
 
 
-def second_views(half: torch.Tensor, generator: torch.Generator, min_scale: float = 0.4, jitter: float = 0.4
+def second_views(images: torch.Tensor, generator: torch.Generator, min_scale: float = 0.4, jitter: float = 0.4
                  ) -> torch.Tensor:
     """(b, C, H, W) images in [-1, 1] -> (b, C, H, W): a second view of each (SimCLR's augmentations: a random
     square crop of ``min_scale``-1 of the side, resized back, a horizontal flip half the time, brightness,
     contrast and (RGB) saturation jitter of +-``jitter``)."""
-    b, c = len(half), half.shape[1]
+    b, c = len(images), images.shape[1]
     rand = torch.rand(b, 7, generator=generator)
     scale = min_scale + (1 - min_scale) * rand[:, 0]
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0] = scale * torch.where(rand[:, 1] < 0.5, -1.0, 1.0)  # a negative x-scale flips
     theta[:, 1, 1] = scale
     theta[:, :, 2] = (1 - scale)[:, None] * (2 * rand[:, 2:4] - 1)  # the crop anywhere inside the image
-    grid = F.affine_grid(theta.to(half.device, half.dtype), list(half.shape), align_corners=False)
-    view = F.grid_sample(half, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    factors = (jitter * (2 * rand[:, 4:7] - 1) + torch.tensor([0.0, 1.0, 1.0])).to(half.device, half.dtype)
+    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    view = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    factors = (jitter * (2 * rand[:, 4:7] - 1) + torch.tensor([0.0, 1.0, 1.0])).to(images.device, images.dtype)
     brightness, contrast, saturation = (j.view(b, 1, 1, 1) for j in factors.unbind(1))
     mean = view.mean((1, 2, 3), keepdim=True)
     view = (view - mean) * contrast + mean + brightness

@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from ..data.images import resize_shorter
 from ..presets import REGION_DEFAULTS
-from .segmentation import CodeFeatures, FeatureGrid, upsample_labels
+from .segmentation import CodeFeatures, FeatureGrid, resize_labels, upsample_labels
 
 
 DEFAULT_LEVEL = REGION_DEFAULTS["level"]
@@ -171,10 +170,8 @@ def build_hierarchy(image: np.ndarray, texture: FeatureGrid | None = None,
         hist = np.asarray(overlap @ cells)  # (n, F): each region's features summed over its pixels
         hist /= hist.sum(1, keepdims=True) + 1e-12
     merges, costs = _merge(n, size, colour, hist, _adjacency(superpixels, gradient), options)
-    if superpixels.shape != full_shape:
-        resized = Image.fromarray(superpixels.astype(np.int32)).resize(full_shape[::-1], Image.Resampling.NEAREST)
-        superpixels = np.asarray(resized)
-    return Hierarchy(superpixels.astype(np.int64), merges, np.maximum.accumulate(np.asarray(costs, np.float64)))
+    superpixels = resize_labels(superpixels, full_shape)
+    return Hierarchy(superpixels, merges, np.maximum.accumulate(np.asarray(costs, np.float64)))
 
 
 def _merge(n: int, size: np.ndarray, colour: np.ndarray, hist: np.ndarray | None,

@@ -159,9 +159,14 @@ def upsample_labels(labels: np.ndarray, grid: FeatureGrid, size: tuple[int, int]
     """Cell labels (h, w) -> pixel labels (H, W) of the original image: each cell covers ``cell`` x
     ``cell`` working pixels, then nearest resizing from the working to the original size."""
     up = np.repeat(np.repeat(labels, grid.cell, 0), grid.cell, 1)[:grid.shape[0], :grid.shape[1]]
-    if up.shape != tuple(size):
-        up = np.asarray(Image.fromarray(up.astype(np.int32)).resize((size[1], size[0]), Image.Resampling.NEAREST))
-    return up.astype(np.int64)
+    return resize_labels(up, size)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Labels (h, w) -> (H, W) = ``size`` by nearest resizing, as int64 (unchanged when already that size)."""
+    if labels.shape != tuple(size):
+        labels = np.asarray(Image.fromarray(labels.astype(np.int32)).resize((size[1], size[0]), Image.Resampling.NEAREST))
+    return labels.astype(np.int64)
 
 
 def refine_with_superpixels(labels: np.ndarray, image: np.ndarray, cell: int) -> np.ndarray:
