@@ -127,6 +127,20 @@ def test_bsds_regions_scores_a_segmenter_at_ods_and_ois(tmp_path):
 
 
 @pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
+def test_region_work_size_pairs_each_measure_of_the_two_settings(tiny_run, tmp_path):
+    """One photo: each difference is the default's score minus the full-size one, and its interval is that
+    single difference (a resample of one photo is that photo)."""
+    run("region_work_size.py", "--data", str(BSDS), "--model", str(tiny_run), "--limit", "1",
+        "--json", str(tmp_path / "w.json"))
+    result = json.loads((tmp_path / "w.json").read_text())
+    for measure in ("covering", "pri", "voi"):
+        r = result[measure]
+        assert r["difference"] == pytest.approx(r["after"] - r["before"])
+        assert r["interval95"] == pytest.approx([r["difference"]] * 2)
+    assert 0 < result["covering"]["before"] <= 1 and result["n_images"] == 1
+
+
+@pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
 def test_segmentation_benchmarks_scores_bsds500_with_the_region_method_and_a_fixed_parameter(tiny_run, tmp_path):
     out = run("segmentation_benchmarks.py", "--model", str(tiny_run), "--data-root", str(BSDS.parent), "--datasets",
               "bsds500", "--regions", "--limit", "1", "--bsds-methods", "merge-codes,felzenszwalb", "--out", str(tmp_path))
