@@ -45,11 +45,11 @@ def test_rd_points_trains_points_in_parallel_and_merges_earlier_ones(tmp_path):
     earlier = {"points": [{"family": "vqvae-strong", "setting": {}, "bits_per_image": 40.0, "psnr": 12.0}]}
     (tmp_path / "rd.json").write_text(json.dumps(earlier))
     out = run("rd_points.py", "--out", str(tmp_path / "p"), "--preset", "tiny", "--steps", "3", "--jobs", "2",
-              "--point", "scvae model.max_active=2 model.refit=true", "--point", "fsq model.levels=[3,3]",
+              "--point", "scvae model.max_active=2 model.refit=true", "--point", "fsq model.levels=[5,5]",
               "--point", "scvae model.n_atoms=-4", "--merge", str(tmp_path / "rd.json"))
     data = json.loads((tmp_path / "p" / "points.json").read_text())
     runs = {p["run"]: p for p in data["points"]}
-    assert set(runs) == {"scvae-max_active-2-refit-true", "fsq-levels-3x3"}  # the invalid point failed alone
+    assert set(runs) == {"scvae-max_active-2-refit-true", "fsq-levels-5x5"}  # the invalid point failed alone
     assert "failed" in out and "n_atoms" in (tmp_path / "p" / "scvae-n_atoms-x4.log").read_text()
     assert runs["scvae-max_active-2-refit-true"]["active_frac"] <= 2 / 36 + 1e-9
     assert all(p["bits_per_image"] > 0 and p["val_curve"] for p in runs.values())

@@ -97,7 +97,7 @@ def test_every_family_round_trips_exactly_at_the_models_rate(model_type, context
             on_grid = model.from_symbols(model.to_symbols(codes, step), step)
             assert (on_grid - codes).abs().max() <= step * (1 + 1e-5)  # a kept sparse value never rounds to 0
             codes = on_grid
-        assert torch.allclose(reconstruction, model.decode(codes).sample.clamp(-1, 1), atol=1e-6)
+        assert torch.allclose(reconstruction, model.decode(codes).sample.clamp(-1, 1), atol=1e-5)  # float order
         assert reconstruction.shape == (1, 3, 12, 12)
         payload += 8 * len(encoded.data) - HEADER_BITS
         ideal += float(entropy_model.bits(encoded.symbols)[0])
@@ -108,7 +108,14 @@ def test_every_family_round_trips_exactly_at_the_models_rate(model_type, context
 def test_an_image_larger_than_the_training_size_is_coded_as_the_tiles_reconstruct_runs(model_type):
     torch.manual_seed(0)
     model = MODEL_REGISTRY[model_type](**SMALL, **({"n_atoms": 36} if model_type == "scvae" else {}))
-    model.train()(torch.rand(8, 3, 16, 16) * 2 - 1)
+    # 40 steps on the crops, so the codes carry the image: an untrained per-position-normalised model's
+    # codes hardly matter to its output, and any quantisation step then passes the fit's PSNR check
+    images, optimizer = _crops().batch(list(range(12))), torch.optim.Adam(model.parameters(), 3e-3)
+    model.train()
+    for _ in range(40):
+        optimizer.zero_grad()
+        model(images).loss.backward()
+        optimizer.step()
     model.eval()
     entropy_model = fit_entropy_model(model, _crops(), limit=None, max_psnr_loss=0.02)  # below the 0.1 dB asked
     x = _crops(1, 40, seed=2).batch([0])[..., :36]  # 40 x 36 px: tiles of 16 px, the last ones flush

@@ -153,7 +153,7 @@ def test_rd_draws_every_family_from_one_sweep(image_folder, tmp_path, monkeypatc
     from scvae import rate_distortion as rd
 
     monkeypatch.setitem(rd.SWEEPS, "scvae", [{"max_active": 2, "balance_step": 0.0}, {"max_active": 33}])
-    monkeypatch.setitem(rd.SWEEPS, "fsq", [{"levels": [3, 3]}, {}])
+    monkeypatch.setitem(rd.SWEEPS, "fsq", [{"levels": [5, 5]}, {}])  # 3 x 3: one code, 0 bits, in 2 steps
     monkeypatch.setitem(rd.SWEEPS, "ae", [{}, {"rate_weight": 1e-3}])
     monkeypatch.setitem(rd.SWEEPS, "vae", [{}, {"kl_weight": 1e-3}])
     monkeypatch.setattr(rd, "POST_TRAINING_STEPS", (None, 0.5))
@@ -163,11 +163,13 @@ def test_rd_draws_every_family_from_one_sweep(image_folder, tmp_path, monkeypatc
                  "--families", "scvae,fsq,ae,vae", *overrides]) == 0
     summary = json.loads((out / "rd.json").read_text())
     runs = [(p["family"], p["run"]) for p in summary["points"]]
-    assert runs == [("scvae", "scvae-max_active-2-balance_step-0.0"), ("scvae", "scvae"), ("fsq", "fsq-levels-3x3"),
+    assert runs == [("scvae", "scvae-max_active-2-balance_step-0.0"), ("scvae", "scvae"), ("fsq", "fsq-levels-5x5"),
                     ("fsq", "fsq"), ("ae", "ae"), ("ae", "ae"), ("ae-rate", "ae-rate_weight-0.001"),
                     ("vae-kl", "vae"), ("vae", "vae"), ("vae", "vae"), ("vae-kl", "vae-kl_weight-0.001"),
                     ("vae", "vae-kl_weight-0.001"), ("vae", "vae-kl_weight-0.001")]  # preset: compare's folders
-    assert all(p["bits_per_image"] > 0 for p in summary["points"])
+    assert all(p["bits_per_image"] >= 0 for p in summary["points"])
+    # the KL-weight-1 VAE's means may all round to 0 after 2 steps (posterior collapse): 0 bits is its true rate
+    assert all(p["bits_per_image"] > 0 for p in summary["points"] if p["run"] != "vae")
     ae = [p for p in summary["points"] if p["family"] == "ae"]
     assert ae[1]["step"] == 0.5 and ae[1]["setting"] == {"step": 0.5} and ae[0]["bits_per_image"] != ae[1]["bits_per_image"]
     assert [p["step"] for p in summary["points"] if p["family"] == "ae-rate"] == [1.0]

@@ -132,6 +132,30 @@ def test_channel_norm_is_layer_norm_over_each_positions_channels():
     assert set(SCVAE(**TINY).state_dict()) == set(model.state_dict())  # the same parameters as GroupNorm
 
 
+def test_presets_use_channel_norm_and_files_written_before_it_load_as_groupnorm(tmp_path):
+    """The presets and the constructor normalise per position; a saved model's config.json or a run's
+    config.yaml without the key (written before the option) still builds the GroupNorm model it trained."""
+    from scvae import build_model, resolve_config
+    from scvae.config import load_run_config, save_run_config
+
+    assert build_model(resolve_config("small-32")).config["norm"] == SCVAE(**TINY).config["norm"] == "channel"
+    torch.manual_seed(0)
+    old = SCVAE(**TINY, norm="group").eval()
+    old.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    del config["norm"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    loaded = AutoencoderModel.from_pretrained(tmp_path / "m")
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert loaded.config["norm"] == "group" and torch.equal(loaded.reconstruct(x), old.reconstruct(x))
+    run = resolve_config("tiny")
+    save_run_config(run, tmp_path / "config.yaml")
+    text = (tmp_path / "config.yaml").read_text()
+    assert "norm: channel" in text and load_run_config(tmp_path / "config.yaml").model["norm"] == "channel"
+    (tmp_path / "config.yaml").write_text(text.replace("  norm: channel\n", ""))
+    assert load_run_config(tmp_path / "config.yaml").model["norm"] == "group"
+
+
 @pytest.mark.parametrize("preset, millions", [("paper-f16", 71.75), ("paper-f8", 64.72)])
 def test_paper_presets_match_the_official_backbone_size(preset, millions):
     """Encoder + decoder parameters equal those of the official configs (research digest, section 2.2)."""

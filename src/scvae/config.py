@@ -20,6 +20,7 @@ import yaml
 from .errors import ScvaeError
 from .files import read_text_file, write_text_atomic
 from .models import MODEL_REGISTRY
+from .models.backbone import LEGACY_NORM
 from .presets import get_preset, model_settings
 
 INVARIANCE_VIEWS = ("replace", "extra")  # where the invariance term's second views come from (TrainConfig)
@@ -352,6 +353,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         run: dict[str, Any] = {"model_type": data["model_type"], "model": {}, "train": {}}
         for key, value in data["model"].items():
             _apply(run, f"model.{key}", value, params)
+        run["model"].setdefault("norm", LEGACY_NORM)  # written before the presets named their norm: GroupNorm
         for key, value in data["train"].items():
             _apply(run, f"train.{key}", value, params)
         train = TrainConfig(**run["train"])
