@@ -52,7 +52,7 @@ def entropy_bits(symbols: torch.Tensor) -> float:
     """Plug-in (empirical) entropy in bits of the values in ``symbols`` (any shape, integer-valued)."""
     _, counts = torch.unique(symbols.flatten(), return_counts=True)
     p = counts.double() / counts.sum()
-    return float(-(p * p.log2()).sum())
+    return float((p * (1 / p).log2()).sum())  # not -(p log p): one symbol would be -0.0 bits
 
 
 def channel_entropy_bits(codes: torch.Tensor) -> torch.Tensor:
