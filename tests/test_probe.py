@@ -30,6 +30,8 @@ def test_pooling_against_hand_sums():
     positive, negative = first.clamp_min(0), (-first).clamp_min(0)
     assert split[0] == positive[:2, :2].sum() and split[4] == negative[:2, :2].sum()
     assert pool(maps, "flat").shape == (2, 16)
+    rooted = pool(maps, "quadrant-sum", sqrt=True)[0]  # signed square roots of the sums: -58 -> -sqrt(58)
+    assert rooted.tolist() == pytest.approx([float(q.sign() * q.abs().sqrt()) for q in quadrants])
 
 
 def test_feature_names_round_trip_and_bad_names_are_one_line():
@@ -38,6 +40,9 @@ def test_feature_names_round_trip_and_bad_names_are_one_line():
     assert FeatureSpec.parse("pixels").name == "pixels:flat"
     assert FeatureSpec.parse("kmeans@2:quadrant-sum").density == 2
     assert FeatureSpec.parse("kmeans@2:quadrant-sum").name == "kmeans@2:quadrant-sum"
+    rooted = FeatureSpec.parse("codes@2:split-sqrt-quadrant-sum")
+    assert (rooted.split, rooted.sqrt, rooted.pooling, rooted.name) == (True, True, "quadrant-sum",
+                                                                       "codes@2:split-sqrt-quadrant-sum")
     for bad, needle in [("colour:flat", "unknown feature source"), ("codes:mean", "unknown pooling"),
                         ("latent@0:flat", "positive integer"), ("pixels@2:flat", "only a model's")]:
         with pytest.raises(ScvaeError, match=needle):

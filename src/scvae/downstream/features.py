@@ -17,7 +17,9 @@ whitened 6 x 6 pixel patches, stride 1, 400 centroids).
 
 Poolings over the grid: ``flat`` (every position), ``quadrant-sum`` (sum over the 2 x 2 quadrants),
 ``pyramid-sum`` / ``pyramid-max`` (the whole grid plus its quadrants); a ``split-`` prefix first splits
-each feature into its positive and negative parts (two non-negative channels), as Coates & Ng do.
+each feature into its positive and negative parts (two non-negative channels), as Coates & Ng do; a
+``sqrt-`` prefix (after ``split-``) takes the signed square root of the pooled values, the power
+normalisation of Perronnin et al. (ECCV 2010), which damps the few cells whose sums are large.
 """
 from __future__ import annotations
 
@@ -44,14 +46,15 @@ ANCHOR_FEATURES = ("pixels:flat", "coates:quadrant-sum")
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One named feature: ``source`` (see the module docstring), ``pooling``, ``split`` (polarity) and
-    ``density``: a model's map computed on ``density`` x ``density`` shifted copies of the image and
+    """One named feature: ``source`` (see the module docstring), ``pooling``, ``split`` (polarity), ``sqrt``
+    (signed square root of the pooled values) and ``density``: a model's map computed on ``density`` x ``density`` shifted copies of the image and
     interleaved, a grid ``density`` times finer (``SOURCE@D``; 1: the model's own grid)."""
 
     source: str
     pooling: str
     split: bool = False
     density: int = 1
+    sqrt: bool = False
 
     @classmethod
     def parse(cls, name: str) -> "FeatureSpec":
@@ -64,27 +67,36 @@ class FeatureSpec:
             raise ScvaeError(f"{name!r}: only a model's features take a density")
         split = pooling.startswith("split-")
         pooling = pooling.removeprefix("split-")
+        sqrt = pooling.startswith("sqrt-")
+        pooling = pooling.removeprefix("sqrt-")
         if source not in MODEL_SOURCES + ANCHOR_SOURCES:
             raise ScvaeError(f"unknown feature source {source!r} in {name!r}; choose one of: "
                              f"{', '.join(MODEL_SOURCES + ANCHOR_SOURCES)}")
         if pooling not in POOLINGS:
             raise ScvaeError(f"unknown pooling {pooling!r} in {name!r}; choose one of: {', '.join(POOLINGS)}, "
-                             f"each optionally with a 'split-' prefix")
-        return cls(source, pooling, split, int(density or 1))
+                             f"each optionally with a 'split-' and then a 'sqrt-' prefix")
+        return cls(source, pooling, split, int(density or 1), sqrt)
 
     @property
     def name(self) -> str:
         density = f"@{self.density}" if self.density > 1 else ""
-        return f"{self.source}{density}:{'split-' if self.split else ''}{self.pooling}"
+        prefixes = ("split-" if self.split else "") + ("sqrt-" if self.sqrt else "")
+        return f"{self.source}{density}:{prefixes}{self.pooling}"
 
     @property
     def needs_model(self) -> bool:
         return self.source in MODEL_SOURCES
 
 
-def pool(maps: torch.Tensor, pooling: str, split: bool = False) -> torch.Tensor:
+def pool(maps: torch.Tensor, pooling: str, split: bool = False, sqrt: bool = False) -> torch.Tensor:
     """(B, F, h, w) -> (B, D): D = F h w for ``flat``, F x (cells of the pyramid's levels) otherwise;
-    ``split`` doubles F into the positive and negative parts first."""
+    ``split`` doubles F into the positive and negative parts first; ``sqrt`` maps each pooled value v to
+    sign(v) |v| ** 0.5."""
+    pooled = _pool(maps, pooling, split)
+    return pooled.sign() * pooled.abs().sqrt() if sqrt else pooled
+
+
+def _pool(maps: torch.Tensor, pooling: str, split: bool) -> torch.Tensor:
     maps = maps.float()
     if split:
         maps = torch.cat([maps.clamp_min(0), (-maps).clamp_min(0)], dim=1)
@@ -197,7 +209,9 @@ class FeatureExtractor:
         if self.spec.source in ("coates", "kmeans") and self.encoder is None:
             raise ScvaeError(f"feature {self.spec.name!r}: call fit() on the training images first")
         if self.encoder is None:
-            return torch.cat([pool(self._maps(chunk), self.spec.pooling, self.spec.split)
-                              for chunk in images.split(batch)])
+            return torch.cat([self._pool(self._maps(chunk)) for chunk in images.split(batch)])
         maps = self._maps(images)
-        return torch.cat([pool(self.encoder(chunk), self.spec.pooling, self.spec.split) for chunk in maps.split(batch)])
+        return torch.cat([self._pool(self.encoder(chunk)) for chunk in maps.split(batch)])
+
+    def _pool(self, maps: torch.Tensor) -> torch.Tensor:
+        return pool(maps, self.spec.pooling, self.spec.split, self.spec.sqrt)
