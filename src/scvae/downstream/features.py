@@ -47,8 +47,9 @@ ANCHOR_FEATURES = ("pixels:flat", "coates:quadrant-sum")
 @dataclass(frozen=True)
 class FeatureSpec:
     """One named feature: ``source`` (see the module docstring), ``pooling``, ``split`` (polarity), ``sqrt``
-    (signed square root of the pooled values) and ``density``: a model's map computed on ``density`` x ``density`` shifted copies of the image and
-    interleaved, a grid ``density`` times finer (``SOURCE@D``; 1: the model's own grid)."""
+    (signed square root of the pooled values) and ``density``: a model's map computed on ``density`` x
+    ``density`` shifted copies of the image and interleaved, a grid ``density`` times finer (``SOURCE@D``;
+    1: the model's own grid)."""
 
     source: str
     pooling: str
