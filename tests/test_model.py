@@ -132,6 +132,26 @@ def test_channel_norm_is_layer_norm_over_each_positions_channels():
     assert set(SCVAE(**TINY).state_dict()) == set(model.state_dict())  # the same parameters as GroupNorm
 
 
+def test_channel_norm_models_work_channels_last_and_return_plain_layout():
+    """With the channel norm the encoder and decoder run channels-last inside (every residual block's output),
+    which is what spares a copy in and out of the norm's layout at each block, and hand back ordinary
+    contiguous (B, C, H, W) tensors, equal to the same layers run on a channels-last input."""
+    torch.manual_seed(0)
+    model = SCVAE(**TINY, norm="channel").eval()
+    layouts: list[bool] = []
+    for block in model.decoder.up[0]:
+        block.register_forward_hook(lambda m, i, out: layouts.append(
+            out.is_contiguous(memory_format=torch.channels_last)))
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        z, out = model.encoder(x), model(x).reconstruction
+    assert layouts and all(layouts)
+    assert z.is_contiguous() and out.is_contiguous()
+    with torch.no_grad():
+        assert torch.allclose(model.encoder(x.contiguous(memory_format=torch.channels_last)), z, atol=1e-6)
+    assert not SCVAE(**TINY, norm="group").encoder(x).is_contiguous(memory_format=torch.channels_last)
+
+
 def test_presets_use_channel_norm_and_files_written_before_it_load_as_groupnorm(tmp_path):
     """The presets and the constructor normalise per position; a saved model's config.json or a run's
     config.yaml without the key (written before the option) still builds the GroupNorm model it trained."""

@@ -55,6 +55,13 @@ class ChannelNorm(nn.GroupNorm):
         return F.layer_norm(channels_last, (self.num_channels,), self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
 
 
+def _working_layout(x: torch.Tensor, norm: str) -> torch.Tensor:
+    """With the channel norm, ``x`` channels-last in memory (same shape), so that every layer after it stays
+    channels-last: the norm reads each position's channels in place, and a residual stream left in (B, C, H, W)
+    order would be copied in and out of that layout at every norm (it cost an SC-VAE step 14 %)."""
+    return x.contiguous(memory_format=torch.channels_last) if norm == "channel" else x
+
+
 def _norm(channels: int, style: LayerStyle) -> nn.GroupNorm:
     groups = 32 if channels % 32 == 0 else max(g for g in (16, 8, 4, 2, 1) if channels % g == 0)
     if style.norm == "channel":  # all channels together, as ConvNeXt's LayerNorm: a few would be too noisy
@@ -140,6 +147,7 @@ class Encoder(nn.Module):
                  norm: str = DEFAULT_NORM):
         super().__init__()
         style = LayerStyle(padding_mode, norm)
+        self.norm_kind = norm
         self.conv_in = _conv3(in_channels, ch, style)
         levels: list[nn.Module] = []
         res, prev = resolution, ch
@@ -156,7 +164,7 @@ class Encoder(nn.Module):
         self.out = nn.Sequential(_norm(prev, style), nn.SiLU(), _conv3(prev, z_channels, style))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.mid(self.down(self.conv_in(x))))
+        return self.out(self.mid(self.down(self.conv_in(_working_layout(x, self.norm_kind))))).contiguous()
 
 
 class Decoder(nn.Module):
@@ -168,6 +176,7 @@ class Decoder(nn.Module):
                  norm: str = DEFAULT_NORM):
         super().__init__()
         style = LayerStyle(padding_mode, norm)
+        self.norm_kind = norm
         top = ch * ch_mult[-1]
         res = resolution // 2 ** (len(ch_mult) - 1)
         self.conv_in = _conv3(z_channels, top, style)
@@ -186,4 +195,4 @@ class Decoder(nn.Module):
         self.out = nn.Sequential(_norm(prev, style), nn.SiLU(), _conv3(prev, out_channels, style))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.out(self.up(self.mid(self.conv_in(z))))
+        return self.out(self.up(self.mid(self.conv_in(_working_layout(z, self.norm_kind))))).contiguous()
