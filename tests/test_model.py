@@ -135,7 +135,8 @@ def test_channel_norm_is_layer_norm_over_each_positions_channels():
 def test_channel_norm_models_work_channels_last_and_return_plain_layout():
     """With the channel norm the encoder and decoder run channels-last inside (every residual block's output),
     which is what spares a copy in and out of the norm's layout at each block, and hand back ordinary
-    contiguous (B, C, H, W) tensors, equal to the same layers run on a channels-last input."""
+    contiguous (B, C, H, W) tensors, equal to the same layers chained by hand on the plain (B, C, H, W) input
+    (the computation before the layout change)."""
     torch.manual_seed(0)
     model = SCVAE(**TINY, norm="channel").eval()
     layouts: list[bool] = []
@@ -148,7 +149,8 @@ def test_channel_norm_models_work_channels_last_and_return_plain_layout():
     assert layouts and all(layouts)
     assert z.is_contiguous() and out.is_contiguous()
     with torch.no_grad():
-        assert torch.allclose(model.encoder(x.contiguous(memory_format=torch.channels_last)), z, atol=1e-6)
+        enc = model.encoder
+        assert torch.allclose(enc.out(enc.mid(enc.down(enc.conv_in(x)))), z, atol=1e-5)
     assert not SCVAE(**TINY, norm="group").encoder(x).is_contiguous(memory_format=torch.channels_last)
 
 
