@@ -10,7 +10,7 @@ from PIL import Image
 
 from scvae.cli import main
 from scvae.data.labelled import load_labelled, stratified_split
-from scvae.downstream.features import FeatureSpec, pool, soft_threshold_atoms
+from scvae.downstream.features import FeatureSpec, JoinedFeatures, parse_features, pool, soft_threshold_atoms
 from scvae.downstream.patch_kmeans import PatchKMeans, extract_patches, fit_patch_kmeans
 from scvae.downstream.probe import bootstrap_interval, knn_probe, linear_probe, paired_from_dicts, paired_interval
 from scvae.errors import ScvaeError
@@ -40,11 +40,15 @@ def test_feature_names_round_trip_and_bad_names_are_one_line():
     assert FeatureSpec.parse("pixels").name == "pixels:flat"
     assert FeatureSpec.parse("kmeans@2:quadrant-sum").density == 2
     assert FeatureSpec.parse("kmeans@2:quadrant-sum").name == "kmeans@2:quadrant-sum"
+    coarse = FeatureSpec.parse("kmeans@2/2:sqrt-quadrant-sum")
+    assert (coarse.density, coarse.scale, coarse.name) == (2, 2, "kmeans@2/2:sqrt-quadrant-sum")
+    assert [s.name for s in parse_features("latent:flat+kmeans/2")] == ["latent:flat", "kmeans/2:flat"]
     rooted = FeatureSpec.parse("codes@2:split-sqrt-quadrant-sum")
     assert (rooted.split, rooted.sqrt, rooted.pooling, rooted.name) == (True, True, "quadrant-sum",
                                                                        "codes@2:split-sqrt-quadrant-sum")
     for bad, needle in [("colour:flat", "unknown feature source"), ("codes:mean", "unknown pooling"),
-                        ("latent@0:flat", "positive integer"), ("pixels@2:flat", "only a model's")]:
+                        ("latent@0:flat", "positive integer"), ("pixels@2:flat", "only a model's"),
+                        ("kmeans/0:flat", "scale must be a positive integer"), ("coates/2:flat", "only a model's")]:
         with pytest.raises(ScvaeError, match=needle):
             FeatureSpec.parse(bad)
 
@@ -101,6 +105,27 @@ def test_probes_on_data_with_known_answers():
     assert (predictions == labels[test]).mean() < 0.6
 
 
+def test_cross_validated_c_matches_scikit_learns_grid_search():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from scvae.downstream.probe import CV_C_GRID, CV_FOLDS
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 80)
+    noisy = rng.normal(size=(240, 30)) * rng.uniform(0.5, 3, 30) + 1.5 * np.eye(3, 30)[labels]  # C matters
+    predictions, c = linear_probe(noisy[:200], labels[:200], noisy[200:], selection="cv")
+    search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, tol=1e-3)),
+                          {"logisticregression__C": list(CV_C_GRID)},
+                          cv=StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0)).fit(noisy[:200], labels[:200])
+    assert c == pytest.approx(search.best_params_["logisticregression__C"])
+    assert (predictions == search.predict(noisy[200:])).mean() > 0.97  # the same C, refit on all 200
+    with pytest.raises(ScvaeError, match="unknown C selection"):
+        linear_probe(noisy[:200], labels[:200], noisy[200:], selection="test")
+
+
 def test_knn_votes_and_ties():
     train = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, -1.0]])
     labels = np.array([0, 0, 1, 1, 2])
@@ -145,8 +170,9 @@ def test_scvae_probe_cli_scores_anchors_and_a_model(tiny_run, tmp_path, capsys):
     data = _labelled_folder(tmp_path / "d")
     out = tmp_path / "probe.json"
     assert main(["probe", "--data", str(data), "--test-fraction", "0.25", "--features",
-                 "pixels:flat,coates:quadrant-sum", "--json", str(out)]) == 0
+                 "pixels:flat,coates:quadrant-sum", "--c-selection", "cv", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert result["c_selection"] == "cv"
     assert [r["feature"] for r in result["rows"]] == ["pixels:flat", "coates:quadrant-sum"]
     assert result["n_test"] == 6 and all(r["linear"] >= 5 / 6 for r in result["rows"])  # two photos apart
     pixels, coates = (np.array([c == "1" for c in r["correct"]]) for r in result["rows"])
@@ -158,14 +184,17 @@ def test_scvae_probe_cli_scores_anchors_and_a_model(tiny_run, tmp_path, capsys):
     with pytest.raises(ScvaeError, match="no per-image scores of 'codes:flat'"):
         paired_from_dicts(result, "pixels:flat", result, "codes:flat")
     assert main(["probe", "--model", str(tiny_run), "--data", str(data), "--test-data", str(data), "--features",
-                 "codes:flat,latent:split-pyramid-max,atoms:split-quadrant-sum,kmeans:quadrant-sum", "--no-knn"]) == 0
+                 "codes:flat,latent:split-pyramid-max,atoms:split-quadrant-sum,kmeans:quadrant-sum+latent/2:flat",
+                 "--no-knn"]) == 0
     table = capsys.readouterr().out
-    assert "| atoms:split-quadrant-sum |" in table and "| kmeans:quadrant-sum |" in table
+    assert "| atoms:split-quadrant-sum |" in table and "| kmeans:quadrant-sum+latent/2:flat |" in table
 
 
 @pytest.mark.parametrize("argv, needle", [
     (["--features", "codes:flat"], "need --model"),
     (["--features", "pixels:avg"], "unknown pooling"),
+    (["--features", "pixels:flat+codes/2:flat"], "need --model"),
+    (["--features", "pixels:flat", "--c-selection", "test"], "invalid choice"),
     (["--test-fraction", "1.5", "--features", "pixels:flat"], "test fraction"),
     (["--features", "pixels:flat", "--json", "{json}"], "already exists"),
 ])
@@ -199,3 +228,24 @@ def test_a_dense_grid_interleaves_shifted_copies_and_holds_the_plain_grid(tiny_r
     assert torch.allclose(dense[:, :, 0::2, 0::2], model_maps(model, shifted, "latent"), atol=1e-6)
     with pytest.raises(ScvaeError, match="must divide"):
         model_maps(model, images, "latent", density=f + 1)
+
+
+def test_a_coarser_scale_encodes_the_downscaled_image_and_joined_features_concatenate(tiny_run):
+    from scvae.downstream.features import FeatureExtractor, downscale, model_maps
+    from scvae.training import load_model
+
+    model = load_model(tiny_run)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    # the reference downscale: PIL's antialiased bilinear resize, channel by channel on float images
+    halved = torch.stack([torch.stack([torch.from_numpy(np.array(Image.fromarray(channel.numpy(), mode="F").resize(
+        (16, 16), Image.Resampling.BILINEAR))) for channel in image]) for image in images])
+    assert torch.allclose(downscale(images, 2, model.downsampling_factor), halved, atol=1e-5)
+    coarse = model_maps(model, images, "latent", scale=2)
+    assert torch.allclose(coarse, model_maps(model, halved, "latent"), atol=1e-5)
+    assert coarse.shape[2:] == tuple(s // 2 for s in model_maps(model, images, "latent").shape[2:])
+    joined = JoinedFeatures(parse_features("latent:flat+latent/2:split-quadrant-sum"), model)
+    assert joined.name == "latent:flat+latent/2:split-quadrant-sum"
+    parts = [FeatureExtractor(FeatureSpec.parse(n), model)(images) for n in ("latent:flat", "latent/2:split-quadrant-sum")]
+    assert torch.equal(joined.fit(images)(images), torch.cat(parts, dim=1))
+    with pytest.raises(ScvaeError, match="whole number"):
+        model_maps(model, images[:, :, :30, :30], "latent", scale=2)  # 15 px: not a whole number of 2 px cells

@@ -12,7 +12,7 @@ from .outputs import claim_outputs
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from ..data.labelled import class_folders, load_labelled, stratified_split
-    from ..downstream.features import ANCHOR_FEATURES, DEFAULT_FEATURES, FeatureSpec
+    from ..downstream.features import ANCHOR_FEATURES, DEFAULT_FEATURES, feature_name, parse_features
     from ..downstream.probe import probe
     from ..files import write_text_atomic
     from ..training import load_model
@@ -20,9 +20,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     features = [f.strip() for f in (args.features or "").split(",") if f.strip()]
     if not features:
         features = list(DEFAULT_FEATURES if args.model else ()) + list(ANCHOR_FEATURES if args.anchors or not args.model else ())
-    specs = [FeatureSpec.parse(f) for f in features]  # every name checked before any work
-    if args.model is None and any(s.needs_model for s in specs):
-        raise ScvaeError(f"features {', '.join(s.name for s in specs if s.needs_model)} need --model")
+    specs = [parse_features(f) for f in features]  # every name checked before any work
+    if args.model is None and any(s.needs_model for parts in specs for s in parts):
+        raise ScvaeError(f"features {', '.join(feature_name(p) for p in specs if any(s.needs_model for s in p))} "
+                         "need --model")
     if args.test_data is not None and args.test_fraction is not None:
         raise ScvaeError("give --test-data or --test-fraction, not both")
     if args.size is not None and args.size < 8:
@@ -41,8 +42,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         train, test = train.subset(train_idx), train.subset(test_idx)
     print(f"probing {len(specs)} feature(s): {len(train.labels)} training and {len(test.labels)} test images, "
           f"{len(train.classes)} classes, {size} px")
-    result = probe(train, test, [s.name for s in specs], model, knn=not args.no_knn, seed=args.seed,
-                   model_name=args.model)
+    result = probe(train, test, [feature_name(p) for p in specs], model, knn=not args.no_knn, seed=args.seed,
+                   model_name=args.model, c_selection=args.c_selection)
     print(result.table())
     if json_path is not None:
         write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
@@ -58,12 +59,15 @@ def add_probe_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-data", help="labelled test images, same classes (default: hold out --test-fraction)")
     p.add_argument("--test-fraction", type=float, help="fraction of each class of --data held out for testing "
                                                       "when there is no --test-data (default 0.1)")
-    p.add_argument("--features", help="comma-separated SOURCE:POOLING names, e.g. codes:split-pyramid-sum, "
-                                      "latent:flat, atoms:split-quadrant-sum, kmeans:quadrant-sum, pixels:flat, "
-                                      "coates:quadrant-sum (default: the model's best-known set)")
+    p.add_argument("--features", help="comma-separated SOURCE[@D][/S]:POOLING names, e.g. codes:split-pyramid-sum, "
+                                      "latent:flat, atoms:split-quadrant-sum, kmeans@2:quadrant-sum, pixels:flat, "
+                                      "coates:quadrant-sum; A+B concatenates two (default: the model's best-known set)")
     p.add_argument("--anchors", action="store_true", help="add the pixel and Coates-Ng anchors to the default set")
     p.add_argument("--size", type=int, help="images are resized and centre-cropped to this (default: the model's)")
     p.add_argument("--no-knn", action="store_true", help="skip the k-NN probe")
+    p.add_argument("--c-selection", choices=("holdout", "cv"), default="holdout",
+                   help="how the linear probe's C is chosen on the training images: one validation fifth and a "
+                        "grid of factors of 10 (holdout, default), or 3-fold cross-validation over half-decades (cv)")
     p.add_argument("--seed", type=int, default=0, help="split, validation and k-means seed")
     p.add_argument("--json", help="also write the result to this JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")

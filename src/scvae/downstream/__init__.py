@@ -1,6 +1,6 @@
 """Downstream uses of the codes: interpolation, generation from a code prior, unsupervised and few-label
 segmentation, and representation probes."""
-from .features import FeatureExtractor, FeatureSpec
+from .features import FeatureExtractor, FeatureSpec, JoinedFeatures
 from .few_label import FewLabelResult, few_label_segmentation
 from .generation import CodePrior, GenerationResult, collect_code_vectors, fit_code_prior, generate
 from .interpolation import Interpolation, interpolate, monotonicity_violation
@@ -14,5 +14,5 @@ __all__ = ["CodePrior", "GenerationResult", "collect_code_vectors", "fit_code_pr
            "interpolate", "monotonicity_violation", "CodeFeatures", "FeatureGrid", "PixelFeatures", "SegmentOptions",
            "segment", "comparison_methods", "evaluate_segmentation", "SegmentationScorer", "match_clusters",
            "score_all", "Hierarchy", "MergeOptions", "RegionMerging", "build_hierarchy", "segment_regions",
-           "FeatureExtractor", "FeatureSpec", "FewLabelResult", "few_label_segmentation", "ProbeResult", "ProbeRow",
+           "FeatureExtractor", "FeatureSpec", "JoinedFeatures", "FewLabelResult", "few_label_segmentation", "ProbeResult", "ProbeRow",
            "probe"]

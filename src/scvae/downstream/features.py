@@ -15,6 +15,12 @@ network on the pixels):
 Anchors with no model: ``pixels`` (the image itself) and ``coates`` (the k-means triangle recipe on
 whitened 6 x 6 pixel patches, stride 1, 400 centroids).
 
+A model's source takes two modifiers: ``@D``, the map on a grid ``D`` times finer (``D`` x ``D`` shifted
+copies of the image), and ``/S``, the map of the image downscaled ``S`` times, a coarser grid whose cells
+see ``S`` times as much of the image: ``kmeans@2/2:quadrant-sum``. Features joined by ``+`` are
+concatenated, each fitted on its own: ``kmeans@2:quadrant-sum+kmeans@2/2:quadrant-sum`` is a two-scale
+pyramid of the same model's latent.
+
 Poolings over the grid: ``flat`` (every position), ``quadrant-sum`` (sum over the 2 x 2 quadrants),
 ``pyramid-sum`` / ``pyramid-max`` (the whole grid plus its quadrants); a ``split-`` prefix first splits
 each feature into its positive and negative parts (two non-negative channels), as Coates & Ng do; a
@@ -56,16 +62,19 @@ class FeatureSpec:
     split: bool = False
     density: int = 1
     sqrt: bool = False
+    scale: int = 1
 
     @classmethod
     def parse(cls, name: str) -> "FeatureSpec":
         source, _, pooling = name.partition(":")
         pooling = pooling or "flat"
+        source, _, scale = source.partition("/")
         source, _, density = source.partition("@")
-        if density and (not density.isdigit() or int(density) < 1):
-            raise ScvaeError(f"density must be a positive integer in {name!r}, e.g. latent@2:quadrant-sum")
-        if density and source in ANCHOR_SOURCES:
-            raise ScvaeError(f"{name!r}: only a model's features take a density")
+        for value, what, example in ((density, "density", "latent@2"), (scale, "scale", "kmeans@2/2")):
+            if value and (not value.isdigit() or int(value) < 1):
+                raise ScvaeError(f"{what} must be a positive integer in {name!r}, e.g. {example}:quadrant-sum")
+            if value and source in ANCHOR_SOURCES:
+                raise ScvaeError(f"{name!r}: only a model's features take a {what}")
         split = pooling.startswith("split-")
         pooling = pooling.removeprefix("split-")
         sqrt = pooling.startswith("sqrt-")
@@ -76,13 +85,14 @@ class FeatureSpec:
         if pooling not in POOLINGS:
             raise ScvaeError(f"unknown pooling {pooling!r} in {name!r}; choose one of: {', '.join(POOLINGS)}, "
                              f"each optionally with a 'split-' and then a 'sqrt-' prefix")
-        return cls(source, pooling, split, int(density or 1), sqrt)
+        return cls(source, pooling, split, int(density or 1), sqrt, int(scale or 1))
 
     @property
     def name(self) -> str:
         density = f"@{self.density}" if self.density > 1 else ""
+        scale = f"/{self.scale}" if self.scale > 1 else ""
         prefixes = ("split-" if self.split else "") + ("sqrt-" if self.sqrt else "")
-        return f"{self.source}{density}:{prefixes}{self.pooling}"
+        return f"{self.source}{density}{scale}:{prefixes}{self.pooling}"
 
     @property
     def needs_model(self) -> bool:
@@ -131,10 +141,13 @@ def model_dictionary(model: AutoencoderModel, dim: int) -> torch.Tensor:
 
 
 def model_maps(model: AutoencoderModel, images: torch.Tensor, source: str, density: int = 1,
-               batch: int = 256) -> torch.Tensor:
-    """(N, C, H, W) images in [-1, 1] -> (N, F, h d, w d) of ``source`` (``codes``, ``latent`` or ``atoms``)
-    on a grid ``d = density`` times finer than the model's: the image shifted by multiples of f / d pixels
-    (borders reflected) and each copy's grid interleaved in the order of the cells' image positions."""
+               batch: int = 256, scale: int = 1) -> torch.Tensor:
+    """(N, C, H, W) images in [-1, 1] -> (N, F, h d / s, w d / s) of ``source`` (``codes``, ``latent`` or
+    ``atoms``) on a grid ``d = density`` times finer than the model's: the image shifted by multiples of f / d
+    pixels (borders reflected) and each copy's grid interleaved in the order of the cells' image positions.
+    With ``s = scale`` > 1 the image is first downscaled ``s`` times (antialiased bilinear)."""
+    if scale > 1:
+        images = downscale(images, scale, model.downsampling_factor)
     if density == 1:
         return _maps(model, images, source, batch)
     f = model.downsampling_factor
@@ -152,6 +165,17 @@ def model_maps(model: AutoencoderModel, images: torch.Tensor, source: str, densi
             # a cell of this copy covers image rows from i f - dy: later in the image for smaller dy
             dense[:, :, density - 1 - a::density, density - 1 - b::density] = maps
     return dense
+
+
+def downscale(images: torch.Tensor, scale: int, factor: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, H / scale, W / scale), antialiased; the result must still be a whole number of
+    the model's ``factor``-pixel cells."""
+    h, w = images.shape[2:]
+    if h % scale or w % scale or (h // scale) % factor or (w // scale) % factor:
+        raise ScvaeError(f"scale {scale}: {h} x {w} px images downscaled {scale} times are not a whole number "
+                         f"of the model's {factor}-pixel cells")
+    return F.interpolate(images.float(), size=(h // scale, w // scale), mode="bilinear", antialias=True,
+                         align_corners=False)
 
 
 @torch.no_grad()
@@ -188,20 +212,20 @@ class FeatureExtractor:
             return images.float()
         if source == "kmeans":
             return self._latent(images)
-        return model_maps(self.model, images, source, self.spec.density)
+        return model_maps(self.model, images, source, self.spec.density, scale=self.spec.scale)
 
     def fit(self, images: torch.Tensor) -> "FeatureExtractor":
         if self.spec.source == "coates":
             self.encoder = fit_patch_kmeans(images, **COATES, seed=self.seed)
         elif self.spec.source == "kmeans":
-            self._fitted = images, model_maps(self.model, images, "latent", self.spec.density)
+            self._fitted = images, model_maps(self.model, images, "latent", self.spec.density, scale=self.spec.scale)
             self.encoder = fit_patch_kmeans(self._fitted[1], **LATENT_KMEANS, contrast_eps=None, seed=self.seed)
         return self
 
     def _latent(self, images: torch.Tensor) -> torch.Tensor:
         if self._fitted is not None and self._fitted[0] is images:  # the training images: computed in fit()
             return self._fitted[1]
-        return model_maps(self.model, images, "latent", self.spec.density)
+        return model_maps(self.model, images, "latent", self.spec.density, scale=self.spec.scale)
 
     def __call__(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """(N, C, H, W) images -> (N, D) features, pooled a batch at a time: unpooled, 400 maps of 27 x 27 per
@@ -216,3 +240,32 @@ class FeatureExtractor:
 
     def _pool(self, maps: torch.Tensor) -> torch.Tensor:
         return pool(maps, self.spec.pooling, self.spec.split, self.spec.sqrt)
+
+
+FEATURE_JOIN = "+"
+
+
+def parse_features(name: str) -> list[FeatureSpec]:
+    """``A+B+...`` -> the specs of its parts, in order; every part checked."""
+    return [FeatureSpec.parse(part) for part in name.split(FEATURE_JOIN)]
+
+
+def feature_name(specs: list[FeatureSpec]) -> str:
+    return FEATURE_JOIN.join(spec.name for spec in specs)
+
+
+class JoinedFeatures:
+    """Features joined by ``+``: one :class:`FeatureExtractor` per part, each fitted on its own, their
+    (N, D_i) matrices concatenated into (N, sum D_i)."""
+
+    def __init__(self, specs: list[FeatureSpec], model: AutoencoderModel | None = None, seed: int = 0):
+        self.parts = [FeatureExtractor(spec, model, seed) for spec in specs]
+        self.name = feature_name(specs)
+
+    def fit(self, images: torch.Tensor) -> "JoinedFeatures":
+        for part in self.parts:
+            part.fit(images)
+        return self
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([part(images) for part in self.parts], dim=1)
