@@ -22,7 +22,7 @@ from scvae.compare import train_or_reuse
 from scvae.config import resolve_config
 from scvae.data.labelled import class_folders, load_labelled, stratified_split
 from scvae.downstream.features import ANCHOR_FEATURES
-from scvae.downstream.probe import paired_interval, probe
+from scvae.downstream.probe import C_SELECTIONS, paired_interval, probe
 from scvae.errors import ScvaeError
 from scvae.training import load_model
 
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overrides", default="", help="KEY=VALUE,... for every family's run (e.g. a seed)")
     parser.add_argument("--sc-overrides", default="", help="KEY=VALUE,... for the SC-VAE run only")
     parser.add_argument("--no-anchors", action="store_true")
+    parser.add_argument("--c-selection", choices=C_SELECTIONS, default="holdout",
+                        help="how the linear probe's C is chosen (cv: 3-fold cross-validation, the steadier)")
     parser.add_argument("--json", help="write the table here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # each feature's line as it is scored
@@ -76,12 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             model = load_model(run_dir / "checkpoints" / "last")
             train = load_labelled(train_dir, model.resolution)
             test = load_labelled(test_dir, model.resolution, classes=train.classes)
-            results[run_dir.name] = probe(train, test, features, model, model_name=run_dir.name)
+            results[run_dir.name] = probe(train, test, features, model, model_name=run_dir.name,
+                                         c_selection=args.c_selection)
             print(f"\n{run_dir.name}\n{results[run_dir.name].table()}\n", flush=True)
         if not args.no_anchors:
             train = load_labelled(train_dir, 32)
             test = load_labelled(test_dir, 32, classes=train.classes)
-            results["anchors"] = probe(train, test, list(ANCHOR_FEATURES), None, model_name="anchors")
+            results["anchors"] = probe(train, test, list(ANCHOR_FEATURES), None, model_name="anchors",
+                                       c_selection=args.c_selection)
     except (ScvaeError, OSError) as err:
         print(f"probe_families: {err}", file=sys.stderr)
         return 2

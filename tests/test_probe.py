@@ -124,6 +124,12 @@ def test_cross_validated_c_matches_scikit_learns_grid_search():
     assert (predictions == search.predict(noisy[200:])).mean() > 0.97  # the same C, refit on all 200
     with pytest.raises(ScvaeError, match="unknown C selection"):
         linear_probe(noisy[:200], labels[:200], noisy[200:], selection="test")
+    from scvae.cli.app import build_parser
+    from scvae.downstream.probe import C_SELECTIONS
+
+    choices = next(a.choices for a in build_parser()._subparsers._group_actions[0].choices["probe"]._actions
+                   if a.dest == "c_selection")
+    assert tuple(choices) == C_SELECTIONS  # the CLI spells the selections out so that --help needs no torch
 
 
 def test_knn_votes_and_ties():
