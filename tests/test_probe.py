@@ -251,7 +251,8 @@ def test_a_coarser_scale_encodes_the_downscaled_image_and_joined_features_concat
     assert coarse.shape[2:] == tuple(s // 2 for s in model_maps(model, images, "latent").shape[2:])
     joined = JoinedFeatures(parse_features("latent:flat+latent/2:split-quadrant-sum"), model)
     assert joined.name == "latent:flat+latent/2:split-quadrant-sum"
-    parts = [FeatureExtractor(FeatureSpec.parse(n), model)(images) for n in ("latent:flat", "latent/2:split-quadrant-sum")]
+    parts = [FeatureExtractor(FeatureSpec.parse(name), model)(images)
+             for name in ("latent:flat", "latent/2:split-quadrant-sum")]
     assert torch.equal(joined.fit(images)(images), torch.cat(parts, dim=1))
     with pytest.raises(ScvaeError, match="whole number"):
         model_maps(model, images[:, :, :30, :30], "latent", scale=2)  # 15 px: not a whole number of 2 px cells

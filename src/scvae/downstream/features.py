@@ -251,6 +251,7 @@ def parse_features(name: str) -> list[FeatureSpec]:
 
 
 def feature_name(specs: list[FeatureSpec]) -> str:
+    """The inverse of :func:`parse_features`: the parts' names joined by ``+``."""
     return FEATURE_JOIN.join(spec.name for spec in specs)
 
 

@@ -4,8 +4,9 @@ The linear probe is scikit-learn's multinomial logistic regression on standardis
 regularisation C is chosen inside the training images (never on the test images), then it is refit on all
 of them. Two ways to choose: ``holdout`` (the default, which every earlier table used): a grid of factors of
 10 scored on one validation fifth of 3,000 training images; ``cv``: a grid of half-decades scored by 3-fold
-cross-validation on the same 3,000, so that a choice between neighbours does not rest on 600 images. The k-NN probe votes among the ``k`` nearest training images by
-cosine similarity of the standardised features. Each accuracy comes with a percentile bootstrap interval
+cross-validation on the same 3,000, so that a choice between neighbours does not rest on 600 images.
+The k-NN probe votes among the ``k`` nearest training images by cosine similarity of the standardised
+features. Each accuracy comes with a percentile bootstrap interval
 over the test images; :func:`paired_interval` gives the interval of a difference between two features
 scored on the same test images.
 """
@@ -83,7 +84,7 @@ class ProbeResult:
         for r in self.rows:
             knn = "-" if r.knn is None else f"{100 * r.knn:.1f} %"
             lines.append(f"| {r.feature} | {r.dims} | {100 * r.linear:.1f} % | "
-                         f"[{100 * r.linear_interval[0]:.1f}, {100 * r.linear_interval[1]:.1f}] | {r.chosen_c:g} | {knn} |")
+                         f"[{100 * r.linear_interval[0]:.1f}, {100 * r.linear_interval[1]:.1f}] | {r.chosen_c:.2g} | {knn} |")
         return "\n".join(lines)
 
 
@@ -195,8 +196,9 @@ def probe(train: LabelledImages, test: LabelledImages, features: list[str], mode
         if knn:
             knn_correct = knn_probe(train_x, train.labels, test_x) == test.labels
             knn_acc, knn_int = float(knn_correct.mean()), bootstrap_interval(knn_correct, seed=seed)
-        rows.append(ProbeRow(extractor.name, train_x.shape[1], float(correct.mean()), bootstrap_interval(correct, seed=seed),
-                             c, knn_acc, knn_int, time.perf_counter() - start, correct))
+        rows.append(ProbeRow(extractor.name, train_x.shape[1], float(correct.mean()),
+                             bootstrap_interval(correct, seed=seed), c, knn_acc, knn_int, time.perf_counter() - start,
+                             correct))
         log.info("%s: linear %.1f %%, %d dims, %.0f s", extractor.name, 100 * rows[-1].linear, train_x.shape[1],
                  rows[-1].seconds)
     return ProbeResult(rows, len(train.labels), len(test.labels), train.classes, model_name, test.labels,
