@@ -22,7 +22,7 @@ from scvae.compare import train_or_reuse
 from scvae.config import resolve_config
 from scvae.data.labelled import class_folders, load_labelled, stratified_split
 from scvae.downstream.features import ANCHOR_FEATURES
-from scvae.downstream.probe import C_SELECTIONS, paired_interval, probe
+from scvae.downstream.probe import C_SELECTIONS, DEFAULT_C_SELECTION, paired_interval, probe
 from scvae.errors import ScvaeError
 from scvae.training import load_model
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overrides", default="", help="KEY=VALUE,... for every family's run (e.g. a seed)")
     parser.add_argument("--sc-overrides", default="", help="KEY=VALUE,... for the SC-VAE run only")
     parser.add_argument("--no-anchors", action="store_true")
-    parser.add_argument("--c-selection", choices=C_SELECTIONS, default="holdout",
+    parser.add_argument("--c-selection", choices=C_SELECTIONS, default=DEFAULT_C_SELECTION,
                         help="how the linear probe's C is chosen (cv: 3-fold cross-validation, the steadier)")
     parser.add_argument("--json", help="write the table here")
     args = parser.parse_args(argv)

@@ -21,9 +21,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if not features:
         features = list(DEFAULT_FEATURES if args.model else ()) + list(ANCHOR_FEATURES if args.anchors or not args.model else ())
     specs = [parse_features(f) for f in features]  # every name checked before any work
-    if args.model is None and any(s.needs_model for parts in specs for s in parts):
-        raise ScvaeError(f"features {', '.join(feature_name(p) for p in specs if any(s.needs_model for s in p))} "
-                         "need --model")
+    needing_model = [feature_name(parts) for parts in specs if any(s.needs_model for s in parts)]
+    if args.model is None and needing_model:
+        raise ScvaeError(f"features {', '.join(needing_model)} need --model")
     if args.test_data is not None and args.test_fraction is not None:
         raise ScvaeError("give --test-data or --test-fraction, not both")
     if args.size is not None and args.size < 8:

@@ -212,20 +212,23 @@ class FeatureExtractor:
             return images.float()
         if source == "kmeans":
             return self._latent(images)
+        return self._model_maps(images, source)
+
+    def _model_maps(self, images: torch.Tensor, source: str) -> torch.Tensor:
         return model_maps(self.model, images, source, self.spec.density, scale=self.spec.scale)
 
     def fit(self, images: torch.Tensor) -> "FeatureExtractor":
         if self.spec.source == "coates":
             self.encoder = fit_patch_kmeans(images, **COATES, seed=self.seed)
         elif self.spec.source == "kmeans":
-            self._fitted = images, model_maps(self.model, images, "latent", self.spec.density, scale=self.spec.scale)
+            self._fitted = images, self._model_maps(images, "latent")
             self.encoder = fit_patch_kmeans(self._fitted[1], **LATENT_KMEANS, contrast_eps=None, seed=self.seed)
         return self
 
     def _latent(self, images: torch.Tensor) -> torch.Tensor:
         if self._fitted is not None and self._fitted[0] is images:  # the training images: computed in fit()
             return self._fitted[1]
-        return model_maps(self.model, images, "latent", self.spec.density, scale=self.spec.scale)
+        return self._model_maps(images, "latent")
 
     def __call__(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """(N, C, H, W) images -> (N, D) features, pooled a batch at a time: unpooled, 400 maps of 27 x 27 per

@@ -31,6 +31,7 @@ C_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # logistic regression's inverse regularisation
 CV_C_GRID = tuple(10 ** (e / 2) for e in range(-8, 1))  # 1e-4, 3.2e-4, ..., 1: half-decades, for ``cv``
 CV_FOLDS = 3
 C_SELECTIONS = ("holdout", "cv")
+DEFAULT_C_SELECTION = "holdout"  # the selection every earlier table used
 VALIDATION_FRACTION = 0.2
 SELECTION_IMAGES = 3000  # C is chosen on at most this many training images (a stratified subset), then refit on all
 KNN_K = 10
@@ -70,7 +71,7 @@ class ProbeResult:
     classes: list[str]
     model: str | None = None
     test_labels: np.ndarray | None = field(default=None, repr=False)  # (N_test,), identifies the test images
-    c_selection: str = "holdout"
+    c_selection: str = DEFAULT_C_SELECTION
 
     def to_dict(self) -> dict:
         sha1 = None if self.test_labels is None else hashlib.sha1(np.asarray(self.test_labels, np.int64).tobytes())
@@ -123,7 +124,8 @@ def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [(x - mean) / std for x in (train, *others)]
 
 
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *, selection: str = "holdout",
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
+                 selection: str = DEFAULT_C_SELECTION,
                  c_grid: Iterable[float] | None = None, validation_fraction: float = VALIDATION_FRACTION,
                  seed: int = 0) -> tuple[np.ndarray, float]:
     """Logistic regression; C chosen by ``selection`` (see the module docstring) on (at most
@@ -131,8 +133,7 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *
     (N_test,) and the chosen C."""
     from sklearn.linear_model import LogisticRegression
 
-    if selection not in C_SELECTIONS:
-        raise ScvaeError(f"unknown C selection {selection!r}; choose one of: {', '.join(C_SELECTIONS)}")
+    _check_selection(selection)
     pool = np.arange(len(train_y))
     if len(pool) > SELECTION_IMAGES:
         _, pool = stratified_split(train_y, SELECTION_IMAGES / len(pool), seed + 1)
@@ -148,6 +149,11 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *
     train_s, test_s = _standardise(train_x, test_x)
     clf = LogisticRegression(C=best, max_iter=300, tol=1e-3).fit(train_s, train_y)
     return clf.predict(test_s), float(best)
+
+
+def _check_selection(selection: str) -> None:
+    if selection not in C_SELECTIONS:
+        raise ScvaeError(f"unknown C selection {selection!r}; choose one of: {', '.join(C_SELECTIONS)}")
 
 
 def _selection_splits(labels: np.ndarray, selection: str, validation_fraction: float, seed: int
@@ -178,13 +184,12 @@ def knn_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: i
 
 
 def probe(train: LabelledImages, test: LabelledImages, features: list[str], model: AutoencoderModel | None = None,
-          *, knn: bool = True, seed: int = 0, model_name: str | None = None, c_selection: str = "holdout"
-          ) -> ProbeResult:
+          *, knn: bool = True, seed: int = 0, model_name: str | None = None,
+          c_selection: str = DEFAULT_C_SELECTION) -> ProbeResult:
     """Score each feature of ``features`` (names such as ``codes:split-pyramid-sum``, or parts joined by
     ``+``, see :mod:`.features`) with the linear (and k-NN) probe, trained on ``train`` and tested on ``test``;
     ``c_selection``: how the linear probe's C is chosen (see the module docstring)."""
-    if c_selection not in C_SELECTIONS:
-        raise ScvaeError(f"unknown C selection {c_selection!r}; choose one of: {', '.join(C_SELECTIONS)}")
+    _check_selection(c_selection)  # before any feature is computed
     rows = []
     for name in features:
         start = time.perf_counter()
