@@ -101,7 +101,8 @@ def test_every_family_round_trips_exactly_at_the_models_rate(model_type, context
         assert reconstruction.shape == (1, 3, 12, 12)
         payload += 8 * len(encoded.data) - HEADER_BITS
         ideal += float(entropy_model.bits(encoded.symbols)[0])
-    assert abs(payload - ideal) <= 0.02 * ideal + 64 * len(images)  # range coding's rounding and last word
+    # range coding's rounding and the bytes naming its final point (a few bits a file, at most 72)
+    assert abs(payload - ideal) <= 0.02 * ideal + 10 * len(images)
 
 
 @pytest.mark.parametrize("model_type", ["scvae", "vqvae"])
@@ -129,13 +130,15 @@ def test_an_image_larger_than_the_training_size_is_coded_as_the_tiles_reconstruc
 
     # the target: within 0.1 dB of reconstruct --size full (the same tiles, on unquantised codes)
     assert abs(psnr(reconstruction) - psnr(model.reconstruct_any_size(x))) <= 0.1
-    # a file of an earlier version, the whole image coded in one pass (flag 0), still decodes as one grid
-    from scvae.coding.bitstream import HEADER, MAGIC, VERSION, encode_symbols
+    # a file of an earlier version (whole little-endian words, no checksum), the whole image coded in one
+    # pass (flag 0), still decodes as one grid
+    from scvae.coding.bitstream import HEADER, MAGIC, VERSION, WHOLE_WORDS, encode_symbols
+    from scvae.coding.seal import payload_words
 
     one_pass = model.to_symbols(model.encode_any_size(x).codes, entropy_model.step)
-    words = encode_symbols(one_pass[0].numpy(), entropy_model)
-    old = HEADER.pack(MAGIC, VERSION, 0, 40, 36, entropy_model.fingerprint(), 0) + words.astype("<u4").tobytes()
-    assert torch.equal(decompress_image(model, entropy_model, old)[1], one_pass)
+    words = payload_words(encode_symbols(one_pass[0].numpy(), entropy_model))
+    old = HEADER.pack(MAGIC, WHOLE_WORDS[VERSION], 0, 40, 36, entropy_model.fingerprint(), 0)
+    assert torch.equal(decompress_image(model, entropy_model, old + words.astype("<u4").tobytes())[1], one_pass)
 
 
 def test_a_file_decoded_with_another_model_or_damaged_is_one_error():
@@ -150,6 +153,12 @@ def test_a_file_decoded_with_another_model_or_damaged_is_one_error():
         decompress_image(model, other, data)
     with pytest.raises(ScvaeError, match="truncated or not an scvae bitstream"):
         decompress_image(model, fitted, data[:10])
+    fine = fit_entropy_model(model, _crops(), limit=None, step=fitted.step / 64)  # the step above codes 0 bits
+    data = compress_image(model, fine, _crops(1).batch([0])).data
+    assert len(data) > 20
+    for damaged in (data[:-1], data[:-1] + bytes([data[-1] ^ 4]), data + b"\0"):
+        with pytest.raises(ScvaeError, match="truncated or damaged"):
+            decompress_image(model, fine, damaged)
     with pytest.raises(ScvaeError, match="fitted for a ae model, not vqvae"):
         decompress_image(MODEL_REGISTRY["vqvae"](**SMALL).eval(), fitted, data)
 
@@ -188,7 +197,7 @@ def test_compress_and_decompress_commands(tiny_run, tmp_path, capsys):
         data = (out / name).read_bytes()
         (damaged / name).write_bytes(data if i < 2 else data[:-3])  # the last file is cut short
     _refused(capsys, ["decompress", str(damaged), "--model", str(tiny_run), "--out", str(tmp_path / "partial"),
-                      "--entropy-model", str(out / "entropy_model.safetensors")], tmp_path, "p2.scvz: truncated")
+                      "--entropy-model", str(out / "entropy_model.safetensors")], tmp_path, "p2.scvz: truncated or damaged")
     assert Image.open(back / "p1.png").size == (30, 20)
     context_out = tmp_path / "zc"
     assert main([*argv[:-4], "--out", str(context_out), "--fit-images", "8", "--context"]) == 0

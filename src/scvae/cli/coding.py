@@ -142,12 +142,12 @@ def bitstream_files(arguments: list[str]) -> list[Path]:
 
 
 def _prior_coded(path: Path) -> bool:
-    """Whether the file's header says a learned prior coded it (format version 2)."""
-    from ..coding.bitstream import MAGIC, PRIOR_CODED
+    """Whether the file's header says a learned prior coded it."""
+    from ..coding.bitstream import MAGIC, is_prior_coded
 
     with open(path, "rb") as f:
         head = f.read(5)
-    return len(head) == 5 and head[:4] == MAGIC and head[4] == PRIOR_CODED
+    return len(head) == 5 and head[:4] == MAGIC and bool(is_prior_coded(head[4]))
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:

@@ -1,17 +1,19 @@
 """Real bitstreams: an image's symbols range-coded (constriction) with a :class:`ChannelEntropyModel`.
 
-File layout: a 16-byte header, then the range coder's 32-bit words, little-endian.
+File layout: a 16-byte header, then the range coder's stream: its 32-bit words big-endian, cut after the
+last byte the decoder needs (:mod:`.seal`). Files of versions 1 and 2 (whole words, little-endian, no
+checksum) are still read.
 
 =======  =====  ==========================================================
 bytes    type   content
 =======  =====  ==========================================================
 0-3      4s     magic ``SCVZ``
-4        u8     format version (1; 2: coded with a learned prior, :mod:`scvae.prior.coding`)
+4        u8     format version (3; 4: coded with a learned prior, :mod:`scvae.prior.coding`)
 5        u8     flags: bit 0 set when the image was coded as overlapping tiles of the model's training size
 6-7      u16    image height in pixels
 8-9      u16    image width in pixels
 10-13    u32    the entropy model's fingerprint (CRC-32)
-14-15    u16    reserved (0)
+14-15    u16    the payload's checksum: the low 16 bits of its CRC-32 (0 in versions 1 and 2)
 =======  =====  ==========================================================
 
 The symbols are coded channel by channel in raster order, then the values of escaped symbols. An image larger
@@ -20,11 +22,12 @@ through (:mod:`scvae.models.tiling`; their layout follows from the image size), 
 decoded tile by tile and blended the same way. With a
 context model each symbol is coded with its context's distribution, and decoded position by position. A file's
 size is therefore the header, plus the ideal code length of its symbols under the model, plus the range
-coder's rounding and its final word (at most 64 bits).
+coder's rounding and the bytes that name its final point (about 3 bits on average, at most 72).
 """
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 import constriction
@@ -34,9 +37,11 @@ import torch
 from ..errors import ScvaeError
 from ..models.tiling import blend_tiles, split_tiles, tile_boxes
 from .entropy_model import RAW_BITS, ChannelEntropyModel
+from .seal import payload_words, shortest_payload
 
-MAGIC, VERSION = b"SCVZ", 1
-PRIOR_CODED = 2  # the version of files coded with a learned prior (scvae.prior.coding)
+MAGIC, VERSION = b"SCVZ", 3
+PRIOR_CODED = 4  # the version of files coded with a learned prior (scvae.prior.coding)
+WHOLE_WORDS = {VERSION: 1, PRIOR_CODED: 2}  # the earlier versions: little-endian words, no checksum; still read
 HEADER = struct.Struct("<4sBBHHIH")
 HEADER_BITS = 8 * HEADER.size
 _OFFSET = 2 ** (RAW_BITS - 1)
@@ -53,12 +58,22 @@ class Encoded:
     reconstruction: torch.Tensor | None
 
 
-def encode_symbols(symbols: np.ndarray, model: ChannelEntropyModel) -> np.ndarray:
-    """Symbols (C, h, w), or tiles (N, C, h, w) coded one after the other, int64 -> the range coder's words."""
+def encode_symbols(symbols: np.ndarray, model: ChannelEntropyModel) -> bytes:
+    """Symbols (C, h, w), or tiles (N, C, h, w) coded one after the other, int64 -> the range coder's stream
+    (:func:`~scvae.coding.seal.shortest_payload`)."""
     encoder = constriction.stream.queue.RangeEncoder()
     for tile in symbols.reshape(-1, *symbols.shape[-3:]):
         _encode_tile(encoder, tile, model)
-    return encoder.get_compressed()
+    return shortest_payload(encoder)
+
+
+def pack_file(version: int, flags: int, height: int, width: int, fingerprint: int, payload: bytes) -> bytes:
+    """The header, with the payload's checksum, then the payload."""
+    return HEADER.pack(MAGIC, version, flags, height, width, fingerprint, _checksum(payload)) + payload
+
+
+def _checksum(payload: bytes) -> int:
+    return zlib.crc32(payload) & 0xFFFF
 
 
 def _encode_tile(encoder, symbols: np.ndarray, model: ChannelEntropyModel) -> None:
@@ -140,28 +155,43 @@ def compress_image(autoencoder, model: ChannelEntropyModel, x: torch.Tensor, rec
     device = next(autoencoder.parameters()).device
     codes = torch.cat([autoencoder.encode_any_size(chunk.to(device)).codes for chunk in pieces.split(64)])
     symbols = autoencoder.to_symbols(codes, model.step).cpu()
-    words = encode_symbols(symbols.numpy(), model)
-    header = HEADER.pack(MAGIC, VERSION, 0 if overlap is None else TILED, height, width, model.fingerprint(), 0)
+    data = pack_file(VERSION, 0 if overlap is None else TILED, height, width, model.fingerprint(),
+                     encode_symbols(symbols.numpy(), model))
     reconstruction = _decode(autoencoder, model, symbols, height, width, overlap) if reconstruct else None
-    return Encoded(header + words.astype("<u4").tobytes(), symbols, reconstruction)
+    return Encoded(data, symbols, reconstruction)
 
 
 def read_file(data: bytes, name: str, version: int, fingerprint: int, coder: str
               ) -> tuple[int, int, int, np.ndarray]:
     """Check a file's header against the ``version`` and the ``fingerprint`` of the ``coder`` decoding it
     (one line naming what is wrong otherwise); returns (flags, height, width, the coder's words)."""
-    if len(data) < HEADER.size or (len(data) - HEADER.size) % 4:
+    if len(data) < HEADER.size:
         raise ScvaeError(f"{name}: truncated or not an scvae bitstream ({len(data)} bytes)")
-    magic, found, flags, height, width, written_with, _ = HEADER.unpack(data[:HEADER.size])
-    if magic == MAGIC and found != version and PRIOR_CODED in (found, version):
-        raise ScvaeError(f"{name}: was coded with a learned prior; decompress it with --prior" if found == PRIOR_CODED
+    magic, found, flags, height, width, written_with, checksum = HEADER.unpack(data[:HEADER.size])
+    if magic == MAGIC and is_prior_coded(found) != is_prior_coded(version) and is_prior_coded(found) is not None:
+        raise ScvaeError(f"{name}: was coded with a learned prior; decompress it with --prior" if is_prior_coded(found)
                          else f"{name}: was not coded with a learned prior; decompress it without --prior")
-    if magic != MAGIC or found != version:
+    if magic != MAGIC or found not in (version, WHOLE_WORDS[version]):
         raise ScvaeError(f"{name}: not an scvae bitstream (magic {magic!r}, version {found})")
     if written_with != fingerprint:
         raise ScvaeError(f"{name}: was written with another {coder} (fingerprint {written_with:08x}, "
                          f"this one {fingerprint:08x})")
-    return flags, height, width, np.frombuffer(data[HEADER.size:], dtype="<u4").astype(np.uint32)
+    payload = data[HEADER.size:]
+    if found == WHOLE_WORDS[version]:
+        if len(payload) % 4:
+            raise ScvaeError(f"{name}: truncated or not an scvae bitstream ({len(data)} bytes)")
+        return flags, height, width, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    if _checksum(payload) != checksum:
+        raise ScvaeError(f"{name}: truncated or damaged (its {len(payload)}-byte payload does not match the "
+                         f"header's checksum)")
+    return flags, height, width, payload_words(payload)
+
+
+def is_prior_coded(version: int) -> bool | None:
+    """Whether a file of this format version was coded with a learned prior; None for an unknown version."""
+    if version in (VERSION, WHOLE_WORDS[VERSION]):
+        return False
+    return True if version in (PRIOR_CODED, WHOLE_WORDS[PRIOR_CODED]) else None
 
 
 @torch.no_grad()

@@ -6,8 +6,9 @@ symbol is encoded (or decoded) with it. Both sides feed the network the same inp
 are zero in both), so they compute the same probabilities bit for bit on one machine and thread count,
 which an exact round trip needs. Escaped values follow as raw 16-bit words.
 
-File layout: the 16-byte header of :mod:`scvae.coding.bitstream` with format version 2 and the prior's
-fingerprint in place of the entropy model's, then constriction's 32-bit words.
+File layout: the 16-byte header of :mod:`scvae.coding.bitstream` with format version 4 (2 before the
+stream was cut to its last needed byte) and the prior's fingerprint in place of the entropy model's, then
+the range coder's stream.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import constriction
 import numpy as np
 import torch
 
-from ..coding.bitstream import HEADER, MAGIC, PRIOR_CODED, Encoded, read_file
+from ..coding.bitstream import PRIOR_CODED, Encoded, pack_file, read_file
+from ..coding.seal import shortest_payload
 from ..coding.entropy_model import RAW_BITS
 from ..errors import ScvaeError
 from .training import LearnedPrior
@@ -41,8 +43,8 @@ def _probabilities(log_probs: torch.Tensor) -> np.ndarray:
     return log_probs.double().exp().numpy()
 
 
-def encode_with_prior(symbols: torch.Tensor, prior: LearnedPrior) -> np.ndarray:
-    """Symbols (1, C, h, w) -> the range coder's words (uint32)."""
+def encode_with_prior(symbols: torch.Tensor, prior: LearnedPrior) -> bytes:
+    """Symbols (1, C, h, w) -> the range coder's stream (:func:`~scvae.coding.seal.shortest_payload`)."""
     layout = prior.layout
     target = layout.pack(symbols)
     raw = symbols.long().permute(0, 2, 3, 1).reshape(1, -1, layout.n_channels)
@@ -65,11 +67,12 @@ def encode_with_prior(symbols: torch.Tensor, prior: LearnedPrior) -> np.ndarray:
         if values.min() < 0 or values.max() >= 2 ** RAW_BITS:
             raise ScvaeError(f"a symbol outside [-{_OFFSET}, {_OFFSET}) cannot be escaped; the codes are out of range")
         encoder.encode(values.astype(np.int32), _RAW)
-    return encoder.get_compressed()
+    return shortest_payload(encoder)
 
 
 def decode_with_prior(words: np.ndarray, grid: tuple[int, int], prior: LearnedPrior) -> torch.Tensor:
-    """The inverse of :func:`encode_with_prior`: words -> symbols (1, C, h, w)."""
+    """The inverse of :func:`encode_with_prior`, from the stream's words
+    (:func:`~scvae.coding.seal.payload_words`) -> symbols (1, C, h, w)."""
     decoder = constriction.stream.queue.RangeDecoder(words)
     entries = walk_entries(prior.network, 1, grid,
                            lambda log_probs, *_: torch.from_numpy(decoder.decode(_BY_SYMBOL, _probabilities(log_probs))
@@ -99,10 +102,9 @@ def compress_with_prior(autoencoder, prior: LearnedPrior, x: torch.Tensor) -> En
     codes = autoencoder.encode(x).codes
     symbols = autoencoder.to_symbols(codes, prior.step).cpu()
     _check(autoencoder, prior, symbols.shape[2:])
-    words = encode_with_prior(symbols, prior)
-    header = HEADER.pack(MAGIC, PRIOR_CODED, 0, height, width, fingerprint(prior), 0)
+    data = pack_file(PRIOR_CODED, 0, height, width, fingerprint(prior), encode_with_prior(symbols, prior))
     reconstruction = autoencoder.decode(autoencoder.from_symbols(symbols, prior.step)).sample.clamp(-1, 1)
-    return Encoded(header + words.astype("<u4").tobytes(), symbols, reconstruction.cpu())
+    return Encoded(data, symbols, reconstruction.cpu())
 
 
 @torch.no_grad()
