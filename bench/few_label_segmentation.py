@@ -14,7 +14,7 @@ from pathlib import Path
 
 from scvae.data.masks import load_pair, pair_images_with_masks
 from scvae.downstream.few_label import few_label_segmentation, paired_margin
-from scvae.downstream.segmentation import CodeFeatures, PixelFeatures
+from scvae.downstream.segmentation import CODE_SPACES, CodeFeatures, KMeansCodes, PixelFeatures
 from scvae.errors import ScvaeError
 from scvae.training import load_model
 
@@ -22,6 +22,15 @@ from scvae.training import load_model
 DATASETS = {"horse": ("weizmann_horse/rgb", "weizmann_horse/figure_ground", ()),
             "camvid": ("camvid/test", "camvid/testannot", (11,))}
 PIXELS = "pixels + position"
+
+
+def space_features(model, space: str, size: int, images: list):
+    """One run's features in one space; ``kmeans`` is fitted on ``images``, never on their masks."""
+    if space == "kmeans":
+        return KMeansCodes(CodeFeatures(model, size, space="latent")).fit(images)
+    if space not in CODE_SPACES:
+        raise ScvaeError(f"unknown space {space!r}; choose from {', '.join((*CODE_SPACES, 'kmeans'))}")
+    return CodeFeatures(model, size, space=space)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,23 +43,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128, help="shorter side the images are encoded at")
     parser.add_argument("--limit", type=int, help="images per dataset (default: all)")
     parser.add_argument("--spaces", default="codes",
-                        help="comma-separated: codes (SC-VAE's sparse codes, a VQ's code vectors, an AE's latent) "
-                             "and/or decoder (what the decoder receives: SC-VAE's D a); each run is scored in each")
+                        help="comma-separated: codes (SC-VAE's sparse codes, a VQ's code vectors, an AE's latent), "
+                             "decoder (what the decoder receives: SC-VAE's D a), latent (the bottleneck's input) "
+                             "and/or kmeans (the latent's k-means triangle codes, as the probe's kmeans feature, "
+                             "fitted on each dataset's images without their labels); each run is scored in each")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     try:
-        methods = {PIXELS: PixelFeatures(args.size)}
         spaces = args.spaces.split(",")
-        for run in args.runs:
-            model = load_model(run)
-            for space in spaces:
-                name = Path(run).name if len(spaces) == 1 else f"{Path(run).name} ({space})"
-                methods[name] = CodeFeatures(model, args.size, space=space)
+        models = {Path(run).name: load_model(run) for run in args.runs}
         report = {}
         for dataset in args.datasets.split(","):
             images, masks, ignore = DATASETS[dataset]
             root = Path(args.data_root)
             pairs = [load_pair(i, m) for i, m in pair_images_with_masks(root / images, root / masks)[:args.limit]]
+            methods = {PIXELS: PixelFeatures(args.size)}
+            for run_name, model in models.items():
+                for space in spaces:
+                    name = run_name if len(spaces) == 1 else f"{run_name} ({space})"
+                    methods[name] = space_features(model, space, args.size, [image for image, _ in pairs])
             report[dataset] = {}
             for n in (int(v) for v in args.labelled.split(",")):
                 results = few_label_segmentation(methods, pairs, n, args.draws, ignore, progress=print)

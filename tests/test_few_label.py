@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from scvae.downstream.few_label import cell_labels, few_label_segmentation, paired_margin, supervised_counts
-from scvae.downstream.segmentation import FeatureGrid, PixelFeatures
+from scvae.downstream.segmentation import CodeFeatures, FeatureGrid, KMeansCodes, PixelFeatures
 from scvae.errors import ScvaeError
 
 
@@ -49,6 +49,39 @@ def test_colour_features_label_a_two_colour_set_from_one_image_and_position_alon
         few_label_segmentation({"pixels": PixelFeatures()}, pairs, 6)
 
 
+def test_kmeans_codes_encode_each_cell_with_the_fitted_centroids_and_label_a_two_colour_set():
+    import torch
+
+    pairs = _two_colour_pairs()
+    images = [image for image, _ in pairs]
+    codes = KMeansCodes(PixelFeatures(), n_centroids=8)
+    with pytest.raises(ScvaeError, match="call fit"):
+        codes(images[0])
+    codes.fit(images)
+    grid, pixels = codes(images[0]), PixelFeatures()(images[0])
+    direct = codes.encoder(torch.from_numpy(pixels.values).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    assert grid.values.shape == (24, 32, 8) and np.allclose(grid.values, direct) and grid.cell == pixels.cell
+    assert (grid.values >= 0).all() and (grid.values == 0).any()  # triangle codes: about half the centroids off
+    results = few_label_segmentation({"k-means codes": codes}, pairs, 1, draws=2)
+    assert results["k-means codes"].miou > 0.99
+
+
+def test_code_features_in_the_latent_space_are_the_models_latent(tiny_run):
+    import torch
+
+    from scvae.training import load_model
+
+    model = load_model(tiny_run)
+    image = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    grid = CodeFeatures(model, space="latent", margin=0)(image)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        latent = model.latent(x)[0].permute(1, 2, 0).numpy()
+    assert np.allclose(grid.values, latent, atol=1e-5)
+    with pytest.raises(ScvaeError, match="space must be"):
+        CodeFeatures(model, space="pixels")
+
+
 def test_the_bench_script_runs_on_a_model_and_a_small_dataset(tiny_run, tmp_path):
     import json
     import sys
@@ -70,3 +103,9 @@ def test_the_bench_script_runs_on_a_model_and_a_small_dataset(tiny_run, tmp_path
                        "--draws", "1", "--size", "24", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["datasets"]["horse"]["1"]
     assert rows["pixels + position"]["miou"] > 0.9 and "minus_pixels" in rows["run"]
+    assert bench.main(["--runs", str(tiny_run), "--data-root", str(root), "--datasets", "horse", "--labelled", "1",
+                       "--draws", "1", "--size", "24", "--spaces", "latent,kmeans", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["datasets"]["horse"]["1"]
+    assert {"run (latent)", "run (kmeans)"} <= set(rows) and 0 <= rows["run (kmeans)"]["miou"] <= 1
+    assert bench.main(["--runs", str(tiny_run), "--data-root", str(root), "--datasets", "horse",
+                       "--spaces", "pixels"]) == 2

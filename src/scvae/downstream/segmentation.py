@@ -26,6 +26,8 @@ from PIL import Image
 from ..data.images import as_image_array, match_channels, resize_shorter, to_tensor
 from ..errors import ScvaeError
 from ..models import AutoencoderModel
+from .features import LATENT_KMEANS
+from .patch_kmeans import PatchKMeans, fit_patch_kmeans
 
 REFINEMENTS = ("none", "slic")
 
@@ -47,9 +49,13 @@ def _working_image(image: np.ndarray, size: int | None) -> np.ndarray:
     return image if size is None else resize_shorter(image, size)
 
 
+CODE_SPACES = ("decoder", "codes", "latent")
+
+
 class CodeFeatures:
-    """A model's codes at every latent position, as the decoder input they stand for (``space='decoder'``)
-    or as the code vectors themselves (``'codes'``: SC-VAE's sparse codes, (K,) per position), encoded at
+    """A model's codes at every latent position, as the decoder input they stand for (``space='decoder'``),
+    as the code vectors themselves (``'codes'``: SC-VAE's sparse codes, (K,) per position) or as the latent
+    the bottleneck receives (``'latent'``: SC-VAE's RMS-normalised latent, before any coding), encoded at
     the image's own size (or with the shorter side resized to ``size``).
 
     The image is reflect-padded by ``margin`` cells on every side (and up to a multiple of f) and the
@@ -60,8 +66,9 @@ class CodeFeatures:
 
     def __init__(self, model: AutoencoderModel, size: int | None = None, name: str | None = None, margin: int = 8,
                  space: str = "decoder"):
-        if space not in ("decoder", "codes"):
-            raise ScvaeError(f"space must be 'decoder' (D a) or 'codes' (the codes themselves), got {space!r}")
+        if space not in CODE_SPACES:
+            raise ScvaeError(f"space must be 'decoder' (D a), 'codes' (the codes themselves) or 'latent' (the "
+                             f"bottleneck's input), got {space!r}")
         self.model, self.size, self.margin, self.space = model.eval(), size, margin, space
         self.name = name or f"{model.model_type} {'codes' if model.sparse_codes else 'latents'}"
 
@@ -76,11 +83,38 @@ class CodeFeatures:
         if any(pad):
             mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
             x = F.pad(x, pad, mode=mode)
-        codes = self.model.encode(x).codes
-        vectors = (self.model.code_vectors(codes) if self.space == "codes" else self.model.synthesize(codes))[0].float()
+        if self.space == "latent":
+            vectors = self.model.latent(x)[0].float()
+        else:
+            codes = self.model.encode(x).codes
+            vectors = (self.model.code_vectors(codes) if self.space == "codes" else self.model.synthesize(codes))[0].float()
         m = self.margin
         grid = vectors[:, m:m - (-h // f), m:m - (-w // f)].permute(1, 2, 0).numpy()  # ceil(h / f) x ceil(w / f)
         return FeatureGrid(np.ascontiguousarray(grid, dtype=np.float32), f, (h, w))
+
+
+class KMeansCodes:
+    """Another feature's cells as k-means triangle codes, the probe's ``kmeans`` encoder (Coates & Ng's):
+    (h, w, F) -> (h, w, K). :meth:`fit` learns the whitening and the K centroids from images, without labels."""
+
+    def __init__(self, base: FeatureFn, n_centroids: int = LATENT_KMEANS["n_centroids"], seed: int = 0,
+                 name: str | None = None):
+        self.base, self.n_centroids, self.seed = base, n_centroids, seed
+        self.name = name or f"k-means codes of {getattr(base, 'name', 'features')}"
+        self.encoder: PatchKMeans | None = None
+
+    def fit(self, images: list[np.ndarray]) -> "KMeansCodes":
+        cells = np.concatenate([(g := self.base(image)).values.reshape(-1, g.values.shape[-1]) for image in images])
+        as_map = torch.from_numpy(cells).T[None, :, None, :]  # (1, F, 1, N): every cell a 1 x 1 patch
+        self.encoder = fit_patch_kmeans(as_map, self.n_centroids, patch=1, contrast_eps=None, seed=self.seed)
+        return self
+
+    def __call__(self, image: np.ndarray) -> FeatureGrid:
+        if self.encoder is None:
+            raise ScvaeError(f"{self.name}: call fit() on images first")
+        grid = self.base(image)
+        codes = self.encoder(torch.from_numpy(grid.values).permute(2, 0, 1)[None])[0]  # (K, h, w)
+        return FeatureGrid(np.ascontiguousarray(codes.permute(1, 2, 0).numpy()), grid.cell, grid.shape)
 
 
 class PixelFeatures:
