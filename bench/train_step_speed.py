@@ -6,10 +6,12 @@ with the median of the per-round ratios to the reference model (default: the str
 
     python bench/train_step_speed.py [--preset small-32] [--rounds 5] [--steps 10] [--json out.json]
         [--variant scvae-t4=scvae:n_iter=4 ...]   (a preset model with some settings changed, timed alongside)
+        [--compile]   (every model also wrapped in torch.compile, timed alongside)
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -56,6 +58,9 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FAMILY:KEY=VALUE,...",
                         help="also time FAMILY's preset model with these model settings (values read as YAML)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time every model wrapped in torch.compile (inductor; needs a C++ compiler), "
+                             "as NAME-compiled, in the same rounds")
     args = parser.parse_args()
     torch.manual_seed(0)
     names = args.models.split(",")
@@ -65,6 +70,11 @@ def main() -> None:
     for spec in args.variant:
         name, models[name] = variant_model(spec, args.preset)
         names.append(name)
+    if args.compile:  # the compiled wrapper shares the eager model's parameters, so each gets a fresh copy
+        for name in list(names):
+            twin = copy.deepcopy(models[name])
+            models[f"{name}-compiled"] = torch.compile(twin)
+            names.append(f"{name}-compiled")
     optimizers = {n: torch.optim.Adam(m.parameters(), lr=1e-4) for n, m in models.items()}
 
     def run(name: str, steps: int) -> float:
@@ -78,8 +88,8 @@ def main() -> None:
             model.after_step(out)
         return (time.perf_counter() - start) / steps
 
-    for name in names:  # warm-up (allocator, k-means init)
-        run(name, 2)
+    for name in names:  # warm-up (allocator, k-means init, compilation)
+        run(name, 3 if name.endswith("-compiled") else 2)
     times: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(args.rounds):
         for name in names:
