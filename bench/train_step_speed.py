@@ -22,6 +22,7 @@ import torch
 from scvae.data import CropDataset
 from scvae.models import MODEL_REGISTRY
 from scvae.presets import get_preset, model_settings
+from scvae.training.compiling import compile_model
 
 
 def real_batch(resolution: int, batch_size: int) -> torch.Tensor:
@@ -73,7 +74,7 @@ def main() -> None:
     if args.compile:  # the compiled wrapper shares the eager model's parameters, so each gets a fresh copy
         for name in list(names):
             twin = copy.deepcopy(models[name])
-            models[f"{name}-compiled"] = torch.compile(twin)
+            models[f"{name}-compiled"] = compile_model(twin)  # as scvae train compile=true does
             names.append(f"{name}-compiled")
     optimizers = {n: torch.optim.Adam(m.parameters(), lr=1e-4) for n, m in models.items()}
 

@@ -151,3 +151,24 @@ def test_compiled_training_with_inductor_equals_eager_training(image_folder, tmp
                      "val_ratio=0.25", *ae, *extra]) == 0
     assert counters["stats"]["unique_graphs"] >= 1 and counters["inductor"]  # inductor really compiled
     assert _same(_weights(tmp_path / "eager"), _weights(tmp_path / "compiled"), atol=1e-4)
+
+
+def test_a_graph_the_compile_backend_rejects_runs_eagerly(caplog):
+    """As inductor does on one of vector-quantize-pytorch's graphs under torch 2.13: the run goes on."""
+    from scvae.errors import ScvaeError
+    from scvae.training.compiling import compile_model
+
+    def rejecting(graph, example_inputs):
+        raise AssertionError("Node view was invalid, but is output")
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
+    x = torch.randn(5, 4)
+    compiled = compile_model(model, rejecting)
+    with caplog.at_level("WARNING"):
+        out = compiled(x)
+    assert torch.equal(out, model(x)) and "runs eagerly" in caplog.text and "Node view" in caplog.text
+    out.sum().backward()
+    assert model[0].weight.grad is not None
+    with pytest.raises(ScvaeError, match="not a torch.compile backend"):
+        compile_model(model, "no-such-backend")

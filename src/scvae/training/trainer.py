@@ -33,6 +33,7 @@ from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
 from .checkpoint import load_trainer_state, save_checkpoint
 from .distributed import setup_distributed
 from .ema import WeightEMA
+from .compiling import compile_model
 from .loggers import METRICS_FILE, MetricsLogger, check_trackers
 from .objective import Objective
 from .run_dir import (CONFIG_FILE, GRID_FILE, RUN_INFO_FILE, is_unstarted, prepare_run_dir, recover_replaced_runs,
@@ -238,7 +239,7 @@ def _train_in(run: RunConfig, out: Path, model, objective: Objective, dist, devi
         _record_start(out, start, command)
     ddp_model = dist.wrap(model)
     if t.compile:
-        ddp_model = torch.compile(ddp_model, backend=t.compile_backend)
+        ddp_model = compile_model(ddp_model, t.compile_backend)
     sampler = StepSampler(len(train_set), t.batch_size, t.seed, dist.rank, dist.world_size)
     workers = t.num_workers if t.num_workers >= 0 else default_workers(isinstance(train_set.images, LazyImages))
     # micro-step u = step * grad_accum + m draws micro-batch m of step ``step``; batches arrive in order
