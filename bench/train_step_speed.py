@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from scvae.config import TrainConfig
 from scvae.data import CropDataset
 from scvae.models import MODEL_REGISTRY
 from scvae.presets import get_preset, model_settings
@@ -74,7 +75,7 @@ def main() -> None:
     if args.compile:  # the compiled wrapper shares the eager model's parameters, so each gets a fresh copy
         for name in list(names):
             twin = copy.deepcopy(models[name])
-            models[f"{name}-compiled"] = compile_model(twin)  # as scvae train compile=true does
+            models[f"{name}-compiled"] = compile_model(twin, TrainConfig.compile_backend)  # as compile=true does
             names.append(f"{name}-compiled")
     optimizers = {n: torch.optim.Adam(m.parameters(), lr=1e-4) for n, m in models.items()}
 

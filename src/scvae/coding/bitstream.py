@@ -168,8 +168,9 @@ def read_file(data: bytes, name: str, version: int, fingerprint: int, coder: str
     if len(data) < HEADER.size:
         raise ScvaeError(f"{name}: truncated or not an scvae bitstream ({len(data)} bytes)")
     magic, found, flags, height, width, written_with, checksum = HEADER.unpack(data[:HEADER.size])
-    if magic == MAGIC and is_prior_coded(found) != is_prior_coded(version) and is_prior_coded(found) is not None:
-        raise ScvaeError(f"{name}: was coded with a learned prior; decompress it with --prior" if is_prior_coded(found)
+    prior_coded = is_prior_coded(found)
+    if magic == MAGIC and prior_coded is not None and prior_coded != is_prior_coded(version):
+        raise ScvaeError(f"{name}: was coded with a learned prior; decompress it with --prior" if prior_coded
                          else f"{name}: was not coded with a learned prior; decompress it without --prior")
     if magic != MAGIC or found not in (version, WHOLE_WORDS[version]):
         raise ScvaeError(f"{name}: not an scvae bitstream (magic {magic!r}, version {found})")

@@ -5,7 +5,7 @@ the encoder's final interval ``[lower, lower + range)`` (a 64-bit window after t
 about 16 bits beyond the symbols' code length on average, 3-4 % of a 500-bit tokenizer file. Any point of
 that interval decodes to the same symbols, and the decoder reads zeros past the end of its data, so the
 payload can stop after the last non-zero byte of the interval's point with the most trailing zero bytes:
-about 3 bits beyond the code length on average (``tests/test_coding.py`` measures it).
+about 3 bits beyond the code length on average (``tests/test_seal.py`` measures it).
 
 The words are written big-endian, most significant byte first, so that dropping the point's zero bytes
 shortens the stream instead of leaving holes in its last word.
@@ -26,7 +26,7 @@ def shortest_payload(encoder) -> bytes:
     head = words[:position].astype(">u4").tobytes()
     # constriction resolves held-back words by whether its own end point, lower + 2^32 - 1, carries out of
     # the window; ours must carry alike, or those words would be wrong for it
-    carry = (lower + 2 ** 32 - 1) >> (8 * STATE_BYTES)
+    carry = (lower + (1 << 8 * WORD_BYTES) - 1) >> (8 * STATE_BYTES)
     for n_bytes in range(STATE_BYTES + 1):
         unit = 1 << (8 * (STATE_BYTES - n_bytes))
         point = -(-lower // unit) * unit  # the first multiple of unit at or above lower

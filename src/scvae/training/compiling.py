@@ -19,7 +19,7 @@ from ..errors import ScvaeError
 log = logging.getLogger(__name__)
 
 
-def compile_model(model: nn.Module, backend: str | Callable = "inductor") -> nn.Module:
+def compile_model(model: nn.Module, backend: str | Callable) -> nn.Module:
     """``torch.compile(model)`` with ``backend`` (a registered name or a compiler function), falling back to
     eager execution graph by graph where the backend raises."""
     if isinstance(backend, str):
@@ -39,7 +39,7 @@ def compile_model(model: nn.Module, backend: str | Callable = "inductor") -> nn.
             return compiler(graph, example_inputs)
         except Exception as exc:  # the backend's own failure, whatever its type: this graph runs as traced
             log.warning("torch.compile (%s) could not compile a graph of %d nodes (%s: %s); it runs eagerly",
-                        name, len(graph.graph.nodes), type(exc).__name__, str(exc).splitlines()[0][:120])
+                        name, len(graph.graph.nodes), type(exc).__name__, (str(exc).splitlines() or [""])[0][:120])
             return graph.forward
 
     return torch.compile(model, backend=with_eager_fallback)
