@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             images, masks, ignore = DATASETS[dataset]
             root = Path(args.data_root)
             pairs = [load_pair(i, m) for i, m in pair_images_with_masks(root / images, root / masks)[:args.limit]]
-            methods = {PIXELS: PixelFeatures(args.size)}
+            methods, unlabelled = {PIXELS: PixelFeatures(args.size)}, [image for image, _ in pairs]
             for run_name, model in models.items():
                 for space in spaces:
                     name = run_name if len(spaces) == 1 else f"{run_name} ({space})"
-                    methods[name] = space_features(model, space, args.size, [image for image, _ in pairs])
+                    methods[name] = space_features(model, space, args.size, unlabelled)
             report[dataset] = {}
             for n in (int(v) for v in args.labelled.split(",")):
                 results = few_label_segmentation(methods, pairs, n, args.draws, ignore, progress=print)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 WORD_BYTES, STATE_BYTES = 4, 8  # constriction's default range coder: 32-bit words, a 64-bit state
+WINDOW = 1 << 8 * STATE_BYTES  # the state's window: points at or above it carry into the words before
 
 
 def shortest_payload(encoder) -> bytes:
@@ -26,12 +27,12 @@ def shortest_payload(encoder) -> bytes:
     head = words[:position].astype(">u4").tobytes()
     # constriction resolves held-back words by whether its own end point, lower + 2^32 - 1, carries out of
     # the window; ours must carry alike, or those words would be wrong for it
-    carry = (lower + (1 << 8 * WORD_BYTES) - 1) >> (8 * STATE_BYTES)
+    carry = lower + (1 << 8 * WORD_BYTES) - 1 >= WINDOW
     for n_bytes in range(STATE_BYTES + 1):
         unit = 1 << (8 * (STATE_BYTES - n_bytes))
         point = -(-lower // unit) * unit  # the first multiple of unit at or above lower
-        if point < lower + width and point >> (8 * STATE_BYTES) == carry:
-            return head + (point % 2 ** (8 * STATE_BYTES)).to_bytes(STATE_BYTES, "big")[:n_bytes]
+        if point < lower + width and (point >= WINDOW) == carry:
+            return head + (point % WINDOW).to_bytes(STATE_BYTES, "big")[:n_bytes]
     raise AssertionError("unreachable: the point lower itself is in the interval")  # n_bytes = 8
 
 

@@ -102,17 +102,25 @@ class KMeansCodes:
         self.base, self.n_centroids, self.seed = base, n_centroids, seed
         self.name = name or f"k-means codes of {getattr(base, 'name', 'features')}"
         self.encoder: PatchKMeans | None = None
+        self._fitted: dict[int, tuple[np.ndarray, FeatureGrid]] = {}  # id -> (image, base grid) fit() computed
 
     def fit(self, images: list[np.ndarray]) -> "KMeansCodes":
-        cells = np.concatenate([(g := self.base(image)).values.reshape(-1, g.values.shape[-1]) for image in images])
+        self._fitted = {id(image): (image, self.base(image)) for image in images}
+        cells = np.concatenate([g.values.reshape(-1, g.values.shape[-1]) for _, g in self._fitted.values()])
         as_map = torch.from_numpy(cells).T[None, :, None, :]  # (1, F, 1, N): every cell a 1 x 1 patch
         self.encoder = fit_patch_kmeans(as_map, self.n_centroids, patch=1, contrast_eps=None, seed=self.seed)
         return self
 
+    def _base_grid(self, image: np.ndarray) -> FeatureGrid:
+        """The base feature of ``image``, reused when fit() already computed it (the usual case: the same
+        images are fitted on, then labelled)."""
+        seen = self._fitted.get(id(image))
+        return seen[1] if seen is not None and seen[0] is image else self.base(image)
+
     def __call__(self, image: np.ndarray) -> FeatureGrid:
         if self.encoder is None:
             raise ScvaeError(f"{self.name}: call fit() on images first")
-        grid = self.base(image)
+        grid = self._base_grid(image)
         codes = self.encoder(torch.from_numpy(grid.values).permute(2, 0, 1)[None])[0]  # (K, h, w)
         return FeatureGrid(np.ascontiguousarray(codes.permute(1, 2, 0).numpy()), grid.cell, grid.shape)
 
