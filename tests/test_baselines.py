@@ -97,6 +97,25 @@ def test_strong_vq_restarts_a_dead_code_on_encoder_outputs():
     assert book.embed.data[0, 3].norm() < 10  # now an (l2-normalised) encoder output, not the far-away code
 
 
+def test_a_quantizer_library_with_relative_restart_thresholds_is_refused_in_one_line(monkeypatch):
+    """vector-quantize-pytorch 1.34 replaced the absolute threshold with a ratio of the mean usage; a model
+    built on it would be another baseline, so building one names the pinned versions instead."""
+    from vector_quantize_pytorch.vector_quantize_pytorch import Codebook
+
+    from scvae.errors import ScvaeError
+
+    real_init = Codebook.__init__
+
+    def init_without_absolute_threshold(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        del self.threshold_ema_dead_code
+
+    monkeypatch.setattr(Codebook, "__init__", init_without_absolute_threshold)
+    for model_type in (StrongVQVAE, ResidualVQVAE):
+        with pytest.raises(ScvaeError, match=r"vector-quantize-pytorch .* pip install 'vector-quantize-pytorch>=1.32,<1.34'"):
+            model_type(**SMALL, codebook_size=16)
+
+
 def test_lista_restarts_a_dead_atom_on_the_worst_represented_residual():
     torch.manual_seed(0)
     layer = LISTA(dct_dictionary(16, 36), n_iter=4, lam=0.1, learn_dictionary=True, dead_atom_threshold=1.0,

@@ -21,8 +21,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..collective import all_gather_rows, broadcast_from_main, is_distributed
+from ..errors import ScvaeError
 from ..sparse import BottleneckOutput
 from .base import Bottleneck, IndexSymbols, no_update
+
+
+def require_absolute_dead_code_threshold(quantizer: nn.Module) -> None:
+    """Refuse a vector-quantize-pytorch whose restart threshold is a ratio of the mean usage (1.34 on): the
+    baselines here restart codes whose EMA usage falls below a count, and the distributed restart reads it."""
+    from importlib.metadata import version
+
+    from vector_quantize_pytorch.vector_quantize_pytorch import Codebook
+
+    if any(isinstance(m, Codebook) and not hasattr(m, "threshold_ema_dead_code") for m in quantizer.modules()):
+        raise ScvaeError(f"vector-quantize-pytorch {version('vector-quantize-pytorch')} changed its dead-code restarts; "
+                         "install the version scvae pins: pip install 'vector-quantize-pytorch>=1.32,<1.34'")
 
 
 def codebooks_from_global_batch(quantizer: nn.Module) -> None:
@@ -112,6 +125,7 @@ class StrongVQBottleneck(IndexSymbols, _LibraryBottleneck):
             dim=dim, codebook_size=codebook_size, codebook_dim=codebook_dim, use_cosine_sim=True, decay=decay,
             kmeans_init=kmeans_init, threshold_ema_dead_code=dead_code_threshold,
             commitment_weight=commitment_weight, accept_image_fmap=True, channel_last=False)
+        require_absolute_dead_code_threshold(self.quantizer)
         codebooks_from_global_batch(self.quantizer)
 
     @property
@@ -196,6 +210,7 @@ class ResidualVQBottleneck(_LibraryBottleneck):
             dim=dim, num_quantizers=num_quantizers, codebook_size=codebook_size, decay=decay,
             kmeans_init=kmeans_init, threshold_ema_dead_code=dead_code_threshold, commitment_weight=commitment_weight)
         self._codebook_size, self.num_codebooks = codebook_size, num_quantizers
+        require_absolute_dead_code_threshold(self.quantizer)
         codebooks_from_global_batch(self.quantizer)
 
     @property
