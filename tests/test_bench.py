@@ -127,6 +127,21 @@ def test_bsds_regions_scores_a_segmenter_at_ods_and_ois(tmp_path):
 
 
 @pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
+def test_region_textons_chooses_each_level_on_train_and_scores_the_split_at_it(tiny_run, tmp_path):
+    out = run("region_textons.py", "--data", str(BSDS), "--model", str(tiny_run), "--configs", "none@1,textons4@2",
+              "--tune", "1", "--fit", "1", "--limit", "1", "--json", str(tmp_path / "t.json"))
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [(r["texture"], r["weight"]) for r in rows] == [("none", 1.0), ("textons4", 2.0)]
+    for r in rows:
+        assert r["ods"]["covering"] >= r["covering_at_level"] > 0 and r["ois"]["covering"] >= r["ods"]["covering"]
+    assert "| textons4 @ 2 |" in out
+    bad = subprocess.run([sys.executable, str(BENCH / "region_textons.py"), "--data", str(BSDS), "--model",
+                          str(tiny_run), "--configs", "textures@1", "--json", str(tmp_path / "bad.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown texture 'textures'" in bad.stderr and not (tmp_path / "bad.json").exists()
+
+
+@pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
 def test_region_work_size_pairs_each_measure_of_the_two_settings(tiny_run, tmp_path):
     """One photo: each difference is the default's score minus the full-size one, and its interval is that
     single difference (a resample of one photo is that photo)."""

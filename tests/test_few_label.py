@@ -66,6 +66,16 @@ def test_kmeans_codes_encode_each_cell_with_the_fitted_centroids_and_label_a_two
     assert results["k-means codes"].miou > 0.99
 
 
+def test_hard_kmeans_codes_are_one_hot_at_the_largest_triangle_code():
+    """Textons: each cell counts once, for the centroid whose triangle code is largest (the nearest one)."""
+    images = [image for image, _ in _two_colour_pairs()]
+    soft = KMeansCodes(PixelFeatures(), n_centroids=8).fit(images)
+    hard = KMeansCodes(PixelFeatures(), n_centroids=8, hard=True).fit(images)
+    triangle, onehot = soft(images[0]).values, hard(images[0]).values
+    assert set(np.unique(onehot)) == {0.0, 1.0} and (onehot.sum(-1) == 1).all()
+    assert (onehot.argmax(-1) == triangle.argmax(-1)).all()
+
+
 def test_code_features_in_the_latent_space_are_the_models_latent(tiny_run):
     import torch
 

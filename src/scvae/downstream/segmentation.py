@@ -95,11 +95,13 @@ class CodeFeatures:
 
 class KMeansCodes:
     """Another feature's cells as k-means triangle codes, the probe's ``kmeans`` encoder (Coates & Ng's):
-    (h, w, F) -> (h, w, K). :meth:`fit` learns the whitening and the K centroids from images, without labels."""
+    (h, w, F) -> (h, w, K). :meth:`fit` learns the whitening and the K centroids from images, without labels.
+    ``hard``: one-hot codes of each cell's nearest centroid instead (the largest triangle code), textons as
+    gPb's texture cue counts them."""
 
     def __init__(self, base: FeatureFn, n_centroids: int = LATENT_KMEANS["n_centroids"], seed: int = 0,
-                 name: str | None = None):
-        self.base, self.n_centroids, self.seed = base, n_centroids, seed
+                 name: str | None = None, hard: bool = False):
+        self.base, self.n_centroids, self.seed, self.hard = base, n_centroids, seed, hard
         self.name = name or f"k-means codes of {getattr(base, 'name', 'features')}"
         self.encoder: PatchKMeans | None = None
         self._fitted: dict[int, tuple[np.ndarray, FeatureGrid]] = {}  # id -> (image, base grid) fit() computed
@@ -122,6 +124,8 @@ class KMeansCodes:
             raise ScvaeError(f"{self.name}: call fit() on images first")
         grid = self._base_grid(image)
         codes = self.encoder(torch.from_numpy(grid.values).permute(2, 0, 1)[None])[0]  # (K, h, w)
+        if self.hard:
+            codes = torch.zeros_like(codes).scatter_(0, codes.argmax(0, keepdim=True), 1.0)
         return FeatureGrid(np.ascontiguousarray(codes.permute(1, 2, 0).numpy()), grid.cell, grid.shape)
 
 

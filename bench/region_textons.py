@@ -1,0 +1,112 @@
+"""Texture cues for the region method on BSDS500: none, a model's atom histograms, or textons (each cell's
+nearest of K k-means centroids of the model's latent, gPb's texton counts), each at a texture weight.
+
+For every ``TEXTURE@WEIGHT`` config the hierarchy's level is chosen at ODS on the first ``--tune`` train
+images and then applied to ``--split``; the textons' centroids are fitted on the last ``--fit`` train images,
+so neither choice sees the scored split. Prints a table and writes JSON:
+
+    python bench/region_textons.py --data ../shared/data/bsds500 --model RUN \\
+        --configs none@1,atoms@1,textons32@2 --json textons.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from scvae.data import load_image
+from scvae.downstream.region_benchmark import benchmark, read_bsds_ground_truth, score_image
+from scvae.downstream.region_merging import MergeOptions, atom_histograms, build_hierarchy
+from scvae.downstream.region_methods import LEVELS, bsds_pairs
+from scvae.downstream.segmentation import CodeFeatures, KMeansCodes
+from scvae.errors import ScvaeError
+from scvae.presets import REGION_DEFAULTS
+
+# hard texton histograms differ by up to twice the soft atom histograms, so the cut goes higher
+SWEEP = list(LEVELS) + [2.0, 2.25, 2.5, 2.8]
+
+
+def texture(name: str, model, fit_images: list):
+    """``none`` -> None; ``atoms`` -> the atom histograms; ``textonsK`` -> K textons of the latent, fitted."""
+    if name == "none":
+        return None
+    if name == "atoms":
+        return atom_histograms(model)
+    if name.startswith("textons") and name[7:].isdigit():
+        latent = CodeFeatures(model, REGION_DEFAULTS["code_size"], space="latent", margin=REGION_DEFAULTS["margin"])
+        return KMeansCodes(latent, n_centroids=int(name[7:]), hard=True, name=name).fit(fit_images)
+    raise ScvaeError(f"unknown texture {name!r}")
+
+
+def scores(pairs, cue, weight: float, fixed=None) -> dict:
+    """The region benchmark over SWEEP's levels for one texture cue and weight."""
+    options, rows = MergeOptions(texture_weight=weight), []
+    for path, truth in pairs:
+        image = load_image(path, 3)
+        hierarchy = build_hierarchy(image, None if cue is None else cue(image), options)
+        truths = read_bsds_ground_truth(truth)
+        rows.append([score_image(hierarchy.cut_at(level), truths) for level in SWEEP])
+    return benchmark(rows, SWEEP, fixed)
+
+
+def parse_configs(text: str) -> list[tuple[str, float]]:
+    configs = []
+    for item in text.split(","):
+        name, _, weight = item.strip().partition("@")
+        if name not in ("none", "atoms") and not (name.startswith("textons") and name[7:].isdigit()):
+            raise ScvaeError(f"unknown texture {name!r} in {item!r}; choose none, atoms or textonsK (e.g. textons32)")
+        try:
+            configs.append((name, float(weight or 1.0)))
+        except ValueError:
+            raise ScvaeError(f"config {item!r}: the weight after @ must be a number, e.g. textons32@2") from None
+    return configs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the bsds500 folder (images/, groundTruth/)")
+    parser.add_argument("--model", required=True, help="a trained run")
+    parser.add_argument("--configs", default="none@1,atoms@1,textons32@2", help="TEXTURE@WEIGHT,...")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--tune", type=int, default=40, help="first train images: the level is chosen on them")
+    parser.add_argument("--fit", type=int, default=60, help="last train images: the textons are fitted on them")
+    parser.add_argument("--limit", type=int, help="score only the first N images of --split")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    try:
+        configs = parse_configs(args.configs)
+        train = bsds_pairs(data / "images/train", data / "groundTruth/train")
+        if args.tune + args.fit > len(train):
+            raise ScvaeError(f"--tune {args.tune} + --fit {args.fit} exceed the {len(train)} train images")
+        split = bsds_pairs(data / "images" / args.split, data / "groundTruth" / args.split, args.limit)
+        from scvae.training import load_model
+
+        model = load_model(args.model)
+        fit_images = [load_image(path, 3) for path, _ in train[len(train) - args.fit:]]
+        rows = []
+        for name, weight in configs:
+            cue = texture(name, model, fit_images)
+            tuned = scores(train[:args.tune], cue, weight)
+            level = tuned["ods"]["covering_parameter"]
+            scored = scores(split, cue, weight, level)
+            rows.append({"texture": name, "weight": weight, "level": level, "tune_covering": tuned["ods"]["covering"],
+                         "covering_at_level": scored["fixed"]["covering"], "ods": scored["ods"], "ois": scored["ois"]})
+            print(f"{name}@{weight}: covering {scored['fixed']['covering']:.3f} at level {level}", file=sys.stderr)
+    except ScvaeError as err:
+        print(f"region_textons: {err}", file=sys.stderr)
+        return 2
+    print(f"BSDS500 {args.split}, {len(split)} images; level chosen on {args.tune} train images\n")
+    print("| texture @ weight | level (train) | covering at it | ODS covering | OIS | PRI ODS | VoI ODS |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['texture']} @ {r['weight']:g} | {r['level']} | {r['covering_at_level']:.3f} | {r['ods']['covering']:.3f} | "
+              f"{r['ois']['covering']:.3f} | {r['ods']['pri']:.3f} | {r['ods']['voi']:.3f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"split": args.split, "n_images": len(split), "tune": args.tune,
+                                               "fit": args.fit, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
