@@ -1,5 +1,6 @@
 """Texture cues for the region method on BSDS500: none, a model's atom histograms, or textons (each cell's
-nearest of K k-means centroids of the model's latent, gPb's texton counts), each at a texture weight.
+nearest of K k-means centroids, gPb's texton counts) of the model's latent (``textonsK``) or of its codes
+(``code-textonsK``: SC-VAE's sparse codes), each at a texture weight.
 
 For every ``TEXTURE@WEIGHT`` config the hierarchy's level is chosen at ODS on the first ``--tune`` train
 images and then applied to ``--split``; the textons' centroids are fitted on the last ``--fit`` train images,
@@ -28,15 +29,20 @@ SWEEP = list(LEVELS) + [2.0, 2.25, 2.5, 2.8]
 
 
 def texture(name: str, model, fit_images: list):
-    """``none`` -> None; ``atoms`` -> the atom histograms; ``textonsK`` -> K textons of the latent, fitted."""
+    """``none`` -> None; ``atoms`` -> the atom histograms; ``[code-]textonsK`` -> K textons, fitted."""
     if name == "none":
         return None
     if name == "atoms":
         return atom_histograms(model)
-    if name.startswith("textons") and name[7:].isdigit():
-        latent = CodeFeatures(model, REGION_DEFAULTS["code_size"], space="latent", margin=REGION_DEFAULTS["margin"])
-        return KMeansCodes(latent, n_centroids=int(name[7:]), hard=True, name=name).fit(fit_images)
-    raise ScvaeError(f"unknown texture {name!r}")
+    space = "codes" if name.startswith("code-") else "latent"
+    cells = CodeFeatures(model, REGION_DEFAULTS["code_size"], space=space, margin=REGION_DEFAULTS["margin"])
+    return KMeansCodes(cells, n_centroids=texton_count(name), hard=True, name=name).fit(fit_images)
+
+
+def texton_count(name: str) -> int | None:
+    """K of ``textonsK`` or ``code-textonsK``; None for any other name."""
+    digits = name.removeprefix("code-").removeprefix("textons")
+    return int(digits) if name.removeprefix("code-").startswith("textons") and digits.isdigit() else None
 
 
 def scores(pairs, cue, weight: float, fixed=None) -> dict:
@@ -54,8 +60,9 @@ def parse_configs(text: str) -> list[tuple[str, float]]:
     configs = []
     for item in text.split(","):
         name, _, weight = item.strip().partition("@")
-        if name not in ("none", "atoms") and not (name.startswith("textons") and name[7:].isdigit()):
-            raise ScvaeError(f"unknown texture {name!r} in {item!r}; choose none, atoms or textonsK (e.g. textons32)")
+        if name not in ("none", "atoms") and not texton_count(name):
+            raise ScvaeError(f"unknown texture {name!r} in {item!r}; choose none, atoms, textonsK or code-textonsK "
+                             "(e.g. textons128)")
         try:
             configs.append((name, float(weight or 1.0)))
         except ValueError:
