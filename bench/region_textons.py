@@ -24,12 +24,13 @@ from scvae.downstream.segmentation import CodeFeatures, KMeansCodes
 from scvae.errors import ScvaeError
 from scvae.presets import REGION_DEFAULTS
 
-# hard texton histograms differ by up to twice the soft atom histograms, so the cut goes higher
+# a texture weight of 2 can double the merging costs, so the sweep goes past the region method's highest level
 SWEEP = list(LEVELS) + [2.0, 2.25, 2.5, 2.8]
 
 
 def texture(name: str, model, fit_images: list):
-    """``none`` -> None; ``atoms`` -> the atom histograms; ``[code-]textonsK`` -> K textons, fitted."""
+    """``none`` -> None; ``atoms`` -> the atom histograms; ``[code-]textonsK`` -> K textons fitted on
+    ``fit_images`` (uint8 (H, W, 3) photos)."""
     if name == "none":
         return None
     if name == "atoms":
