@@ -106,10 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"region_textons: {err}", file=sys.stderr)
         return 2
     print(f"BSDS500 {args.split}, {len(split)} images; level chosen on {args.tune} train images\n")
-    print("| texture @ weight | level (train) | covering at it | ODS covering | OIS | PRI ODS | VoI ODS |\n|---|---|---|---|---|---|---|")
+    print("| texture @ weight | level (train) | covering at it | ODS covering | OIS | PRI ODS | VoI ODS |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['texture']} @ {r['weight']:g} | {r['level']} | {r['covering_at_level']:.3f} | {r['ods']['covering']:.3f} | "
-              f"{r['ois']['covering']:.3f} | {r['ods']['pri']:.3f} | {r['ods']['voi']:.3f} |")
+        print(f"| {r['texture']} @ {r['weight']:g} | {r['level']} | {r['covering_at_level']:.3f} | "
+              f"{r['ods']['covering']:.3f} | {r['ois']['covering']:.3f} | {r['ods']['pri']:.3f} | "
+              f"{r['ods']['voi']:.3f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"split": args.split, "n_images": len(split), "tune": args.tune,
                                                "fit": args.fit, "rows": rows}, indent=2) + "\n")

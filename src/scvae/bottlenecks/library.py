@@ -34,8 +34,9 @@ def require_absolute_dead_code_threshold(quantizer: nn.Module) -> None:
     from vector_quantize_pytorch.vector_quantize_pytorch import Codebook
 
     if any(isinstance(m, Codebook) and not hasattr(m, "threshold_ema_dead_code") for m in quantizer.modules()):
-        raise ScvaeError(f"vector-quantize-pytorch {version('vector-quantize-pytorch')} changed its dead-code restarts; "
-                         "install the version scvae pins: pip install 'vector-quantize-pytorch>=1.32,<1.34'")
+        installed = version("vector-quantize-pytorch")
+        raise ScvaeError(f"vector-quantize-pytorch {installed} changed its dead-code restarts; install the version "
+                         "scvae pins: pip install 'vector-quantize-pytorch>=1.32,<1.34'")
 
 
 def codebooks_from_global_batch(quantizer: nn.Module) -> None:
