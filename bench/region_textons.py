@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from scvae.presets import REGION_DEFAULTS
 
 # a texture weight of 2 can double the merging costs, so the sweep goes past the region method's highest level
 SWEEP = list(LEVELS) + [2.0, 2.25, 2.5, 2.8]
+TEXTONS = re.compile(r"(code-)?textons([1-9][0-9]*)")  # textonsK: K textons of the latent; code-: of the codes
 
 
 def texture(name: str, model, fit_images: list):
@@ -35,24 +37,23 @@ def texture(name: str, model, fit_images: list):
         return None
     if name == "atoms":
         return atom_histograms(model)
-    space = "codes" if name.startswith("code-") else "latent"
+    textons = TEXTONS.fullmatch(name)
+    space = "codes" if textons[1] else "latent"
     cells = CodeFeatures(model, REGION_DEFAULTS["code_size"], space=space, margin=REGION_DEFAULTS["margin"])
-    return KMeansCodes(cells, n_centroids=texton_count(name), hard=True, name=name).fit(fit_images)
+    return KMeansCodes(cells, n_centroids=int(textons[2]), hard=True, name=name).fit(fit_images)
 
 
-def texton_count(name: str) -> int | None:
-    """K of ``textonsK`` or ``code-textonsK``; None for any other name."""
-    digits = name.removeprefix("code-").removeprefix("textons")
-    return int(digits) if name.removeprefix("code-").startswith("textons") and digits.isdigit() else None
+def load_photos(pairs) -> list[tuple]:
+    """(image, ground truth path) pairs -> (uint8 (H, W, 3) photo, its human segmentations), read once for
+    every config."""
+    return [(load_image(path, 3), read_bsds_ground_truth(truth)) for path, truth in pairs]
 
 
-def scores(pairs, cue, weight: float, fixed=None) -> dict:
+def scores(photos, cue, weight: float, fixed=None) -> dict:
     """The region benchmark over SWEEP's levels for one texture cue and weight."""
     options, rows = MergeOptions(texture_weight=weight), []
-    for path, truth in pairs:
-        image = load_image(path, 3)
+    for image, truths in photos:
         hierarchy = build_hierarchy(image, None if cue is None else cue(image), options)
-        truths = read_bsds_ground_truth(truth)
         rows.append([score_image(hierarchy.cut_at(level), truths) for level in SWEEP])
     return benchmark(rows, SWEEP, fixed)
 
@@ -61,7 +62,7 @@ def parse_configs(text: str) -> list[tuple[str, float]]:
     configs = []
     for item in text.split(","):
         name, _, weight = item.strip().partition("@")
-        if name not in ("none", "atoms") and not texton_count(name):
+        if name not in ("none", "atoms") and not TEXTONS.fullmatch(name):
             raise ScvaeError(f"unknown texture {name!r} in {item!r}; choose none, atoms, textonsK or code-textonsK "
                              "(e.g. textons128)")
         try:
@@ -93,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
 
         model = load_model(args.model)
         fit_images = [load_image(path, 3) for path, _ in train[len(train) - args.fit:]]
+        tune_photos, photos = load_photos(train[:args.tune]), load_photos(split)
         rows = []
         for name, weight in configs:
             cue = texture(name, model, fit_images)
-            tuned = scores(train[:args.tune], cue, weight)
+            tuned = scores(tune_photos, cue, weight)
             level = tuned["ods"]["covering_parameter"]
-            scored = scores(split, cue, weight, level)
+            scored = scores(photos, cue, weight, level)
             rows.append({"texture": name, "weight": weight, "level": level, "tune_covering": tuned["ods"]["covering"],
                          "covering_at_level": scored["fixed"]["covering"], "ods": scored["ods"], "ois": scored["ois"]})
             print(f"{name}@{weight}: covering {scored['fixed']['covering']:.3f} at level {level}", file=sys.stderr)
