@@ -31,9 +31,9 @@ from ..errors import ScvaeError
 from ..files import write_text_atomic
 from ..evaluation import evaluate_reconstruction, psnr_per_image, to_unit
 from .checkpoint import load_trainer_state, save_checkpoint
+from .compiling import compile_model
 from .distributed import setup_distributed
 from .ema import WeightEMA
-from .compiling import compile_model
 from .loggers import METRICS_FILE, MetricsLogger, check_trackers
 from .objective import Objective
 from .run_dir import (CONFIG_FILE, GRID_FILE, RUN_INFO_FILE, is_unstarted, prepare_run_dir, recover_replaced_runs,
