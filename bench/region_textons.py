@@ -1,10 +1,12 @@
 """Texture cues for the region method on BSDS500: none, a model's atom histograms, or textons (each cell's
 nearest of K k-means centroids, gPb's texton counts) of the model's latent (``textonsK``) or of its codes
-(``code-textonsK``: SC-VAE's sparse codes), each at a texture weight.
+(``code-textonsK``: SC-VAE's sparse codes as vectors; ``decoder-textonsK``: the codes read through the
+dictionary, D a, the decoder's input), each at a texture weight.
 
 For every ``TEXTURE@WEIGHT`` config the hierarchy's level is chosen at ODS on the first ``--tune`` train
 images and then applied to ``--split``; the textons' centroids are fitted on the last ``--fit`` train images,
-so neither choice sees the scored split. Prints a table and writes JSON:
+so neither choice sees the scored split (``--fit-on split``: on the scored photos, without their labels, as
+``scvae segment --texture textons`` fits on the photos it is given). Prints a table and writes JSON:
 
     python bench/region_textons.py --data ../shared/data/bsds500 --model RUN \\
         --configs none@1,atoms@1,textons32@2 --json textons.json
@@ -19,28 +21,26 @@ from pathlib import Path
 
 from scvae.data import load_image
 from scvae.downstream.region_benchmark import benchmark, read_bsds_ground_truth, score_image
-from scvae.downstream.region_merging import MergeOptions, atom_histograms, build_hierarchy
+from scvae.downstream.region_merging import MergeOptions, atom_histograms, build_hierarchy, textons
 from scvae.downstream.region_methods import LEVELS, bsds_pairs
-from scvae.downstream.segmentation import CodeFeatures, KMeansCodes
 from scvae.errors import ScvaeError
-from scvae.presets import REGION_DEFAULTS
 
 # a texture weight of 2 can double the merging costs, so the sweep goes past the region method's highest level
 SWEEP = list(LEVELS) + [2.0, 2.25, 2.5, 2.8]
-TEXTONS = re.compile(r"(code-)?textons([1-9][0-9]*)")  # textonsK: K textons of the latent; code-: of the codes
+# textonsK: K textons of the latent; code-: of the codes; decoder-: of D a
+TEXTONS = re.compile(r"(code-|decoder-)?textons([1-9][0-9]*)")
+TEXTON_SPACES = {None: "latent", "code-": "codes", "decoder-": "decoder"}
 
 
 def texture(name: str, model, fit_images: list):
-    """``none`` -> None; ``atoms`` -> the atom histograms; ``[code-]textonsK`` -> K textons fitted on
+    """``none`` -> None; ``atoms`` -> the atom histograms; ``[code-|decoder-]textonsK`` -> K textons fitted on
     ``fit_images`` (uint8 (H, W, 3) photos)."""
     if name == "none":
         return None
     if name == "atoms":
         return atom_histograms(model)
-    textons = TEXTONS.fullmatch(name)
-    space = "codes" if textons[1] else "latent"
-    cells = CodeFeatures(model, REGION_DEFAULTS["code_size"], space=space, margin=REGION_DEFAULTS["margin"])
-    return KMeansCodes(cells, n_centroids=int(textons[2]), hard=True, name=name).fit(fit_images)
+    parsed = TEXTONS.fullmatch(name)
+    return textons(model, fit_images, int(parsed[2]), space=TEXTON_SPACES[parsed[1]])
 
 
 def load_photos(pairs) -> list[tuple]:
@@ -63,8 +63,8 @@ def parse_configs(text: str) -> list[tuple[str, float]]:
     for item in text.split(","):
         name, _, weight = item.strip().partition("@")
         if name not in ("none", "atoms") and not TEXTONS.fullmatch(name):
-            raise ScvaeError(f"unknown texture {name!r} in {item!r}; choose none, atoms, textonsK or code-textonsK "
-                             "(e.g. textons128)")
+            raise ScvaeError(f"unknown texture {name!r} in {item!r}; choose none, atoms, textonsK, "
+                             "code-textonsK or decoder-textonsK (e.g. textons128)")
         try:
             configs.append((name, float(weight or 1.0)))
         except ValueError:
@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="val")
     parser.add_argument("--tune", type=int, default=40, help="first train images: the level is chosen on them")
     parser.add_argument("--fit", type=int, default=60, help="last train images: the textons are fitted on them")
+    parser.add_argument("--fit-on", choices=["train", "split"], default="train",
+                        help="fit the textons on the last --fit train images, or on the scored photos themselves "
+                             "(no labels; what scvae segment --texture textons does with the photos it is given)")
     parser.add_argument("--limit", type=int, help="score only the first N images of --split")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -93,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         from scvae.training import load_model
 
         model = load_model(args.model)
-        fit_images = [load_image(path, 3) for path, _ in train[len(train) - args.fit:]]
         tune_photos, photos = load_photos(train[:args.tune]), load_photos(split)
+        fit_images = ([image for image, _ in photos] if args.fit_on == "split"
+                      else [load_image(path, 3) for path, _ in train[len(train) - args.fit:]])
         rows = []
         for name, weight in configs:
             cue = texture(name, model, fit_images)
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ods']['voi']:.3f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"split": args.split, "n_images": len(split), "tune": args.tune,
-                                               "fit": args.fit, "rows": rows}, indent=2) + "\n")
+                                               "fit": args.fit, "fit_on": args.fit_on, "rows": rows}, indent=2) + "\n")
     return 0
 
 

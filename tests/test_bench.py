@@ -128,10 +128,12 @@ def test_bsds_regions_scores_a_segmenter_at_ods_and_ois(tmp_path):
 
 @pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
 def test_region_textons_chooses_each_level_on_train_and_scores_the_split_at_it(tiny_run, tmp_path):
-    out = run("region_textons.py", "--data", str(BSDS), "--model", str(tiny_run), "--configs", "none@1,textons4@2,code-textons3@1",
+    out = run("region_textons.py", "--data", str(BSDS), "--model", str(tiny_run),
+              "--configs", "none@1,textons4@2,code-textons3@1,decoder-textons3@1",
               "--tune", "1", "--fit", "1", "--limit", "1", "--json", str(tmp_path / "t.json"))
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
-    assert [(r["texture"], r["weight"]) for r in rows] == [("none", 1.0), ("textons4", 2.0), ("code-textons3", 1.0)]
+    assert [(r["texture"], r["weight"]) for r in rows] == [("none", 1.0), ("textons4", 2.0), ("code-textons3", 1.0),
+                                                          ("decoder-textons3", 1.0)]
     for r in rows:
         assert r["ods"]["covering"] >= r["covering_at_level"] > 0 and r["ois"]["covering"] >= r["ods"]["covering"]
     assert "| textons4 @ 2 |" in out

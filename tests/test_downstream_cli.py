@@ -85,6 +85,26 @@ def test_segment_regions_mode_chooses_the_number_of_regions_by_level(tiny_run, m
     assert "--level must be a finite number > 0" in capsys.readouterr().err
 
 
+
+def test_segment_regions_with_textons_fitted_on_the_images_given(tiny_run, masked_set, tmp_path, capsys):
+    """--texture textons: the latent's textons, fitted on every image given, merged at the textons' weight and
+    cut at their level by default; --texture with --method kmeans is refused before anything is written."""
+    from scvae.presets import TEXTON_DEFAULTS
+
+    images = [str(p) for p in sorted((masked_set / "rgb").glob("*.jpg"))[:3]]
+    assert main(["segment", "--model", str(tiny_run), *images, "--method", "regions", "--texture", "textons",
+                 "--out", str(tmp_path / "seg")]) == 0
+    printed = capsys.readouterr().out
+    assert f"regions at level {TEXTON_DEFAULTS['level']}" in printed
+    assert f"{TEXTON_DEFAULTS['n_textons']} textons of the latent" in printed
+    for path in images:
+        stem = Path(path).stem
+        assert np.asarray(Image.open(tmp_path / "seg" / f"{stem}_labels.png")).shape == (120, 160)
+    assert main(["segment", "--model", str(tiny_run), images[0], "--texture", "textons",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--texture chooses what --method regions merges by" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
 def test_segment_eval_table_with_a_baseline(tiny_run, masked_set, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["segment-eval", "--model", str(tiny_run), "--images", str(masked_set / "rgb"),

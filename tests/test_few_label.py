@@ -76,6 +76,30 @@ def test_hard_kmeans_codes_are_one_hot_at_the_largest_triangle_code():
     assert (onehot.argmax(-1) == triangle.argmax(-1)).all()
 
 
+
+def test_too_few_cells_for_the_centroids_are_refused_in_one_line():
+    images = [image for image, _ in _two_colour_pairs()][:1]  # one 24 x 32 image: 768 cells
+    with pytest.raises(ScvaeError, match="768 cells, fewer than the 1000 centroids"):
+        KMeansCodes(PixelFeatures(), n_centroids=1000).fit(images)
+
+
+def test_textons_of_a_model_are_the_nearest_centroid_of_its_latent_cells(tiny_run):
+    """The region method's textons: one-hot grids at the region method's size, each cell at the centroid that
+    a hard k-means code of the same latent cells picks."""
+    from scvae.downstream.region_merging import CODE_SIZE, textons
+    from scvae.training import load_model
+
+    model = load_model(tiny_run)
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(2)]
+    texture = textons(model, photos, n_textons=6)
+    grid = texture(photos[1])
+    cells = CodeFeatures(model, CODE_SIZE, space="latent", margin=4)
+    same = KMeansCodes(cells, 6, hard=True).fit(photos)(photos[1])
+    assert grid.values.shape[-1] == 6 and (grid.values.sum(-1) == 1).all()
+    assert np.array_equal(grid.values, same.values) and grid.cell == same.cell
+    assert texture.name == "6 textons of the latent"
+
 def test_code_features_in_the_latent_space_are_the_models_latent(tiny_run):
     import torch
 

@@ -18,6 +18,9 @@ GENERATION_DEFAULTS = {"n": 16, "fit_images": 2000, "components": 64, "mixtures"
 # margin, the reflected cells around the photo when it is encoded, 4 rather than the 8 of k-means segmentation
 # (as good on 50 BSDS500 train photos and 0.12 s faster: docs/results.md, issue 35)
 REGION_DEFAULTS = {"level": 0.9, "code_size": 160, "margin": 4}
+# the region method with textons (scvae segment --texture textons): 128 textons of the latent, texture weight 2,
+# cut at 1.8, chosen at ODS on 40 BSDS500 train photos (docs/results.md, *Segmentation on BSDS500*)
+TEXTON_DEFAULTS = {"n_textons": 128, "texture_weight": 2.0, "level": 1.8}
 # scvae prior train (scvae.prior.PriorTraining): the same budget for every family, so their bits compare
 PRIOR_DEFAULTS = {"steps": 2000, "batch_size": 32, "lr": 1e-3, "images": 10_000, "save_every": 250}
 

@@ -30,8 +30,8 @@ from typing import Callable
 import numpy as np
 
 from ..data.images import resize_shorter
-from ..presets import REGION_DEFAULTS
-from .segmentation import CodeFeatures, FeatureGrid, resize_labels, upsample_labels
+from ..presets import REGION_DEFAULTS, TEXTON_DEFAULTS
+from .segmentation import CodeFeatures, FeatureGrid, KMeansCodes, resize_labels, upsample_labels
 
 
 DEFAULT_LEVEL = REGION_DEFAULTS["level"]
@@ -86,6 +86,17 @@ def atom_histograms(model, size: int | None = CODE_SIZE) -> CodeFeatures:
     """The texture the region method merges with: ``model``'s codes (SC-VAE: |a| per atom) at every position of
     the image encoded with its shorter side at ``size``, with the region method's margin."""
     return CodeFeatures(model, size, space="codes", margin=REGION_DEFAULTS["margin"])
+
+
+def textons(model, images: list[np.ndarray], n_textons: int = TEXTON_DEFAULTS["n_textons"], space: str = "latent",
+            size: int | None = CODE_SIZE) -> KMeansCodes:
+    """gPb's texture cue on a model: every cell of ``model``'s ``space`` (``latent``, or ``decoder`` for the
+    codes read through the dictionary, D a) counted once, for its nearest of ``n_textons`` k-means centroids
+    fitted on ``images`` (uint8 (H, W, 3) photos, no labels). Returns the fitted texture: photo ->
+    one-hot grid (h, w, n_textons). Merge with ``MergeOptions(texture_weight=TEXTON_DEFAULTS["texture_weight"])``
+    and cut at ``TEXTON_DEFAULTS["level"]``, the settings chosen with them on BSDS500 train photos."""
+    cells = CodeFeatures(model, size, space=space, margin=REGION_DEFAULTS["margin"])
+    return KMeansCodes(cells, n_textons, hard=True, name=f"{n_textons} textons of the {space}").fit(images)
 
 
 def segment_regions(image: np.ndarray, texture: FeatureGrid | None = None, n_regions: int | None = None,
