@@ -256,3 +256,21 @@ def test_a_coarser_scale_encodes_the_downscaled_image_and_joined_features_concat
     assert torch.equal(joined.fit(images)(images), torch.cat(parts, dim=1))
     with pytest.raises(ScvaeError, match="whole number"):
         model_maps(model, images[:, :, :30, :30], "latent", scale=2)  # 15 px: not a whole number of 2 px cells
+
+
+def test_the_decoder_map_is_the_codes_read_through_the_dictionary_and_k_means_encodes_it(tiny_run):
+    """``decoder``: D a for SC-VAE, computed here by hand from the codes and the atoms; ``decoder-kmeans``: the
+    k-means triangle codes fitted on that map, not on the latent."""
+    from scvae.downstream.features import FeatureExtractor, model_maps
+    from scvae.downstream.patch_kmeans import fit_patch_kmeans
+    from scvae.training import load_model
+
+    model = load_model(tiny_run)
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    codes = model.encode(images).codes  # (B, K, h, w) sparse codes
+    by_hand = torch.einsum("dk,bkhw->bdhw", model.bottleneck.lista.dictionary, codes)
+    decoder = model_maps(model, images, "decoder")
+    assert torch.allclose(decoder, by_hand, atol=1e-5) and not torch.allclose(decoder, model.latent(images), atol=1e-3)
+    feature = FeatureExtractor(FeatureSpec.parse("decoder-kmeans:quadrant-sum"), model).fit(images)
+    assert torch.equal(feature.encoder.centroids, fit_patch_kmeans(decoder, 1600, patch=1, contrast_eps=None).centroids)
+    assert feature(images).shape == (4, feature.encoder.n_centroids * 4)  # quadrant sums

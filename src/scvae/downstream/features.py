@@ -9,8 +9,11 @@ network on the pixels):
 - ``atoms``: the latent encoded against the atoms of a 2-D DCT dictionary by a soft threshold,
   ``max(0, |D^T z| - alpha)`` with the sign kept, Coates & Ng's (ICML 2011) encoder (SC-VAE: its own
   dictionary; any other family: the same DCT dictionary for its latent's size);
+- ``decoder``: the codes read back into the latent space, the decoder's input (SC-VAE: D a, which compares
+  two codes by what they reconstruct rather than by which of its coherent atoms they picked; VQ: the chosen
+  code vector; AE: the latent);
 - ``kmeans``: the latent's positions encoded by k-means triangle codes (:mod:`.patch_kmeans`), fitted on the
-  training images; every family gets it.
+  training images; every family gets it. ``decoder-kmeans``: the same of the ``decoder`` map.
 
 Anchors with no model: ``pixels`` (the image itself) and ``coates`` (the k-means triangle recipe on
 whitened 6 x 6 pixel patches, stride 1, 400 centroids).
@@ -39,7 +42,8 @@ from ..models import AutoencoderModel
 from ..sparse import dct_dictionary
 from .patch_kmeans import PatchKMeans, fit_patch_kmeans
 
-MODEL_SOURCES = ("codes", "latent", "atoms", "kmeans")
+MODEL_SOURCES = ("codes", "latent", "atoms", "decoder", "kmeans", "decoder-kmeans")
+KMEANS_BASES = {"kmeans": "latent", "decoder-kmeans": "decoder"}  # a k-means source -> the map it encodes
 ANCHOR_SOURCES = ("pixels", "coates")
 POOLINGS = ("flat", "quadrant-sum", "pyramid-sum", "pyramid-max")
 PYRAMID_LEVELS = {"quadrant": (2,), "pyramid": (1, 2)}
@@ -142,8 +146,8 @@ def model_dictionary(model: AutoencoderModel, dim: int) -> torch.Tensor:
 
 def model_maps(model: AutoencoderModel, images: torch.Tensor, source: str, density: int = 1,
                batch: int = 256, scale: int = 1) -> torch.Tensor:
-    """(N, C, H, W) images in [-1, 1] -> (N, F, h d / s, w d / s) of ``source`` (``codes``, ``latent`` or
-    ``atoms``) on a grid ``d = density`` times finer than the model's: the image shifted by multiples of f / d
+    """(N, C, H, W) images in [-1, 1] -> (N, F, h d / s, w d / s) of ``source`` (``codes``, ``latent``,
+    ``atoms`` or ``decoder``) on a grid ``d = density`` times finer than the model's: the image shifted by multiples of f / d
     pixels (borders reflected) and each copy's grid interleaved in the order of the cells' image positions.
     With ``s = scale`` > 1 the image is first downscaled ``s`` times (antialiased bilinear)."""
     if scale > 1:
@@ -185,8 +189,9 @@ def _maps(model: AutoencoderModel, images: torch.Tensor, source: str, batch: int
     out = []
     for chunk in images.split(batch):
         chunk = chunk.to(device)
-        if source == "codes":
-            maps = model.code_vectors(model.encode(chunk).codes)
+        if source in ("codes", "decoder"):
+            codes = model.encode(chunk).codes
+            maps = model.code_vectors(codes) if source == "codes" else model.synthesize(codes)
         else:
             maps = model.latent(chunk)
             if source == "atoms":
@@ -204,14 +209,14 @@ class FeatureExtractor:
             raise ScvaeError(f"feature {spec.name!r} needs a model (--model)")
         self.spec, self.model, self.seed = spec, model, seed
         self.encoder: PatchKMeans | None = None
-        self._fitted: tuple[torch.Tensor, torch.Tensor] | None = None  # (images, latent) fit() computed
+        self._fitted: tuple[torch.Tensor, torch.Tensor] | None = None  # (images, base map) fit() computed
 
     def _maps(self, images: torch.Tensor) -> torch.Tensor:
         source = self.spec.source
         if source in ("pixels", "coates"):
             return images.float()
-        if source == "kmeans":
-            return self._latent(images)
+        if source in KMEANS_BASES:
+            return self._base_maps(images)
         return self._model_maps(images, source)
 
     def _model_maps(self, images: torch.Tensor, source: str) -> torch.Tensor:
@@ -220,21 +225,22 @@ class FeatureExtractor:
     def fit(self, images: torch.Tensor) -> "FeatureExtractor":
         if self.spec.source == "coates":
             self.encoder = fit_patch_kmeans(images, **COATES, seed=self.seed)
-        elif self.spec.source == "kmeans":
-            self._fitted = images, self._model_maps(images, "latent")
+        elif self.spec.source in KMEANS_BASES:
+            self._fitted = images, self._model_maps(images, KMEANS_BASES[self.spec.source])
             self.encoder = fit_patch_kmeans(self._fitted[1], **LATENT_KMEANS, contrast_eps=None, seed=self.seed)
         return self
 
-    def _latent(self, images: torch.Tensor) -> torch.Tensor:
-        if self._fitted is not None and self._fitted[0] is images:  # the training images: computed in fit()
+    def _base_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """The map a k-means source encodes; for the training images, the one fit() computed."""
+        if self._fitted is not None and self._fitted[0] is images:
             return self._fitted[1]
-        return self._model_maps(images, "latent")
+        return self._model_maps(images, KMEANS_BASES[self.spec.source])
 
     def __call__(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """(N, C, H, W) images -> (N, D) features, pooled a batch at a time: unpooled, 400 maps of 27 x 27 per
         image (``coates``) would take 12 GB for 10,000 images, and SC-VAE's codes at K 1,024 on a 2x finer
         grid 9 GB for 9,000."""
-        if self.spec.source in ("coates", "kmeans") and self.encoder is None:
+        if (self.spec.source == "coates" or self.spec.source in KMEANS_BASES) and self.encoder is None:
             raise ScvaeError(f"feature {self.spec.name!r}: call fit() on the training images first")
         if self.encoder is None:
             return torch.cat([self._pool(self._maps(chunk)) for chunk in images.split(batch)])
