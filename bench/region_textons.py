@@ -119,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ods']['covering']:.3f} | {r['ois']['covering']:.3f} | {r['ods']['pri']:.3f} | "
               f"{r['ods']['voi']:.3f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"split": args.split, "n_images": len(split), "tune": args.tune,
-                                               "fit": args.fit, "fit_on": args.fit_on, "rows": rows}, indent=2) + "\n")
+        result = {"split": args.split, "n_images": len(split), "tune": args.tune, "fit": args.fit,
+                  "fit_on": args.fit_on, "rows": rows}
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

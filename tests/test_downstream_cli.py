@@ -85,7 +85,6 @@ def test_segment_regions_mode_chooses_the_number_of_regions_by_level(tiny_run, m
     assert "--level must be a finite number > 0" in capsys.readouterr().err
 
 
-
 def test_segment_regions_with_textons_fitted_on_the_images_given(tiny_run, masked_set, tmp_path, capsys):
     """--texture textons: the latent's textons, fitted on every image given, merged at the textons' weight and
     cut at their level by default; --texture with --method kmeans is refused before anything is written."""
@@ -104,6 +103,12 @@ def test_segment_regions_with_textons_fitted_on_the_images_given(tiny_run, maske
                  "--out", str(tmp_path / "bad")]) == 2
     assert "--texture chooses what --method regions merges by" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    # at 8 px a photo has a handful of cells, too few for 128 textons: one line, and no output folder
+    assert main(["segment", "--model", str(tiny_run), images[0], "--method", "regions", "--texture", "textons",
+                 "--size", "8", "--out", str(tmp_path / "small")]) == 2
+    assert "fewer than the 128 centroids" in capsys.readouterr().err
+    assert not (tmp_path / "small").exists()
+
 
 def test_segment_eval_table_with_a_baseline(tiny_run, masked_set, tmp_path, capsys):
     out = tmp_path / "eval"

@@ -76,7 +76,6 @@ def test_hard_kmeans_codes_are_one_hot_at_the_largest_triangle_code():
     assert (onehot.argmax(-1) == triangle.argmax(-1)).all()
 
 
-
 def test_too_few_cells_for_the_centroids_are_refused_in_one_line():
     images = [image for image, _ in _two_colour_pairs()][:1]  # one 24 x 32 image: 768 cells
     with pytest.raises(ScvaeError, match="768 cells, fewer than the 1000 centroids"):
@@ -99,6 +98,7 @@ def test_textons_of_a_model_are_the_nearest_centroid_of_its_latent_cells(tiny_ru
     assert grid.values.shape[-1] == 6 and (grid.values.sum(-1) == 1).all()
     assert np.array_equal(grid.values, same.values) and grid.cell == same.cell
     assert texture.name == "6 textons of the latent"
+
 
 def test_code_features_in_the_latent_space_are_the_models_latent(tiny_run):
     import torch

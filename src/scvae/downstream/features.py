@@ -147,8 +147,9 @@ def model_dictionary(model: AutoencoderModel, dim: int) -> torch.Tensor:
 def model_maps(model: AutoencoderModel, images: torch.Tensor, source: str, density: int = 1,
                batch: int = 256, scale: int = 1) -> torch.Tensor:
     """(N, C, H, W) images in [-1, 1] -> (N, F, h d / s, w d / s) of ``source`` (``codes``, ``latent``,
-    ``atoms`` or ``decoder``) on a grid ``d = density`` times finer than the model's: the image shifted by multiples of f / d
-    pixels (borders reflected) and each copy's grid interleaved in the order of the cells' image positions.
+    ``atoms`` or ``decoder``) on a grid ``d = density`` times finer than the model's: the image shifted by
+    multiples of f / d pixels (borders reflected) and each copy's grid interleaved in the order of the cells'
+    image positions.
     With ``s = scale`` > 1 the image is first downscaled ``s`` times (antialiased bilinear)."""
     if scale > 1:
         images = downscale(images, scale, model.downsampling_factor)
