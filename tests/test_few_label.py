@@ -76,12 +76,6 @@ def test_hard_kmeans_codes_are_one_hot_at_the_largest_triangle_code():
     assert (onehot.argmax(-1) == triangle.argmax(-1)).all()
 
 
-def test_too_few_cells_for_the_centroids_are_refused_in_one_line():
-    images = [image for image, _ in _two_colour_pairs()][:1]  # one 24 x 32 image: 768 cells
-    with pytest.raises(ScvaeError, match="768 cells, fewer than the 1000 centroids"):
-        KMeansCodes(PixelFeatures(), n_centroids=1000).fit(images)
-
-
 def test_textons_of_a_model_are_the_nearest_centroid_of_its_latent_cells(tiny_run):
     """The region method's textons: one-hot grids at the region method's size, each cell at the centroid that
     a hard k-means code of the same latent cells picks."""

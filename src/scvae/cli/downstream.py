@@ -100,7 +100,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     size = args.size if args.size is not None or not regions else CODE_SIZE
     model = load_model(args.model)
     merging = MergeOptions(texture_weight=TEXTON_DEFAULTS["texture_weight"]) if with_textons else None
-    if with_textons:  # fitted on every photo given (read once, up front), before any output folder exists
+    if with_textons:  # fitted on every photo given, so they are read (and encoded) once, up front
         photos = [load_image(path, 3) for path in paths]
         features = textons(model, photos, size=size)
     else:

@@ -109,9 +109,6 @@ class KMeansCodes:
     def fit(self, images: list[np.ndarray]) -> "KMeansCodes":
         self._fitted = {id(image): (image, self.base(image)) for image in images}
         cells = np.concatenate([g.values.reshape(-1, g.values.shape[-1]) for _, g in self._fitted.values()])
-        if len(cells) < self.n_centroids:
-            raise ScvaeError(f"{self.name}: the fit images have {len(cells)} cells, fewer than the "
-                             f"{self.n_centroids} centroids; fit on more or larger images")
         as_map = torch.from_numpy(cells).T[None, :, None, :]  # (1, F, 1, N): every cell a 1 x 1 patch
         self.encoder = fit_patch_kmeans(as_map, self.n_centroids, patch=1, contrast_eps=None, seed=self.seed)
         return self
