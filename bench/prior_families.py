@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from scvae.data import save_grid
 from scvae.data.labelled import load_labelled
 from scvae.downstream import collect_code_vectors, fit_code_prior, generate
 from scvae.evaluation.sample_quality import SmallClassifier, classifier_features, sample_quality, train_classifier
-from scvae.prior import PriorTraining, generate_from_prior, prior_from_symbols
+from scvae.errors import ScvaeError
+from scvae.prior import LearnedPrior, PriorTraining, generate_from_prior, prior_from_symbols
 from scvae.presets import PRIOR_DEFAULTS
 from scvae.training import build_datasets, load_model
 from scvae.training.trainer import CONFIG_FILE
@@ -51,16 +53,31 @@ def feature_classifier(data: str, size: int, out: Path) -> SmallClassifier:
     return net
 
 
+def trained_prior(folder: Path, run: Path, settings: PriorTraining, step: float | None) -> LearnedPrior:
+    """The prior saved in ``folder`` (by ``scvae prior train`` or an earlier run of this bench), refused in one
+    line unless it was trained on ``run``'s codes, at ``step``, for the same number of steps."""
+    prior = LearnedPrior.load(folder)
+    same = (Path(prior.source).resolve() == run.resolve() and prior.info.get("steps") == settings.steps
+            and prior.step == step and "held_out_bits" in prior.info)
+    if not same:
+        raise ScvaeError(f"{folder}: a prior of {prior.source} after {prior.info.get('steps')} steps, not of {run} "
+                         f"after {settings.steps}; drop --reuse to train one")
+    return prior
+
+
 def measure(family: str, run: Path, settings: PriorTraining, images: int, samples: int, out: Path,
-            classifier: SmallClassifier | None, real_images: torch.Tensor | None) -> dict:
+            classifier: SmallClassifier | None, real_images: torch.Tensor | None, reuse: bool = False) -> dict:
     model = load_model(run)
     train, held_out = build_datasets(load_run_config(run / CONFIG_FILE))
     coded = code_symbols(model, train, images)
     held = code_symbols(model, held_out, images, coded.step)
     start = time.perf_counter()
-    prior = prior_from_symbols(model, coded, held, settings=settings, source=str(run))
-    train_seconds = time.perf_counter() - start
-    prior.save(out / family)
+    if reuse and (out / family).is_dir():
+        prior, train_seconds = trained_prior(out / family, run, settings, coded.step), None
+    else:
+        prior = prior_from_symbols(model, coded, held, settings=settings, source=str(run))
+        train_seconds = time.perf_counter() - start
+        prior.save(out / family)
     per_channel = {name: float(ChannelEntropyModel.fit(coded.symbols, prior.step, model.model_type, context=context)
                                .bits(held.symbols).mean()) for name, context in (("channel", False), ("context", True))}
     start = time.perf_counter()
@@ -113,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                                             "by neither the classifier nor the runs (default: the runs' held-out crops)")
     parser.add_argument("--out", default="runs/priors", help="priors and sample grids")
     parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure a prior already in --out/FAMILY (e.g. from scvae prior train on the same run, "
+                             "with the same --steps) instead of training it again")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     settings = PriorTraining(steps=args.steps)
@@ -125,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         real = load_labelled(args.real_data, size).images if args.real_data else None
     rows = []
     for family, run in runs:
-        rows.append(measure(family, Path(run), settings, args.images, args.samples, out, classifier, real))
+        try:
+            rows.append(measure(family, Path(run), settings, args.images, args.samples, out, classifier, real,
+                                args.reuse))
+        except ScvaeError as err:
+            print(f"prior_families: {err}", file=sys.stderr)
+            return 2
         print(table(rows[-1:]), flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps({"settings": settings.__dict__, "rows": rows}, indent=1) + "\n")

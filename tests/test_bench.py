@@ -239,6 +239,15 @@ def test_prior_families_reports_the_learned_prior_against_the_per_channel_model(
     assert (out / "samples_scvae.png").is_file() and (out / "scvae" / "config.json").is_file()
     assert (out / "classifier.safetensors").is_file() and (out / "samples_scvae_pca_mixture.png").is_file()
     assert "| scvae |" in printed and "Frechet (classifier)" in printed
+    # --reuse measures the saved prior instead of training it again, and refuses one of other settings
+    run("prior_families.py", "--runs", f"scvae={tiny_run}", "--steps", "3", "--images", "8", "--samples", "6",
+        "--out", str(out), "--reuse", "--json", str(tmp_path / "again.json"))
+    again = json.loads((tmp_path / "again.json").read_text())["rows"][0]
+    assert again["prior_bits"] == row["prior_bits"] and again["train_seconds"] is None
+    bad = subprocess.run([sys.executable, str(BENCH / "prior_families.py"), "--runs", f"scvae={tiny_run}", "--steps",
+                          "4", "--images", "8", "--out", str(out), "--reuse"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "after 3 steps, not of" in bad.stderr and "drop --reuse" in bad.stderr
 
 
 def test_coding_speed_compares_files_with_the_network_side_by_side(tiny_run, tmp_path):
