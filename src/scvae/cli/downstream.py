@@ -97,6 +97,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise ScvaeError(f"--level must be a finite number > 0, got {level}")
     k = args.k if args.k is not None else 4
     options = _segment_options(args, 2 if regions and args.k is None else k)
+    out = Path(args.out)
+    targets = claim_outputs([out / f"{p.stem}_{kind}.png" for p in paths for kind in ("labels", "overlay")], paths,
+                            overwrite=args.overwrite, sources=[p for p in paths for _ in range(2)])
     size = args.size if args.size is not None or not regions else CODE_SIZE
     model = load_model(args.model)
     merging = MergeOptions(texture_weight=TEXTON_DEFAULTS["texture_weight"]) if with_textons else None
@@ -106,9 +109,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     else:
         photos = None
         features = atom_histograms(model, size) if regions else CodeFeatures(model, size)
-    out = Path(args.out)
-    targets = claim_outputs([out / f"{p.stem}_{kind}.png" for p in paths for kind in ("labels", "overlay")], paths,
-                            overwrite=args.overwrite, sources=[p for p in paths for _ in range(2)])
     for i, path in enumerate(tqdm(paths, desc="segment", unit="img", disable=len(paths) < 2)):
         image = photos[i] if photos is not None else load_image(path, 3)
         labels = (segment_regions(image, features(image), args.k, level, merging) if regions
