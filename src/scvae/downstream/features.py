@@ -45,6 +45,7 @@ from .patch_kmeans import PatchKMeans, fit_patch_kmeans
 MODEL_SOURCES = ("codes", "latent", "atoms", "decoder", "kmeans", "decoder-kmeans")
 KMEANS_BASES = {"kmeans": "latent", "decoder-kmeans": "decoder"}  # a k-means source -> the map it encodes
 ANCHOR_SOURCES = ("pixels", "coates")
+FITTED_SOURCES = ("coates", *KMEANS_BASES)  # sources whose encoder is learned from the training images
 POOLINGS = ("flat", "quadrant-sum", "pyramid-sum", "pyramid-max")
 PYRAMID_LEVELS = {"quadrant": (2,), "pyramid": (1, 2)}
 ATOM_THRESHOLD = 0.25  # alpha: the cosine between an atom and the latent below which it stays silent
@@ -241,7 +242,7 @@ class FeatureExtractor:
         """(N, C, H, W) images -> (N, D) features, pooled a batch at a time: unpooled, 400 maps of 27 x 27 per
         image (``coates``) would take 12 GB for 10,000 images, and SC-VAE's codes at K 1,024 on a 2x finer
         grid 9 GB for 9,000."""
-        if (self.spec.source == "coates" or self.spec.source in KMEANS_BASES) and self.encoder is None:
+        if self.spec.source in FITTED_SOURCES and self.encoder is None:
             raise ScvaeError(f"feature {self.spec.name!r}: call fit() on the training images first")
         if self.encoder is None:
             return torch.cat([self._pool(self._maps(chunk)) for chunk in images.split(batch)])
