@@ -185,13 +185,14 @@ def test_the_refit_solve_and_its_hand_written_backward_match_autograd():
     """The Cholesky solve's backward (reusing the factor) against autograd through torch.linalg.solve, in
     float64 with gradcheck, and the float32 refit against a float64 reference on a coherent dictionary."""
     from scvae.sparse.lista import largest_indices
-    from scvae.sparse.refit import REFIT_RIDGE, _CholeskySolve, refit_on_support
+    from scvae.sparse.refit import REFIT_RIDGE, _SubGramSolve, refit_on_support
 
     torch.manual_seed(0)
-    atoms = torch.randn(6, 5, 12, dtype=torch.float64)
-    matrix = (atoms @ atoms.transpose(1, 2) / 12 + 1e-2 * torch.eye(5, dtype=torch.float64)).requires_grad_(True)
+    atoms = torch.randn(9, 12, dtype=torch.float64)
+    matrix = (atoms @ atoms.T / 12 + 1e-2 * torch.eye(9, dtype=torch.float64)).requires_grad_(True)
+    slots = torch.stack([torch.randperm(9)[:5] for _ in range(6)])  # (6, 5) distinct per row
     rhs = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda m, b: _CholeskySolve.apply((m + m.transpose(1, 2)) / 2, b), (matrix, rhs))
+    assert torch.autograd.gradcheck(lambda m, b: _SubGramSolve.apply((m + m.T) / 2, slots, b), (matrix, rhs))
 
     dictionary = dct_dictionary(16, 64).double()  # 4x overcomplete: the coherent case
     z = torch.randn(50, 16, dtype=torch.float64)
@@ -211,3 +212,34 @@ def test_the_refit_solve_and_its_hand_written_backward_match_autograd():
     g_ref = torch.autograd.grad((reference * weights).sum(), (drive, gram))
     for mine, theirs in zip(g_ours, g_ref):
         assert torch.allclose(mine, theirs, atol=1e-8 * theirs.abs().max().item() + 1e-10)
+
+
+def test_the_refit_split_over_threads_is_bit_for_bit_one_call(monkeypatch):
+    """The refit's systems solved in row blocks on two threads give exactly the values and gradients of
+    one batched call (each matrix meets the same LAPACK routine either way)."""
+    from scvae.sparse import refit
+    from scvae.sparse.lista import largest_indices
+
+    torch.manual_seed(0)
+    dictionary = dct_dictionary(16, 64)
+    drive = (torch.randn(700, 16) @ dictionary).requires_grad_(True)
+    gram = (dictionary.T @ dictionary).requires_grad_(True)
+    a = torch.nn.functional.softshrink(drive.detach(), 0.5)
+    keep = largest_indices(a, 6, dim=1)
+    weights = torch.randn_like(a)
+    results = []
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on the 2-core CI, whatever this machine has
+    for min_rows in (10**9, 100):  # one call, then blocks of 100+ rows
+        monkeypatch.setattr(refit, "_MIN_ROWS_PER_THREAD", min_rows)
+        with torch.no_grad():
+            values = refit.refit_on_support(a, drive, gram, keep)
+        grads = torch.autograd.grad((refit.refit_on_support(a, drive, gram, keep) * weights).sum(), (drive, gram))
+        results.append((values, *grads))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    values = refit.refit_on_support(a, drive.detach(), gram.detach(), keep)
+    for one, split in zip(results[0], results[1]):
+        assert torch.equal(one, split)
+    assert torch.equal(values, results[0][0])
+    with torch.no_grad():  # grad mode is thread-local: the worker's block must not record a graph either
+        blocks = refit._map_row_blocks(lambda t: t * 2, [350, 350], drive)
+    assert len(blocks) == 2 and not any(block.requires_grad for block in blocks)

@@ -35,6 +35,25 @@ def test_matches_autograd_values_and_gradients(n_thr):
         assert torch.allclose(g, r, rtol=1e-9, atol=1e-10), name
 
 
+@pytest.mark.parametrize("options", [{}, {"recompute": True}, {"grad_iterations": 2}])
+def test_products_through_the_atoms_give_the_same_iterates_and_gradients(options):
+    """With 2 d < K the iterations multiply by D^T then D instead of by G = D^T D: the same values and the
+    same gradients (to float64 rounding), in every backward mode, and still to ``gram``."""
+    drive, gram, inv_steps, thresholds = inputs = problem(1, n=30, d=16, k=64, n_iter=5)
+    atoms = dct_dictionary(16, 64).double()
+    plain = unrolled_ista(*inputs, **options)
+    through_atoms = unrolled_ista(*inputs, **options, atoms=atoms)
+    weights = torch.randn_like(plain[0]), torch.randn_like(plain[1])
+    grads = [torch.autograd.grad((out[0] * weights[0]).sum() + (out[1] * weights[1]).sum(), inputs)
+             for out in (plain, through_atoms)]
+    for mine, theirs in zip((*through_atoms, *grads[1]), (*plain, *grads[0])):
+        assert torch.allclose(mine, theirs, rtol=1e-9, atol=1e-11)
+    assert grads[1][1].abs().sum() > 0  # the dictionary's Gram still gets its gradient
+    with torch.no_grad():
+        assert torch.allclose(unrolled_ista(*inputs, atoms=atoms)[0], plain[0], atol=1e-11)
+        assert not torch.allclose(unrolled_ista(*inputs, atoms=2 * atoms)[0], plain[0])  # the atoms are used
+
+
 @pytest.mark.parametrize("n_thr", [1, 12])
 def test_gradcheck(n_thr):
     assert torch.autograd.gradcheck(lambda *x: unrolled_ista(*x), problem(n_thr, n=6, d=9, k=12, n_iter=4))

@@ -229,4 +229,6 @@ class SparseCodingBottleneck(nn.Module):
     def restart_dead_atoms(self, latent: torch.Tensor, codes: torch.Tensor) -> int:
         """After the optimizer step, with a training step's ``out.latent`` and ``out.codes``: restart the dead
         atoms of a learned dictionary (see LISTA); returns how many."""
+        if self.lista.dead_atom_threshold <= 0:  # the usual case: skip the (B*h*w, K) copies below
+            return 0
         return self.lista.restart_dead_atoms(self._rows(latent.detach()), self._rows(codes.detach()))

@@ -217,7 +217,7 @@ class LISTA(nn.Module):
                 # a refit only chooses the support here: no autograd unless a rate term wants the preactivation
                 with torch.set_grad_enabled(torch.is_grad_enabled() and (not self.refit or self.support_grad)):
                     a, pre = unrolled_ista(drive, gram, 1.0 / cs, thr, self.grad_iterations,
-                                           recompute=self.recompute_backward)
+                                           recompute=self.recompute_backward, atoms=dictionary)
             if self.max_active is not None and self.max_active < a.shape[1]:
                 bias = self.selection_bias if self.balance_step > 0 else None
                 keep = largest_indices(a, self.max_active, dim=1, bias=bias)
@@ -275,14 +275,15 @@ class LISTA(nn.Module):
 
 
 def largest_indices(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Indices of the ``k`` largest-magnitude entries of ``a`` along ``dim``; ``bias`` (one value per entry
-    along ``dim``), when given, is added to the magnitudes of the non-zero entries for the choice only."""
-    score = a.abs()
+    """Indices of the ``k`` largest-magnitude entries of ``a`` along ``dim``, in no particular order;
+    ``bias`` (one value per entry along ``dim``), when given, is added to the magnitudes of the non-zero
+    entries for the choice only."""
+    score = a.detach().abs()
     if bias is not None:
         shape = [1] * a.dim()
         shape[dim] = -1
-        score = torch.where(a != 0, score + bias.view(shape), torch.zeros_like(score))
-    return score.topk(k, dim=dim).indices
+        score = score.add_(bias.view(shape) * (a != 0))
+    return score.topk(k, dim=dim, sorted=False).indices
 
 
 def keep_largest(a: torch.Tensor, k: int, dim: int = -1, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,8 +13,15 @@ lost 0.59 dB (docs/design.md, eighth round).
 
 Precision: the systems are solved in float32 by Cholesky, which the ridge keeps positive definite with a
 wide margin over float32 rounding (about k * eps * k ~ 7e-5 for k = 33).
+
+Speed: on CPU, PyTorch's batched Cholesky and triangular solves loop over the batch on one core, so the
+systems are split into one block of rows per thread (:func:`_map_row_blocks`); each matrix is still solved
+by the same LAPACK routine, so the results are bit for bit those of one call.
 """
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -36,35 +43,91 @@ def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, k
     eye = torch.eye(n_atoms + k, dtype=drive.dtype, device=a.device)
     padding = eye * (torch.arange(n_atoms + k, device=a.device) >= n_atoms)  # identity on the padding atoms
     padded = F.pad(gram.to(drive.dtype), (0, k, 0, k)) + ridge * eye + padding  # (K+k, K+k); not block_diag: ONNX
-    sub = padded.flatten()[slots[:, :, None] * (n_atoms + k) + slots[:, None, :]]  # (N, k, k)
     rhs = F.pad(drive, (0, k)).gather(1, slots)  # (N, k)
     if torch.onnx.is_in_onnx_export():  # ONNX has no Cholesky
-        values = spd_solve_plain(sub, rhs)
+        values = spd_solve_plain(torch.take(padded, _pair_indices(slots, n_atoms + k)), rhs)
     else:
-        values = _CholeskySolve.apply(sub, rhs)
+        values = _SubGramSolve.apply(padded, slots, rhs)
     out = a.new_zeros(n, n_atoms + k).scatter(1, slots, values.to(a.dtype))
     return out[:, :n_atoms]
 
 
-class _CholeskySolve(torch.autograd.Function):
-    """x = A^{-1} b for SPD A (N, k, k), b (N, k). The backward reuses the forward's factor: g_b = A^{-1} g_x
-    and g_A = -g_b x^T, one triangular solve pair instead of autograd's differentiation of the factor."""
+def _pair_indices(slots: torch.Tensor, width: int) -> torch.Tensor:
+    """Flat indices (N, k, k) of the sub-matrices [slots_i, slots_j] of a (width, width) matrix."""
+    return slots[:, :, None] * width + slots[:, None, :]
+
+
+class _SubGramSolve(torch.autograd.Function):
+    """x = A^{-1} b with A = padded[slots][:, slots] (N, k, k) SPD, b (N, k). The sub-matrices are gathered
+    inside the row blocks (:func:`_map_row_blocks`), so they never exist whole, and the factors stay in
+    their blocks. The backward reuses them: g_b = A^{-1} g_x and g_A = -g_b x^T, one triangular solve pair
+    instead of autograd's differentiation of the factor, and g_A is summed back into ``padded`` only when
+    it needs a gradient."""
 
     @staticmethod
-    def forward(ctx, matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-        factor = torch.linalg.cholesky(matrix)
-        x = _solve_with_factor(factor, rhs[..., None])
-        ctx.save_for_backward(factor, x)
+    def forward(ctx, padded: torch.Tensor, slots: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        width = padded.shape[0]
+        sizes = _row_blocks(slots)
+        solved = _map_row_blocks(lambda s, b: _factor_and_solve(torch.take(padded, _pair_indices(s, width)), b),
+                                 sizes, slots, rhs[..., None])
+        x = torch.cat([block_x for _, block_x in solved])
+        ctx.sizes = sizes
+        ctx.save_for_backward(padded, slots, x, *(factor for factor, _ in solved))
         return x.squeeze(-1)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        factor, x = ctx.saved_tensors
-        grad_rhs = _solve_with_factor(factor, grad[..., None])
-        grad_matrix = None
+        padded, slots, x, *factors = ctx.saved_tensors
+        grads = grad[..., None].split(ctx.sizes)
+        grad_rhs = torch.cat(_map_row_blocks(_solve_with_factor, None, factors, grads))
+        grad_padded = None
         if ctx.needs_input_grad[0]:
-            grad_matrix = -grad_rhs @ x.transpose(1, 2)
-        return grad_matrix, grad_rhs.squeeze(-1)
+            grad_sub = -grad_rhs @ x.transpose(1, 2)  # (N, k, k)
+            flat = torch.zeros(padded.numel(), dtype=grad_sub.dtype, device=grad_sub.device)
+            grad_padded = flat.index_add_(0, _pair_indices(slots, padded.shape[0]).flatten(), grad_sub.flatten())
+            grad_padded = grad_padded.view_as(padded)
+        return grad_padded, None, grad_rhs.squeeze(-1)
+
+
+def _factor_and_solve(matrix: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, x) for SPD matrix (N, k, k) = L L^T and x = matrix^{-1} rhs (N, k, 1)."""
+    factor = torch.linalg.cholesky(matrix)
+    return factor, _solve_with_factor(factor, rhs)
+
+
+_MIN_ROWS_PER_THREAD = 256  # below this a thread's hand-off costs more than it saves
+_POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0  # the process that started _POOL
+
+
+def _row_blocks(rows: torch.Tensor) -> list[int]:
+    """Block sizes splitting the rows of ``rows`` (N, ...) over torch's intra-op threads; one block where a
+    split cannot help (GPU, one thread, few rows, tracing)."""
+    n, threads = rows.shape[0], torch.get_num_threads()
+    blocks = min(threads, n // _MIN_ROWS_PER_THREAD)
+    if blocks < 2 or rows.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return [n]
+    return [n // blocks + (i < n % blocks) for i in range(blocks)]
+
+
+def _map_row_blocks(fn, sizes: list[int] | None, *tensors) -> list:
+    """[fn(*block) for each row block of the (N, ...) tensors], the blocks run on threads at once. ``sizes``
+    splits the tensors; None: they are already lists of blocks. For fns that treat rows independently, such
+    as PyTorch's batched LAPACK calls, which loop over the batch on one core."""
+    global _POOL, _POOL_PID
+    parts = list(zip(*(t if sizes is None else t.split(sizes) for t in tensors)))
+    if len(parts) == 1:
+        return [fn(*parts[0])]
+    if _POOL is None or _POOL._max_workers < len(parts) - 1 or _POOL_PID != os.getpid():  # a fork has no threads
+        _POOL, _POOL_PID = ThreadPoolExecutor(max_workers=len(parts) - 1, thread_name_prefix="scvae-refit"), os.getpid()
+    grad_enabled = torch.is_grad_enabled()  # thread-local: a worker would otherwise record a graph
+
+    def in_worker(*part):
+        with torch.set_grad_enabled(grad_enabled):
+            return fn(*part)
+
+    futures = [_POOL.submit(in_worker, *part) for part in parts[1:]]
+    return [fn(*parts[0])] + [future.result() for future in futures]
 
 
 def _solve_with_factor(factor: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,8 @@ from .solvers import soft_threshold
 
 
 def unrolled_ista(drive: torch.Tensor, gram: torch.Tensor, inv_steps: torch.Tensor, thresholds: torch.Tensor,
-                  grad_iterations: int | None = None, recompute: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                  grad_iterations: int | None = None, recompute: bool = False,
+                  atoms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run T = len(inv_steps) ISTA iterations; returns the codes a_T and the preactivation u_T, both (N, K).
 
     Args:
@@ -35,16 +36,34 @@ def unrolled_ista(drive: torch.Tensor, gram: torch.Tensor, inv_steps: torch.Tens
             backward, which recomputes the iterates ``ceil(N / T)`` rows at a time (rows are independent)
             and back-propagates each chunk: one more forward pass, and about two (N, K) tensors at the
             peak of the backward. Not combined with ``grad_iterations``.
+        atoms: optionally D (d, K) itself, with gram = D^T D. Where 2 d < K (the presets' 64 x 256), every
+            product with G is taken as (x D^T) D instead: half the multiplications, the same function (to
+            float rounding); gradients still flow to ``gram``, not to ``atoms``.
     Differentiable in all four tensors (the hand-written backward is used whenever one needs a gradient).
     """
-    n_iter = inv_steps.shape[0]
+    n_iter, factors = inv_steps.shape[0], _gram_factors(atoms)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (drive, gram, inv_steps, thresholds)):
         if recompute and grad_iterations is not None:
             raise ValueError("recompute gives the exact gradient of all iterations; leave grad_iterations None")
         first = 0 if grad_iterations is None else n_iter - min(int(grad_iterations), n_iter)
-        return _UnrolledISTA.apply(drive, gram, inv_steps, thresholds, first, bool(recompute))
-    codes, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=n_iter)
+        return _UnrolledISTA.apply(drive, gram, inv_steps, thresholds, first, bool(recompute), factors)
+    codes, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=n_iter, factors=factors)
     return codes, pre
+
+
+def _gram_factors(atoms: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(D^T, D) when products with G = D^T D are cheaper through D (2 d < K), else None."""
+    if atoms is None or 2 * atoms.shape[0] >= atoms.shape[1]:
+        return None
+    atoms = atoms.detach()
+    return atoms.T, atoms
+
+
+def _minus_times_gram(base: torch.Tensor, x: torch.Tensor, gram: torch.Tensor, factors) -> torch.Tensor:
+    """base - x G (G symmetric), through G's factors when given."""
+    if factors is None:
+        return torch.addmm(base, x, gram, alpha=-1)
+    return torch.addmm(base, x @ factors[0], factors[1], alpha=-1)
 
 
 def unrolled_ista_autograd(drive: torch.Tensor, gram: torch.Tensor, inv_steps: torch.Tensor,
@@ -58,7 +77,7 @@ def unrolled_ista_autograd(drive: torch.Tensor, gram: torch.Tensor, inv_steps: t
     return a, pre
 
 
-def _iterate(drive, gram, inv_steps, thresholds, first_kept: int):
+def _iterate(drive, gram, inv_steps, thresholds, first_kept: int, factors=None):
     """The forward iterations t = 0..T-1. From iteration ``first_kept`` on, also returns the iterates'
     codes (the input of that iteration first, then every output) and their residuals r_t."""
     codes, residuals = [], []
@@ -67,7 +86,7 @@ def _iterate(drive, gram, inv_steps, thresholds, first_kept: int):
     for t in range(inv_steps.shape[0]):
         if t == first_kept:
             codes.append(a)
-        r = drive if t == 0 else torch.addmm(drive, a, gram, alpha=-1)
+        r = drive if t == 0 else _minus_times_gram(drive, a, gram, factors)
         pre = r * inv_steps[t] if t == 0 else torch.addcmul(a, r, inv_steps[t])
         a = pre - pre.clamp(-limits[t], limits[t])  # soft(pre, theta_t)
         if t >= first_kept:
@@ -78,13 +97,13 @@ def _iterate(drive, gram, inv_steps, thresholds, first_kept: int):
 
 class _UnrolledISTA(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, drive, gram, inv_steps, thresholds, first_kept, recompute):
-        ctx.first_kept, ctx.recompute = first_kept, recompute
+    def forward(ctx, drive, gram, inv_steps, thresholds, first_kept, recompute, factors):
+        ctx.first_kept, ctx.recompute, ctx.factors = first_kept, recompute, factors
         if recompute:  # keep only the inputs: the backward recomputes the iterates a chunk of rows at a time
-            a, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=inv_steps.shape[0])
+            a, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=inv_steps.shape[0], factors=factors)
             ctx.save_for_backward(gram, inv_steps, thresholds, drive)
             return a, pre
-        a, pre, codes, residuals = _iterate(drive, gram, inv_steps, thresholds, first_kept)
+        a, pre, codes, residuals = _iterate(drive, gram, inv_steps, thresholds, first_kept, factors)
         ctx.save_for_backward(gram, inv_steps, thresholds, *codes, *residuals)
         return a, pre
 
@@ -95,13 +114,13 @@ class _UnrolledISTA(torch.autograd.Function):
         if not ctx.recompute:
             n_kept = len(saved) // 2  # codes[j] is the input of kept iteration j, codes[j + 1] its output
             grads = _adjoint(saved[: n_kept + 1], saved[n_kept + 1:], grad_codes, grad_pre, gram, inv_steps,
-                             thresholds, ctx.first_kept, needs)
+                             thresholds, ctx.first_kept, needs, ctx.factors)
         else:
-            grads = _adjoint_in_chunks(saved[0], grad_codes, grad_pre, gram, inv_steps, thresholds, needs)
-        return (*(g if need else None for g, need in zip(grads, needs)), None, None)
+            grads = _adjoint_in_chunks(saved[0], grad_codes, grad_pre, gram, inv_steps, thresholds, needs, ctx.factors)
+        return (*(g if need else None for g, need in zip(grads, needs)), None, None, None)
 
 
-def _adjoint_in_chunks(drive, grad_codes, grad_pre, gram, inv_steps, thresholds, needs):
+def _adjoint_in_chunks(drive, grad_codes, grad_pre, gram, inv_steps, thresholds, needs, factors=None):
     """The exact backward from the inputs alone: rows are independent, so the iterates of ``ceil(N / T)``
     rows at a time are recomputed and back-propagated, holding about two (N, K) tensors however large T is."""
     n_iter, rows = inv_steps.shape[0], drive.shape[0]
@@ -110,16 +129,16 @@ def _adjoint_in_chunks(drive, grad_codes, grad_pre, gram, inv_steps, thresholds,
     totals = None
     for start in range(0, rows, size):
         part = slice(start, start + size)
-        _, _, codes, residuals = _iterate(drive[part], gram, inv_steps, thresholds, first_kept=0)
+        _, _, codes, residuals = _iterate(drive[part], gram, inv_steps, thresholds, first_kept=0, factors=factors)
         grads = _adjoint(codes, residuals, None if grad_codes is None else grad_codes[part],
-                         None if grad_pre is None else grad_pre[part], gram, inv_steps, thresholds, 0, needs)
+                         None if grad_pre is None else grad_pre[part], gram, inv_steps, thresholds, 0, needs, factors)
         if g_drive is not None:
             g_drive[part] = grads[0]
         totals = grads[1:] if totals is None else [None if t is None else t + g for t, g in zip(totals, grads[1:])]
     return (g_drive, *totals)
 
 
-def _adjoint(codes, residuals, grad_codes, grad_pre, gram, inv_steps, thresholds, first_kept, needs):
+def _adjoint(codes, residuals, grad_codes, grad_pre, gram, inv_steps, thresholds, first_kept, needs, factors=None):
     """The adjoint recursion over the kept iterations, last first: gradients of (drive, gram, inv_steps,
     thresholds), None for a drive or gram that needs none."""
     n_kept = len(residuals)
@@ -140,7 +159,7 @@ def _adjoint(codes, residuals, grad_codes, grad_pre, gram, inv_steps, thresholds
         if g_drive is not None:
             g_drive += g_r
         if j > 0:
-            g_a = torch.addmm(g_u, g_r, gram.T, alpha=-1)
+            g_a = _minus_times_gram(g_u, g_r, gram, factors)  # g_u - g_r G^T, G symmetric
         if t > 0 and g_gram is not None:
             g_gram.addmm_(codes[j].T, g_r, alpha=-1)
     return g_drive, g_gram, g_steps, g_thr
