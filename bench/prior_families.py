@@ -66,7 +66,8 @@ def trained_prior(folder: Path, run: Path, settings: PriorTraining, step: float 
 
 
 def measure(family: str, run: Path, settings: PriorTraining, images: int, samples: int, out: Path,
-            classifier: SmallClassifier | None, real_images: torch.Tensor | None, reuse: bool = False) -> dict:
+            classifier: SmallClassifier | None, real_images: torch.Tensor | None, reuse: bool = False,
+            temperature: float = 1.0) -> dict:
     model = load_model(run)
     train, held_out = build_datasets(load_run_config(run / CONFIG_FILE))
     coded = code_symbols(model, train, images)
@@ -81,10 +82,11 @@ def measure(family: str, run: Path, settings: PriorTraining, images: int, sample
     per_channel = {name: float(ChannelEntropyModel.fit(coded.symbols, prior.step, model.model_type, context=context)
                                .bits(held.symbols).mean()) for name, context in (("channel", False), ("context", True))}
     start = time.perf_counter()
-    drawn = generate_from_prior(model, prior, samples, seed=0, progress=False)
+    drawn = generate_from_prior(model, prior, samples, temperature=temperature, seed=0, progress=False)
     seconds_per_sample = (time.perf_counter() - start) / samples
-    save_grid(drawn.images[:64], out / f"samples_{family}.png", nrow=8, upscale=2)
-    row = {"family": family, "run": str(run), "prior_bits": prior.info["held_out_bits"],
+    tag = "" if temperature == 1.0 else f"_T{temperature:g}"
+    save_grid(drawn.images[:64], out / f"samples_{family}{tag}.png", nrow=8, upscale=2)
+    row = {"family": family, "run": str(run), "temperature": temperature, "prior_bits": prior.info["held_out_bits"],
            "channel_bits": per_channel["channel"], "context_bits": per_channel["context"],
            "psnr": prior.info["held_out_psnr"], "held_out_images": prior.info["held_out_images"],
            "train_images": prior.info["train_images"], "sparse": prior.layout.sparse,
@@ -109,7 +111,8 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|" + ("---|---|---|---|" if quality else "")]
     for r in rows:
         saved = 1 - r["prior_bits"] / r["context_bits"]
-        line = (f"| {r['family']} | {r['prior_bits']:.0f} | {r['channel_bits']:.0f} | {r['context_bits']:.0f} | "
+        label = r["family"] + ("" if r.get("temperature", 1.0) == 1.0 else f" (T {r['temperature']:g})")
+        line = (f"| {label} | {r['prior_bits']:.0f} | {r['channel_bits']:.0f} | {r['context_bits']:.0f} | "
                 f"{100 * saved:.1f} % | {r['psnr']:.2f} | {r['seconds_per_sample']:.3f} |")
         if quality:
             line += (f" {r['prior_frechet']:.2f} | {r['prior_precision']:.2f} | {r['prior_recall']:.2f} | "
@@ -133,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="measure a prior already in --out/FAMILY (e.g. from scvae prior train on the same run, "
                              "with the same --steps) instead of training it again")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="sampling temperature of the learned prior (the PCA + mixture baseline has none)")
     args = parser.parse_args(argv)
+    if not args.temperature > 0:
+        print(f"prior_families: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
+        return 2
     torch.manual_seed(0)
     settings = PriorTraining(steps=args.steps)
     out = Path(args.out)
@@ -147,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     for family, run in runs:
         try:
             rows.append(measure(family, Path(run), settings, args.images, args.samples, out, classifier, real,
-                                args.reuse))
+                                args.reuse, args.temperature))
         except ScvaeError as err:
             print(f"prior_families: {err}", file=sys.stderr)
             return 2

@@ -6,7 +6,9 @@ dictionary, D a, the decoder's input), each at a texture weight.
 For every ``TEXTURE@WEIGHT`` config the hierarchy's level is chosen at ODS on the first ``--tune`` train
 images and then applied to ``--split``; the textons' centroids are fitted on the last ``--fit`` train images,
 so neither choice sees the scored split (``--fit-on split``: on the scored photos, without their labels, as
-``scvae segment --texture textons`` fits on the photos it is given). Prints a table and writes JSON:
+``scvae segment --texture textons`` fits on the photos it is given). Each config's seconds per scored photo
+(its texture and hierarchy; the textons' fit once, spread over the photos) are timed in the same run as
+Felzenszwalb-Huttenlocher's at its fixed scale on the same photos. Prints a table and writes JSON:
 
     python bench/region_textons.py --data ../shared/data/bsds500 --model RUN \\
         --configs none@1,atoms@1,textons32@2 --json textons.json
@@ -17,12 +19,13 @@ import argparse
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 from scvae.data import load_image
 from scvae.downstream.region_benchmark import benchmark, read_bsds_ground_truth, score_image
 from scvae.downstream.region_merging import MergeOptions, atom_histograms, build_hierarchy, textons
-from scvae.downstream.region_methods import LEVELS, bsds_pairs
+from scvae.downstream.region_methods import FIXED, LEVELS, bsds_pairs, segmenter
 from scvae.errors import ScvaeError
 
 # a texture weight of 2 can double the merging costs, so the sweep goes past the region method's highest level
@@ -50,12 +53,23 @@ def load_photos(pairs) -> list[tuple]:
 
 
 def scores(photos, cue, weight: float, fixed=None) -> dict:
-    """The region benchmark over SWEEP's levels for one texture cue and weight."""
-    options, rows = MergeOptions(texture_weight=weight), []
+    """The region benchmark over SWEEP's levels for one texture cue and weight, with the seconds per photo
+    of the texture and the hierarchy (``sec_per_image``)."""
+    options, rows, seconds = MergeOptions(texture_weight=weight), [], 0.0
     for image, truths in photos:
+        start = time.perf_counter()
         hierarchy = build_hierarchy(image, None if cue is None else cue(image), options)
+        seconds += time.perf_counter() - start
         rows.append([score_image(hierarchy.cut_at(level), truths) for level in SWEEP])
-    return benchmark(rows, SWEEP, fixed)
+    return {**benchmark(rows, SWEEP, fixed), "sec_per_image": seconds / len(photos)}
+
+
+def felzenszwalb_seconds(photos) -> float:
+    """Felzenszwalb-Huttenlocher's seconds per photo at its fixed scale: the speed reference."""
+    segment, start = segmenter("felzenszwalb"), time.perf_counter()
+    for image, _ in photos:
+        segment(image, FIXED["felzenszwalb"])
+    return (time.perf_counter() - start) / len(photos)
 
 
 def parse_configs(text: str) -> list[tuple[str, float]]:
@@ -99,28 +113,35 @@ def main(argv: list[str] | None = None) -> int:
         tune_photos, photos = load_photos(train[:args.tune]), load_photos(split)
         fit_images = ([image for image, _ in photos] if args.fit_on == "split"
                       else [load_image(path, 3) for path, _ in train[len(train) - args.fit:]])
-        rows = []
+        rows, reference = [], felzenszwalb_seconds(photos)
         for name, weight in configs:
+            start = time.perf_counter()
             cue = texture(name, model, fit_images)
+            fit_seconds = time.perf_counter() - start
             tuned = scores(tune_photos, cue, weight)
             level = tuned["ods"]["covering_parameter"]
             scored = scores(photos, cue, weight, level)
+            per_photo = scored["sec_per_image"] + fit_seconds / len(photos)
             rows.append({"texture": name, "weight": weight, "level": level, "tune_covering": tuned["ods"]["covering"],
-                         "covering_at_level": scored["fixed"]["covering"], "ods": scored["ods"], "ois": scored["ois"]})
+                         "covering_at_level": scored["fixed"]["covering"], "ods": scored["ods"], "ois": scored["ois"],
+                         "fit_seconds": fit_seconds, "sec_per_image": per_photo,
+                         "time_to_felzenszwalb": per_photo / reference})
             print(f"{name}@{weight}: covering {scored['fixed']['covering']:.3f} at level {level}", file=sys.stderr)
     except ScvaeError as err:
         print(f"region_textons: {err}", file=sys.stderr)
         return 2
-    print(f"BSDS500 {args.split}, {len(split)} images; level chosen on {args.tune} train images\n")
-    print("| texture @ weight | level (train) | covering at it | ODS covering | OIS | PRI ODS | VoI ODS |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"BSDS500 {args.split}, {len(split)} images; level chosen on {args.tune} train images; "
+          f"Felzenszwalb {reference:.3f} s a photo in the same run\n")
+    print("| texture @ weight | level (train) | covering at it | ODS covering | OIS | PRI ODS | VoI ODS | s/photo | "
+          "x Felzenszwalb |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['texture']} @ {r['weight']:g} | {r['level']} | {r['covering_at_level']:.3f} | "
               f"{r['ods']['covering']:.3f} | {r['ois']['covering']:.3f} | {r['ods']['pri']:.3f} | "
-              f"{r['ods']['voi']:.3f} |")
+              f"{r['ods']['voi']:.3f} | {r['sec_per_image']:.3f} | {r['time_to_felzenszwalb']:.2f} |")
     if args.json:
         result = {"split": args.split, "n_images": len(split), "tune": args.tune, "fit": args.fit,
-                  "fit_on": args.fit_on, "rows": rows}
+                  "fit_on": args.fit_on, "felzenszwalb_sec_per_image": reference, "rows": rows}
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

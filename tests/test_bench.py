@@ -131,11 +131,15 @@ def test_region_textons_chooses_each_level_on_train_and_scores_the_split_at_it(t
     out = run("region_textons.py", "--data", str(BSDS), "--model", str(tiny_run),
               "--configs", "none@1,textons4@2,code-textons3@1,decoder-textons3@1",
               "--tune", "1", "--fit", "1", "--limit", "1", "--json", str(tmp_path / "t.json"))
-    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    result = json.loads((tmp_path / "t.json").read_text())
+    rows, reference = result["rows"], result["felzenszwalb_sec_per_image"]
     assert [(r["texture"], r["weight"]) for r in rows] == [("none", 1.0), ("textons4", 2.0), ("code-textons3", 1.0),
                                                           ("decoder-textons3", 1.0)]
     for r in rows:
         assert r["ods"]["covering"] >= r["covering_at_level"] > 0 and r["ois"]["covering"] >= r["ods"]["covering"]
+        assert r["sec_per_image"] >= r["fit_seconds"] > 0 and reference > 0  # one photo carries the whole fit
+        assert r["time_to_felzenszwalb"] == pytest.approx(r["sec_per_image"] / reference)
+    assert rows[1]["fit_seconds"] > rows[0]["fit_seconds"]  # fitting textons costs more than no texture
     assert "| textons4 @ 2 |" in out
     bad = subprocess.run([sys.executable, str(BENCH / "region_textons.py"), "--data", str(BSDS), "--model",
                           str(tiny_run), "--configs", "textures@1", "--json", str(tmp_path / "bad.json")],
@@ -240,10 +244,15 @@ def test_prior_families_reports_the_learned_prior_against_the_per_channel_model(
     assert (out / "classifier.safetensors").is_file() and (out / "samples_scvae_pca_mixture.png").is_file()
     assert "| scvae |" in printed and "Frechet (classifier)" in printed
     # --reuse measures the saved prior instead of training it again, and refuses one of other settings
-    run("prior_families.py", "--runs", f"scvae={tiny_run}", "--steps", "3", "--images", "8", "--samples", "6",
-        "--out", str(out), "--reuse", "--json", str(tmp_path / "again.json"))
+    printed = run("prior_families.py", "--runs", f"scvae={tiny_run}", "--steps", "3", "--images", "8", "--samples",
+                  "6", "--out", str(out), "--reuse", "--temperature", "0.5", "--json", str(tmp_path / "again.json"))
     again = json.loads((tmp_path / "again.json").read_text())["rows"][0]
     assert again["prior_bits"] == row["prior_bits"] and again["train_seconds"] is None
+    assert row["temperature"] == 1.0 and again["temperature"] == 0.5 and "| scvae (T 0.5) |" in printed
+    assert (out / "samples_scvae_T0.5.png").is_file() and (out / "samples_scvae.png").is_file()  # each its own grid
+    cold = subprocess.run([sys.executable, str(BENCH / "prior_families.py"), "--runs", f"scvae={tiny_run}",
+                           "--temperature", "0", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert cold.returncode == 2 and "--temperature must be > 0" in cold.stderr
     bad = subprocess.run([sys.executable, str(BENCH / "prior_families.py"), "--runs", f"scvae={tiny_run}", "--steps",
                           "4", "--images", "8", "--out", str(out), "--reuse"], capture_output=True, text=True,
                          timeout=300)
