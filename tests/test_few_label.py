@@ -74,6 +74,13 @@ def test_hard_kmeans_codes_are_one_hot_at_the_largest_triangle_code():
     triangle, onehot = soft(images[0]).values, hard(images[0]).values
     assert set(np.unique(onehot)) == {0.0, 1.0} and (onehot.sum(-1) == 1).all()
     assert (onehot.argmax(-1) == triangle.argmax(-1)).all()
+    # by hand: whiten each cell with the fitted mean and ZCA matrix, then the nearest centroid in Euclidean distance
+    encoder = hard.encoder
+    cells = PixelFeatures()(images[0]).values.astype(np.float64)
+    whitened = (cells - encoder.mean.double().numpy()) @ encoder.whiten.double().numpy()
+    distances = np.linalg.norm(whitened[..., None, :] - encoder.centroids.double().numpy(), axis=-1)  # (h, w, K)
+    assert (onehot.argmax(-1) == distances.argmin(-1)).all()
+    assert len(np.unique(onehot.argmax(-1))) > 1  # more than one texton in use: the check can fail
 
 
 def test_textons_of_a_model_are_the_nearest_centroid_of_its_latent_cells(tiny_run):
