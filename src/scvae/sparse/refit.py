@@ -96,8 +96,7 @@ def _factor_and_solve(matrix: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Te
 
 
 _MIN_ROWS_PER_THREAD = 256  # below this a thread's hand-off costs more than it saves
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = 0  # the process that started _POOL
+_POOL: tuple[ThreadPoolExecutor, int, int] | None = None  # (pool, its workers, the process that started it)
 
 
 def _row_blocks(rows: torch.Tensor) -> list[int]:
@@ -114,19 +113,20 @@ def _map_row_blocks(fn, sizes: list[int] | None, *tensors) -> list:
     """[fn(*block) for each row block of the (N, ...) tensors], the blocks run on threads at once. ``sizes``
     splits the tensors; None: they are already lists of blocks. For fns that treat rows independently, such
     as PyTorch's batched LAPACK calls, which loop over the batch on one core."""
-    global _POOL, _POOL_PID
+    global _POOL
     parts = list(zip(*(t if sizes is None else t.split(sizes) for t in tensors)))
     if len(parts) == 1:
         return [fn(*parts[0])]
-    if _POOL is None or _POOL._max_workers < len(parts) - 1 or _POOL_PID != os.getpid():  # a fork has no threads
-        _POOL, _POOL_PID = ThreadPoolExecutor(max_workers=len(parts) - 1, thread_name_prefix="scvae-refit"), os.getpid()
+    if _POOL is None or _POOL[1] < len(parts) - 1 or _POOL[2] != os.getpid():  # a forked child has no threads
+        workers = len(parts) - 1
+        _POOL = (ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scvae-refit"), workers, os.getpid())
     grad_enabled = torch.is_grad_enabled()  # thread-local: a worker would otherwise record a graph
 
     def in_worker(*part):
         with torch.set_grad_enabled(grad_enabled):
             return fn(*part)
 
-    futures = [_POOL.submit(in_worker, *part) for part in parts[1:]]
+    futures = [_POOL[0].submit(in_worker, *part) for part in parts[1:]]
     return [fn(*parts[0])] + [future.result() for future in futures]
 
 
