@@ -241,5 +241,5 @@ def test_the_refit_split_over_threads_is_bit_for_bit_one_call(monkeypatch):
         assert torch.equal(one, split)
     assert torch.equal(values, results[0][0])
     with torch.no_grad():  # grad mode is thread-local: the worker's block must not record a graph either
-        blocks = refit._map_row_blocks(lambda t: t * 2, [350, 350], drive)
+        blocks = refit._map_row_blocks(lambda t: t * 2, drive.split([350, 350]))
     assert len(blocks) == 2 and not any(block.requires_grad for block in blocks)

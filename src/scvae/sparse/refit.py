@@ -69,17 +69,16 @@ class _SubGramSolve(torch.autograd.Function):
         width = padded.shape[0]
         sizes = _row_blocks(slots)
         solved = _map_row_blocks(lambda s, b: _factor_and_solve(torch.take(padded, _pair_indices(s, width)), b),
-                                 sizes, slots, rhs[..., None])
+                                 slots.split(sizes), rhs[..., None].split(sizes))
         x = torch.cat([block_x for _, block_x in solved])
-        ctx.sizes = sizes
         ctx.save_for_backward(padded, slots, x, *(factor for factor, _ in solved))
         return x.squeeze(-1)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         padded, slots, x, *factors = ctx.saved_tensors
-        grads = grad[..., None].split(ctx.sizes)
-        grad_rhs = torch.cat(_map_row_blocks(_solve_with_factor, None, factors, grads))
+        grads = grad[..., None].split([factor.shape[0] for factor in factors])  # the forward's blocks
+        grad_rhs = torch.cat(_map_row_blocks(_solve_with_factor, factors, grads))
         grad_padded = None
         if ctx.needs_input_grad[0]:
             grad_sub = -grad_rhs @ x.transpose(1, 2)  # (N, k, k)
@@ -109,12 +108,12 @@ def _row_blocks(rows: torch.Tensor) -> list[int]:
     return [n // blocks + (i < n % blocks) for i in range(blocks)]
 
 
-def _map_row_blocks(fn, sizes: list[int] | None, *tensors) -> list:
-    """[fn(*block) for each row block of the (N, ...) tensors], the blocks run on threads at once. ``sizes``
-    splits the tensors; None: they are already lists of blocks. For fns that treat rows independently, such
-    as PyTorch's batched LAPACK calls, which loop over the batch on one core."""
+def _map_row_blocks(fn, *blocks) -> list:
+    """[fn(*row_block) for each row block], each argument given as its list of blocks (the same rows in
+    each); the blocks run on threads at once. For fns that treat rows independently, such as PyTorch's
+    batched LAPACK calls, which loop over the batch on one core."""
     global _POOL
-    parts = list(zip(*(t if sizes is None else t.split(sizes) for t in tensors)))
+    parts = list(zip(*blocks))
     if len(parts) == 1:
         return [fn(*parts[0])]
     if _POOL is None or _POOL[1] < len(parts) - 1 or _POOL[2] != os.getpid():  # a forked child has no threads

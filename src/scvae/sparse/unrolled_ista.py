@@ -41,29 +41,28 @@ def unrolled_ista(drive: torch.Tensor, gram: torch.Tensor, inv_steps: torch.Tens
             float rounding); gradients still flow to ``gram``, not to ``atoms``.
     Differentiable in all four tensors (the hand-written backward is used whenever one needs a gradient).
     """
-    n_iter, factors = inv_steps.shape[0], _gram_factors(atoms)
+    n_iter, atoms = inv_steps.shape[0], _cheaper_atoms(atoms)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (drive, gram, inv_steps, thresholds)):
         if recompute and grad_iterations is not None:
             raise ValueError("recompute gives the exact gradient of all iterations; leave grad_iterations None")
         first = 0 if grad_iterations is None else n_iter - min(int(grad_iterations), n_iter)
-        return _UnrolledISTA.apply(drive, gram, inv_steps, thresholds, first, bool(recompute), factors)
-    codes, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=n_iter, factors=factors)
+        return _UnrolledISTA.apply(drive, gram, inv_steps, thresholds, first, bool(recompute), atoms)
+    codes, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=n_iter, atoms=atoms)
     return codes, pre
 
 
-def _gram_factors(atoms: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(D^T, D) when products with G = D^T D are cheaper through D (2 d < K), else None."""
+def _cheaper_atoms(atoms: torch.Tensor | None) -> torch.Tensor | None:
+    """D (d, K), detached, when products with G = D^T D are cheaper through it (2 d < K), else None."""
     if atoms is None or 2 * atoms.shape[0] >= atoms.shape[1]:
         return None
-    atoms = atoms.detach()
-    return atoms.T, atoms
+    return atoms.detach()
 
 
-def _minus_times_gram(base: torch.Tensor, x: torch.Tensor, gram: torch.Tensor, factors) -> torch.Tensor:
-    """base - x G (G symmetric), through G's factors when given."""
-    if factors is None:
+def _minus_times_gram(base: torch.Tensor, x: torch.Tensor, gram: torch.Tensor, atoms: torch.Tensor | None) -> torch.Tensor:
+    """base - x G (G symmetric), as base - (x D^T) D when the atoms D are given."""
+    if atoms is None:
         return torch.addmm(base, x, gram, alpha=-1)
-    return torch.addmm(base, x @ factors[0], factors[1], alpha=-1)
+    return torch.addmm(base, x @ atoms.T, atoms, alpha=-1)
 
 
 def unrolled_ista_autograd(drive: torch.Tensor, gram: torch.Tensor, inv_steps: torch.Tensor,
@@ -77,7 +76,7 @@ def unrolled_ista_autograd(drive: torch.Tensor, gram: torch.Tensor, inv_steps: t
     return a, pre
 
 
-def _iterate(drive, gram, inv_steps, thresholds, first_kept: int, factors=None):
+def _iterate(drive, gram, inv_steps, thresholds, first_kept: int, atoms=None):
     """The forward iterations t = 0..T-1. From iteration ``first_kept`` on, also returns the iterates'
     codes (the input of that iteration first, then every output) and their residuals r_t."""
     codes, residuals = [], []
@@ -86,7 +85,7 @@ def _iterate(drive, gram, inv_steps, thresholds, first_kept: int, factors=None):
     for t in range(inv_steps.shape[0]):
         if t == first_kept:
             codes.append(a)
-        r = drive if t == 0 else _minus_times_gram(drive, a, gram, factors)
+        r = drive if t == 0 else _minus_times_gram(drive, a, gram, atoms)
         pre = r * inv_steps[t] if t == 0 else torch.addcmul(a, r, inv_steps[t])
         a = pre - pre.clamp(-limits[t], limits[t])  # soft(pre, theta_t)
         if t >= first_kept:
@@ -97,13 +96,13 @@ def _iterate(drive, gram, inv_steps, thresholds, first_kept: int, factors=None):
 
 class _UnrolledISTA(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, drive, gram, inv_steps, thresholds, first_kept, recompute, factors):
-        ctx.first_kept, ctx.recompute, ctx.factors = first_kept, recompute, factors
+    def forward(ctx, drive, gram, inv_steps, thresholds, first_kept, recompute, atoms):
+        ctx.first_kept, ctx.recompute, ctx.atoms = first_kept, recompute, atoms
         if recompute:  # keep only the inputs: the backward recomputes the iterates a chunk of rows at a time
-            a, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=inv_steps.shape[0], factors=factors)
+            a, pre, _, _ = _iterate(drive, gram, inv_steps, thresholds, first_kept=inv_steps.shape[0], atoms=atoms)
             ctx.save_for_backward(gram, inv_steps, thresholds, drive)
             return a, pre
-        a, pre, codes, residuals = _iterate(drive, gram, inv_steps, thresholds, first_kept, factors)
+        a, pre, codes, residuals = _iterate(drive, gram, inv_steps, thresholds, first_kept, atoms)
         ctx.save_for_backward(gram, inv_steps, thresholds, *codes, *residuals)
         return a, pre
 
@@ -114,13 +113,13 @@ class _UnrolledISTA(torch.autograd.Function):
         if not ctx.recompute:
             n_kept = len(saved) // 2  # codes[j] is the input of kept iteration j, codes[j + 1] its output
             grads = _adjoint(saved[: n_kept + 1], saved[n_kept + 1:], grad_codes, grad_pre, gram, inv_steps,
-                             thresholds, ctx.first_kept, needs, ctx.factors)
+                             thresholds, ctx.first_kept, needs, ctx.atoms)
         else:
-            grads = _adjoint_in_chunks(saved[0], grad_codes, grad_pre, gram, inv_steps, thresholds, needs, ctx.factors)
+            grads = _adjoint_in_chunks(saved[0], grad_codes, grad_pre, gram, inv_steps, thresholds, needs, ctx.atoms)
         return (*(g if need else None for g, need in zip(grads, needs)), None, None, None)
 
 
-def _adjoint_in_chunks(drive, grad_codes, grad_pre, gram, inv_steps, thresholds, needs, factors=None):
+def _adjoint_in_chunks(drive, grad_codes, grad_pre, gram, inv_steps, thresholds, needs, atoms=None):
     """The exact backward from the inputs alone: rows are independent, so the iterates of ``ceil(N / T)``
     rows at a time are recomputed and back-propagated, holding about two (N, K) tensors however large T is."""
     n_iter, rows = inv_steps.shape[0], drive.shape[0]
@@ -129,16 +128,16 @@ def _adjoint_in_chunks(drive, grad_codes, grad_pre, gram, inv_steps, thresholds,
     totals = None
     for start in range(0, rows, size):
         part = slice(start, start + size)
-        _, _, codes, residuals = _iterate(drive[part], gram, inv_steps, thresholds, first_kept=0, factors=factors)
+        _, _, codes, residuals = _iterate(drive[part], gram, inv_steps, thresholds, first_kept=0, atoms=atoms)
         grads = _adjoint(codes, residuals, None if grad_codes is None else grad_codes[part],
-                         None if grad_pre is None else grad_pre[part], gram, inv_steps, thresholds, 0, needs, factors)
+                         None if grad_pre is None else grad_pre[part], gram, inv_steps, thresholds, 0, needs, atoms)
         if g_drive is not None:
             g_drive[part] = grads[0]
         totals = grads[1:] if totals is None else [None if t is None else t + g for t, g in zip(totals, grads[1:])]
     return (g_drive, *totals)
 
 
-def _adjoint(codes, residuals, grad_codes, grad_pre, gram, inv_steps, thresholds, first_kept, needs, factors=None):
+def _adjoint(codes, residuals, grad_codes, grad_pre, gram, inv_steps, thresholds, first_kept, needs, atoms=None):
     """The adjoint recursion over the kept iterations, last first: gradients of (drive, gram, inv_steps,
     thresholds), None for a drive or gram that needs none."""
     n_kept = len(residuals)
@@ -159,7 +158,7 @@ def _adjoint(codes, residuals, grad_codes, grad_pre, gram, inv_steps, thresholds
         if g_drive is not None:
             g_drive += g_r
         if j > 0:
-            g_a = _minus_times_gram(g_u, g_r, gram, factors)  # g_u - g_r G^T, G symmetric
+            g_a = _minus_times_gram(g_u, g_r, gram, atoms)  # g_u - g_r G^T, G symmetric
         if t > 0 and g_gram is not None:
             g_gram.addmm_(codes[j].T, g_r, alpha=-1)
     return g_drive, g_gram, g_steps, g_thr
