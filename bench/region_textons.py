@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from scvae.data import load_image
-from scvae.downstream.region_benchmark import benchmark, read_bsds_ground_truth, score_image
+from scvae.downstream.region_benchmark import read_bsds_ground_truth
 from scvae.downstream.region_merging import MergeOptions, atom_histograms, build_hierarchy, textons
-from scvae.downstream.region_methods import FIXED, LEVELS, bsds_pairs, segmenter
+from scvae.downstream.region_methods import FIXED, LEVELS, bsds_pairs, score_hierarchies, segmenter
 from scvae.errors import ScvaeError
 
 # a texture weight of 2 can double the merging costs, so the sweep goes past the region method's highest level
@@ -55,13 +55,9 @@ def load_photos(pairs) -> list[tuple]:
 def scores(photos, cue, weight: float, fixed=None) -> dict:
     """The region benchmark over SWEEP's levels for one texture cue and weight, with the seconds per photo
     of the texture and the hierarchy (``sec_per_image``)."""
-    options, rows, seconds = MergeOptions(texture_weight=weight), [], 0.0
-    for image, truths in photos:
-        start = time.perf_counter()
-        hierarchy = build_hierarchy(image, None if cue is None else cue(image), options)
-        seconds += time.perf_counter() - start
-        rows.append([score_image(hierarchy.cut_at(level), truths) for level in SWEEP])
-    return {**benchmark(rows, SWEEP, fixed), "sec_per_image": seconds / len(photos)}
+    options = MergeOptions(texture_weight=weight)
+    return score_hierarchies(photos, lambda image: build_hierarchy(image, None if cue is None else cue(image), options),
+                             SWEEP, fixed)
 
 
 def felzenszwalb_seconds(photos) -> float:
