@@ -261,7 +261,7 @@ def test_a_coarser_scale_encodes_the_downscaled_image_and_joined_features_concat
 def test_the_decoder_map_is_the_codes_read_through_the_dictionary_and_k_means_encodes_it(tiny_run):
     """``decoder``: D a for SC-VAE, computed here by hand from the codes and the atoms; ``decoder-kmeans``: the
     k-means triangle codes fitted on that map, not on the latent."""
-    from scvae.downstream.features import FeatureExtractor, model_maps
+    from scvae.downstream.features import LATENT_KMEANS, FeatureExtractor, model_maps
     from scvae.downstream.patch_kmeans import fit_patch_kmeans
     from scvae.training import load_model
 
@@ -272,5 +272,5 @@ def test_the_decoder_map_is_the_codes_read_through_the_dictionary_and_k_means_en
     decoder = model_maps(model, images, "decoder")
     assert torch.allclose(decoder, by_hand, atol=1e-5) and not torch.allclose(decoder, model.latent(images), atol=1e-3)
     feature = FeatureExtractor(FeatureSpec.parse("decoder-kmeans:quadrant-sum"), model).fit(images)
-    assert torch.equal(feature.encoder.centroids, fit_patch_kmeans(decoder, 1600, patch=1, contrast_eps=None).centroids)
+    assert torch.equal(feature.encoder.centroids, fit_patch_kmeans(decoder, **LATENT_KMEANS, contrast_eps=None).centroids)
     assert feature(images).shape == (4, feature.encoder.n_centroids * 4)  # quadrant sums
