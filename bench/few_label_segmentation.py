@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from scvae.data.masks import load_pair, pair_images_with_masks
-from scvae.downstream.few_label import few_label_segmentation, paired_margin
+from scvae.downstream.few_label import UPSAMPLING, few_label_segmentation, paired_margin
 from scvae.downstream.segmentation import CODE_SPACES, CodeFeatures, KMeansCodes, PixelFeatures
 from scvae.errors import ScvaeError
 from scvae.training import load_model
@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                              "decoder (what the decoder receives: SC-VAE's D a), latent (the bottleneck's input) "
                              "and/or kmeans (the latent's k-means triangle codes, as the probe's kmeans feature, "
                              "fitted on each dataset's images without their labels); each run is scored in each")
+    parser.add_argument("--upsample", choices=UPSAMPLING, default=UPSAMPLING[0],
+                        help="cell predictions to pixels: bilinear class probabilities, or nearest labels (the tables "
+                             "before 2026-12)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     try:
@@ -64,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                     methods[name] = space_features(model, space, args.size, unlabelled)
             report[dataset] = {}
             for n in (int(v) for v in args.labelled.split(",")):
-                results = few_label_segmentation(methods, pairs, n, args.draws, ignore, progress=print)
+                results = few_label_segmentation(methods, pairs, n, args.draws, ignore, progress=print,
+                                                 upsample=args.upsample)
                 rows = {}
                 for name, result in results.items():
                     margin = paired_margin(result, results[PIXELS]) if name != PIXELS else None
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"few_label_segmentation: {err}", file=sys.stderr)
         return 2
     if args.json:
-        Path(args.json).write_text(json.dumps({"size": args.size, "draws": args.draws, "datasets": report},
+        Path(args.json).write_text(json.dumps({"size": args.size, "draws": args.draws, "upsample": args.upsample,
+                                               "datasets": report},
                                               indent=2) + "\n")
     return 0
 

@@ -24,6 +24,35 @@ def test_supervised_counts_by_hand():
     assert supervised_counts(predicted, target, (2,)) == {0: (1, 2), 1: (2, 3)}  # pixels labelled 2 left out
 
 
+def test_upsampled_scores_put_the_boundary_where_the_two_cells_scores_cross():
+    from scvae.downstream.segmentation import upsample_scores
+
+    one = np.array([[0.0, 0.6]])  # class 1's probability at two 4-pixel cells, centred at x = 2 and 6
+    scores = np.stack([1 - one, one], -1)
+    grid = FeatureGrid(np.zeros((1, 2, 1), np.float32), 4, (1, 8))
+    # linear between the centres, 0.5 is crossed at x = 2 + 4 * 0.5 / 0.6 = 5.33: pixel 4 (centre 4.5) stays 0
+    assert upsample_scores(scores, grid, (1, 8)).tolist() == [[0, 0, 0, 0, 0, 1, 1, 1]]
+    assert upsample_scores(scores, grid, (2, 16)).tolist() == [[0] * 10 + [1] * 6] * 2  # then nearest to the mask
+
+
+def _cell_means(cell):
+    """A feature grid of each cell x cell block's mean colour: boundaries fall inside cells."""
+    def features(image):
+        h, w = image.shape[0] // cell, image.shape[1] // cell
+        blocks = image[:h * cell, :w * cell].reshape(h, cell, w, cell, 3).mean((1, 3)) / 255
+        return FeatureGrid(blocks.astype(np.float32), cell, image.shape[:2])
+    return features
+
+
+def test_bilinear_upsampling_labels_boundaries_inside_cells_better_than_nearest():
+    pairs = _two_colour_pairs()
+    scores = {mode: few_label_segmentation({"cells": _cell_means(8)}, pairs, 1, draws=2, upsample=mode)["cells"].miou
+              for mode in ("bilinear", "nearest")}
+    assert scores["bilinear"] > scores["nearest"] + 0.02
+    with pytest.raises(ScvaeError, match="upsample"):
+        few_label_segmentation({"cells": _cell_means(8)}, pairs, 1, upsample="cubic")
+
+
 def _two_colour_pairs(n=6):
     rng = np.random.default_rng(0)
     pairs = []

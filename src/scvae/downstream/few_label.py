@@ -4,9 +4,10 @@ images and scored by mIoU on the rest (the supervised side of the paper's downst
 For each draw, ``n`` images are chosen at random as the labelled set (the same images for every method, so
 the methods are paired); every position of their feature grids, with its normalised (y, x) position
 appended, is labelled by the mask at the cell's centre, and a multinomial logistic regression is fitted on
-the standardised rows. Every other image is then labelled cell by cell, upsampled to its mask, and
-scored. The draws' per-image counts are pooled, so :func:`paired_miou_difference` resamples images of every
-draw.
+the standardised rows. Every other image is then scored cell by cell; the class probabilities are
+interpolated bilinearly between the cells' centres (``upsample="bilinear"``, the default; ``"nearest"``
+gives each cell's label to all its pixels, as before 2026-12), and the argmax is scored against the mask.
+The draws' per-image counts are pooled, so :func:`paired_miou_difference` resamples images of every draw.
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ScvaeError
-from .segmentation import FeatureFn, FeatureGrid, upsample_labels
+from .segmentation import FeatureFn, FeatureGrid, upsample_labels, upsample_scores
 from .segmentation_metrics import SegmentationScorer, _count_matrices, _miou, paired_miou_difference
 
 MAX_ROWS = 60_000  # training positions kept per draw (a random subset beyond it): the fit stays seconds
 POSITION_WEIGHT = 1.0  # (y, x) in [0, 1] appended to every method's standardised features
+UPSAMPLING = ("bilinear", "nearest")
 
 
 @dataclass
@@ -62,11 +64,14 @@ def supervised_counts(predicted: np.ndarray, target: np.ndarray, ignore: tuple[i
 
 def few_label_segmentation(methods: dict[str, FeatureFn], pairs: list[tuple[np.ndarray, np.ndarray]],
                            n_labelled: int, draws: int = 3, ignore: tuple[int, ...] = (), seed: int = 0,
-                           progress=None) -> dict[str, FewLabelResult]:
+                           progress=None, upsample: str = UPSAMPLING[0]) -> dict[str, FewLabelResult]:
     """Score every method of ``methods`` (name -> features of an image) on ``pairs`` (image uint8 (H, W, 3),
-    mask (H, W)) with ``n_labelled`` labelled images per draw; returns name -> :class:`FewLabelResult`."""
+    mask (H, W)) with ``n_labelled`` labelled images per draw; ``upsample``: how cell predictions reach the
+    pixels (``bilinear`` class probabilities or ``nearest`` labels). Returns name -> :class:`FewLabelResult`."""
     from sklearn.linear_model import LogisticRegression
 
+    if upsample not in UPSAMPLING:
+        raise ScvaeError(f"upsample must be one of {', '.join(UPSAMPLING)}, got {upsample!r}")
     if not 1 <= n_labelled < len(pairs):
         raise ScvaeError(f"need between 1 and {len(pairs) - 1} labelled images for {len(pairs)} pairs, got {n_labelled}")
     rng = np.random.default_rng(seed)
@@ -85,14 +90,13 @@ def few_label_segmentation(methods: dict[str, FeatureFn], pairs: list[tuple[np.n
                 x, y = x[take], y[take]
             mean, std = x.mean(0), x.std(0) + 1e-6
             draw = SegmentationScorer(ignore=tuple(ignore))
-            if len(np.unique(y)) < 2:  # a single class among the labelled cells: it is every prediction
-                predict = lambda rows, only=int(y[0]): np.full(len(rows), only)  # noqa: E731
-            else:
-                predict = LogisticRegression(C=1.0, max_iter=300, tol=1e-3).fit((x - mean) / std, y).predict
+            classifier = None
+            if len(np.unique(y)) > 1:  # else a single class among the labelled cells: it is every prediction
+                classifier = LogisticRegression(C=1.0, max_iter=300, tol=1e-3).fit((x - mean) / std, y)
             for i in sorted(set(range(len(pairs))) - set(labelled.tolist())):
                 grid, mask = grids[i], pairs[i][1]
-                labels = predict((_rows(grid) - mean) / std).reshape(grid.values.shape[:2])
-                counts = supervised_counts(upsample_labels(labels, grid, mask.shape), mask, tuple(ignore))
+                predicted = _predict(classifier, int(y[0]), (_rows(grid) - mean) / std, grid, mask.shape, upsample)
+                counts = supervised_counts(predicted, mask, tuple(ignore))
                 draw.per_image.append(counts)
             scorer.per_image.extend(draw.per_image)
             per_draw.append(_pooled_miou(draw))
@@ -101,6 +105,19 @@ def few_label_segmentation(methods: dict[str, FeatureFn], pairs: list[tuple[np.n
             progress(f"{name}, {n_labelled} labelled: mIoU {results[name].miou:.3f} "
                      f"({', '.join(f'{m:.3f}' for m in per_draw)})")
     return results
+
+
+def _predict(classifier, only: int, rows: np.ndarray, grid: FeatureGrid, size: tuple[int, int],
+             upsample: str) -> np.ndarray:
+    """Pixel labels (H, W) = ``size`` of one image from its standardised cell rows (h w, F); without a
+    classifier every pixel is ``only``."""
+    cells = grid.values.shape[:2]
+    if classifier is None:
+        return np.full(size, only, np.int64)
+    if upsample == "nearest" or grid.cell == 1:
+        return upsample_labels(classifier.predict(rows).reshape(cells), grid, size)
+    scores = classifier.predict_proba(rows).reshape(*cells, -1)
+    return classifier.classes_[upsample_scores(scores, grid, size)]
 
 
 def _pooled_miou(scorer: SegmentationScorer) -> float:

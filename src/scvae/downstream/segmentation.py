@@ -208,6 +208,20 @@ def upsample_labels(labels: np.ndarray, grid: FeatureGrid, size: tuple[int, int]
     return resize_labels(up, size)
 
 
+def upsample_scores(scores: np.ndarray, grid: FeatureGrid, size: tuple[int, int]) -> np.ndarray:
+    """Cell class scores (h, w, C) -> pixel labels (H, W) of the original image: the scores interpolated
+    bilinearly between the cells' centres over the working image, their argmax, then nearest resizing to
+    ``size``. Unlike :func:`upsample_labels`, a boundary can fall inside a cell, where the two cells' scores
+    cross, as segmentation networks upsample their logits."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w, _ = scores.shape
+    tensor = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)).permute(2, 0, 1)[None]
+    up = F.interpolate(tensor, size=(h * grid.cell, w * grid.cell), mode="bilinear", align_corners=False)
+    return resize_labels(up[0].argmax(0).numpy()[:grid.shape[0], :grid.shape[1]], size)
+
+
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Labels (h, w) -> (H, W) = ``size`` by nearest resizing, as int64 (unchanged when already that size)."""
     if labels.shape != tuple(size):
