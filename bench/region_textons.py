@@ -8,7 +8,10 @@ images and then applied to ``--split``; the textons' centroids are fitted on the
 so neither choice sees the scored split (``--fit-on split``: on the scored photos, without their labels, as
 ``scvae segment --texture textons`` fits on the photos it is given). Each config's seconds per scored photo
 (its texture and hierarchy; the textons' fit once, spread over the photos) are timed in the same run as
-Felzenszwalb-Huttenlocher's at its fixed scale on the same photos. Prints a table and writes JSON:
+Felzenszwalb-Huttenlocher's at its fixed scale on the same photos. A config may also set the merging's
+other options (``MergeOptions`` fields: ``textons128@2+boundary_weight=3``); ``--tune-only`` scores the
+configs on the train images alone, to choose among them without seeing ``--split``. Prints a table and
+writes JSON:
 
     python bench/region_textons.py --data ../shared/data/bsds500 --model RUN \\
         --configs none@1,atoms@1,textons32@2 --json textons.json
@@ -16,6 +19,7 @@ Felzenszwalb-Huttenlocher's at its fixed scale on the same photos. Prints a tabl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -52,12 +56,16 @@ def load_photos(pairs) -> list[tuple]:
     return [(load_image(path, 3), read_bsds_ground_truth(truth)) for path, truth in pairs]
 
 
-def scores(photos, cue, weight: float, fixed=None) -> dict:
-    """The region benchmark over SWEEP's levels for one texture cue and weight, with the seconds per photo
-    of the texture and the hierarchy (``sec_per_image``)."""
-    options = MergeOptions(texture_weight=weight)
+def scores(photos, cue, weight: float, fixed=None, **merge) -> dict:
+    """The region benchmark over SWEEP's levels for one texture cue and weight (and other ``MergeOptions``
+    fields in ``merge``), with the seconds per photo of the texture and the hierarchy (``sec_per_image``)."""
+    options = MergeOptions(texture_weight=weight, **merge)
     return score_hierarchies(photos, lambda image: build_hierarchy(image, None if cue is None else cue(image), options),
                              SWEEP, fixed)
+
+
+def config_label(row: dict) -> str:
+    return f"{row['texture']} @ {row['weight']:g}" + "".join(f" +{k}={v:g}" for k, v in row["merge"].items())
 
 
 def felzenszwalb_seconds(photos) -> float:
@@ -68,15 +76,28 @@ def felzenszwalb_seconds(photos) -> float:
     return (time.perf_counter() - start) / len(photos)
 
 
-def parse_configs(text: str) -> list[tuple[str, float]]:
+def parse_configs(text: str) -> list[tuple[str, float, dict]]:
+    """``TEXTURE@WEIGHT[+FIELD=VALUE...],...`` -> (texture, weight, {MergeOptions field: number}) per config,
+    e.g. ``textons128@2+boundary_weight=3``."""
+    fields = {f.name for f in dataclasses.fields(MergeOptions)} - {"texture_weight", "work_size"}
     configs = []
     for item in text.split(","):
-        name, _, weight = item.strip().partition("@")
+        head, *settings = item.strip().split("+")
+        name, _, weight = head.partition("@")
         if name not in ("none", "atoms") and not TEXTONS.fullmatch(name):
             raise ScvaeError(f"unknown texture {name!r} in {item!r}; choose none, atoms, textonsK, "
                              "code-textonsK or decoder-textonsK (e.g. textons128)")
+        merge = {}
+        for setting in settings:
+            key, _, value = setting.partition("=")
+            if key not in fields:
+                raise ScvaeError(f"config {item!r}: {key!r} is not a merge option; choose from {sorted(fields)}")
+            try:
+                merge[key] = float(value)
+            except ValueError:
+                raise ScvaeError(f"config {item!r}: {key} must be a number, e.g. {key}=2") from None
         try:
-            configs.append((name, float(weight or 1.0)))
+            configs.append((name, float(weight or 1.0), merge))
         except ValueError:
             raise ScvaeError(f"config {item!r}: the weight after @ must be a number, e.g. textons32@2") from None
     return configs
@@ -94,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="fit the textons on the last --fit train images, or on the scored photos themselves "
                              "(no labels; what scvae segment --texture textons does with the photos it is given)")
     parser.add_argument("--limit", type=int, help="score only the first N images of --split")
+    parser.add_argument("--tune-only", action="store_true",
+                        help="score the configs on the --tune train images only, to choose among them without "
+                             "seeing --split")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     data = Path(args.data)
@@ -106,19 +130,27 @@ def main(argv: list[str] | None = None) -> int:
         from scvae.training import load_model
 
         model = load_model(args.model)
-        tune_photos, photos = load_photos(train[:args.tune]), load_photos(split)
+        if args.tune_only and args.fit_on == "split":
+            raise ScvaeError("--tune-only fits the textons on train: drop --fit-on split")
+        tune_photos, photos = load_photos(train[:args.tune]), ([] if args.tune_only else load_photos(split))
         fit_images = ([image for image, _ in photos] if args.fit_on == "split"
                       else [load_image(path, 3) for path, _ in train[len(train) - args.fit:]])
-        rows, reference = [], felzenszwalb_seconds(photos)
-        for name, weight in configs:
+        rows, reference = [], (None if args.tune_only else felzenszwalb_seconds(photos))
+        for name, weight, merge in configs:
             start = time.perf_counter()
             cue = texture(name, model, fit_images)
             fit_seconds = time.perf_counter() - start
-            tuned = scores(tune_photos, cue, weight)
+            tuned = scores(tune_photos, cue, weight, **merge)
             level = tuned["ods"]["covering_parameter"]
-            scored = scores(photos, cue, weight, level)
+            print(f"{name}@{weight} {merge}: train ODS covering {tuned['ods']['covering']:.4f} at level {level}",
+                  file=sys.stderr)
+            if args.tune_only:
+                rows.append({"texture": name, "weight": weight, "merge": merge, "level": level,
+                             "tune_covering": tuned["ods"]["covering"], "tune": tuned["ods"]})
+                continue
+            scored = scores(photos, cue, weight, level, **merge)
             per_photo = scored["sec_per_image"] + fit_seconds / len(photos)
-            rows.append({"texture": name, "weight": weight, "level": level, "tune_covering": tuned["ods"]["covering"],
+            rows.append({"texture": name, "weight": weight, "merge": merge, "level": level, "tune_covering": tuned["ods"]["covering"],
                          "covering_at_level": scored["fixed"]["covering"], "ods": scored["ods"], "ois": scored["ois"],
                          "fit_seconds": fit_seconds, "sec_per_image": per_photo,
                          "time_to_felzenszwalb": per_photo / reference})
@@ -126,13 +158,22 @@ def main(argv: list[str] | None = None) -> int:
     except ScvaeError as err:
         print(f"region_textons: {err}", file=sys.stderr)
         return 2
+    if args.tune_only:
+        print(f"BSDS500 train, the first {args.tune} images (the textons fitted on the last {args.fit})\n")
+        print("| texture @ weight | ODS covering | level | PRI | VoI |\n|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {config_label(r)} | {r['tune_covering']:.4f} | {r['level']} | {r['tune']['pri']:.3f} | "
+                  f"{r['tune']['voi']:.3f} |")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"tune": args.tune, "fit": args.fit, "rows": rows}, indent=2) + "\n")
+        return 0
     print(f"BSDS500 {args.split}, {len(split)} images; level chosen on {args.tune} train images; "
           f"Felzenszwalb {reference:.3f} s a photo in the same run\n")
-    print("| texture @ weight | level (train) | covering at it | ODS covering | OIS | PRI ODS | VoI ODS | s/photo | "
-          "x Felzenszwalb |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| texture @ weight | train ODS covering | level (train) | covering at it | ODS covering | OIS | PRI ODS | "
+          "VoI ODS | s/photo | x Felzenszwalb |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['texture']} @ {r['weight']:g} | {r['level']} | {r['covering_at_level']:.3f} | "
+        print(f"| {config_label(r)} | {r['tune_covering']:.4f} | {r['level']} | {r['covering_at_level']:.3f} | "
               f"{r['ods']['covering']:.3f} | {r['ois']['covering']:.3f} | {r['ods']['pri']:.3f} | "
               f"{r['ods']['voi']:.3f} | {r['sec_per_image']:.3f} | {r['time_to_felzenszwalb']:.2f} |")
     if args.json:

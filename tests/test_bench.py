@@ -148,6 +148,23 @@ def test_region_textons_chooses_each_level_on_train_and_scores_the_split_at_it(t
 
 
 @pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
+def test_region_textons_tunes_merge_options_on_train_alone(tiny_run, tmp_path):
+    out = run("region_textons.py", "--data", str(BSDS), "--model", str(tiny_run), "--configs",
+              "textons4@2,textons4@2+boundary_weight=3+size_power=0.1", "--tune", "1", "--fit", "1", "--tune-only",
+              "--json", str(tmp_path / "t.json"))
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [r["merge"] for r in rows] == [{}, {"boundary_weight": 3.0, "size_power": 0.1}]
+    assert all(0 < r["tune_covering"] == r["tune"]["covering"] <= 1 and "ods" not in r for r in rows)  # no split scored
+    assert "| textons4 @ 2 +boundary_weight=3 +size_power=0.1 |" in out
+    for config, message in [("textons4@2+colour_weight=1", "'colour_weight' is not a merge option"),
+                            ("textons4@2+scale=big", "scale must be a number")]:
+        bad = subprocess.run([sys.executable, str(BENCH / "region_textons.py"), "--data", str(BSDS), "--model",
+                              str(tiny_run), "--configs", config, "--tune-only"], capture_output=True, text=True,
+                             timeout=120)
+        assert bad.returncode == 2 and message in bad.stderr
+
+
+@pytest.mark.skipif(not BSDS.is_dir(), reason="needs ../shared/data/bsds500")
 def test_region_work_size_pairs_each_measure_of_the_two_settings(tiny_run, tmp_path):
     """One photo: each difference is the default's score minus the full-size one, and its interval is that
     single difference (a resample of one photo is that photo)."""
