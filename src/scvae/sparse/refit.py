@@ -34,22 +34,23 @@ def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, k
     """Codes a (N, K), zero outside the columns ``keep`` (N, k) of each row -> the same support with the
     least-squares values, from drive = z D (N, K) and gram = D^T D (K, K), solved in drive's dtype
     (float32 in LISTA, see above). Differentiable in drive and gram; the support is a discrete choice.
-    Kept entries that are zero (a row with fewer than k non-zeros) stay zero: each such slot points at its
-    own padding "atom", orthogonal to everything, whose value solves to 0, so no (N, k, k) masks."""
+    Kept entries that are zero (a row with fewer than k non-zeros) stay zero: in the sub-Gram each such slot
+    points at its own padding "atom", orthogonal to everything, so its row of the system decouples and its
+    value solves to exactly 0 (from a right-hand side of 0), with no (N, k, k) masks."""
     n, n_atoms = a.shape
     k = keep.shape[1]
-    on = a.gather(1, keep) != 0
-    slots = torch.where(on, keep, n_atoms + torch.arange(k, device=a.device))  # (N, k)
+    on = (a.gather(1, keep) != 0).to(drive.dtype)  # (N, k)
+    slots = torch.where(on > 0, keep, n_atoms + torch.arange(k, device=a.device))  # (N, k)
     eye = torch.eye(n_atoms + k, dtype=drive.dtype, device=a.device)
     padding = eye * (torch.arange(n_atoms + k, device=a.device) >= n_atoms)  # identity on the padding atoms
     padded = F.pad(gram.to(drive.dtype), (0, k, 0, k)) + ridge * eye + padding  # (K+k, K+k); not block_diag: ONNX
-    rhs = F.pad(drive, (0, k)).gather(1, slots)  # (N, k)
+    rhs = drive.gather(1, keep) * on  # (N, k): a padding slot's right-hand side is 0
     if torch.onnx.is_in_onnx_export():  # ONNX has no Cholesky
         values = spd_solve_plain(torch.take(padded, _pair_indices(slots, n_atoms + k)), rhs)
     else:
         values = _SubGramSolve.apply(padded, slots, rhs)
-    out = a.new_zeros(n, n_atoms + k).scatter(1, slots, values.to(a.dtype))
-    return out[:, :n_atoms]
+    # a padding slot's value is 0 already; the mask keeps its gradient 0 too, as it lands on no code
+    return a.new_zeros(n, n_atoms).scatter(1, keep, (values * on).to(a.dtype))
 
 
 def _pair_indices(slots: torch.Tensor, width: int) -> torch.Tensor:
