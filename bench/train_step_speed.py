@@ -1,7 +1,8 @@
 """Training-step time of every model family, measured side by side in one process.
 
 Each round times ``--steps`` optimiser steps (forward, backward, Adam) of every model in turn on the same
-batch of real photo crops, so all models see the same machine state; the median over rounds is reported
+batch of real photo crops, so all models see the same machine state; every other round takes the models in
+reverse order, so no model always runs first after the last one's allocations. The median over rounds is reported
 with the median of the per-round ratios to the reference model (default: the strong VQ-VAE) and their range. Run it with nothing else on the CPU.
 
     python bench/train_step_speed.py [--preset small-32] [--rounds 5] [--steps 10] [--json out.json]
@@ -93,8 +94,8 @@ def main() -> None:
     for name in names:  # warm-up (allocator, k-means init, compilation)
         run(name, 3 if name.endswith("-compiled") else 2)
     times: dict[str, list[float]] = {n: [] for n in names}
-    for _ in range(args.rounds):
-        for name in names:
+    for round_ in range(args.rounds):
+        for name in (names if round_ % 2 == 0 else names[::-1]):
             times[name].append(run(name, args.steps))
     ref = times.get(args.reference)
 
@@ -115,7 +116,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"preset": args.preset, "batch_size": batch_size, "threads": torch.get_num_threads(),
-                       "reference": args.reference, "models": rows}, f, indent=2)
+                       "reference": args.reference, "order": "alternating", "models": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

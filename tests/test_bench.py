@@ -23,6 +23,15 @@ def test_train_throughput_runs_on_cpu_with_the_tiny_preset(tmp_path):
     assert all(r["images_per_s"] > 0 and r["tflop_per_step"] > 0 and r["peak_memory_gib"] > 0 for r in rows)
 
 
+def test_train_step_speed_reports_every_model_against_the_reference(tmp_path):
+    out = run("train_step_speed.py", "--preset", "tiny", "--models", "scvae,vqvae-strong", "--rounds", "2",
+              "--steps", "1", "--json", str(tmp_path / "s.json"))
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["order"] == "alternating" and set(data["models"]) == {"scvae", "vqvae-strong"}
+    assert data["models"]["vqvae-strong"]["ratio_to_reference"] == 1.0
+    assert data["models"]["scvae"]["sec_per_step"] > 0 and "| scvae |" in out
+
+
 def test_lista_speed_reports_memory_and_its_growth_with_t(tmp_path):
     run("lista_speed.py", "--scale", "small", "--iters", "1,8", "--repeats", "1", "--json", str(tmp_path / "l.json"))
     rows = {(r["n_iter"], r["variant"]): r for r in json.loads((tmp_path / "l.json").read_text())["results"]}
