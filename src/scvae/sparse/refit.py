@@ -39,8 +39,8 @@ def refit_on_support(a: torch.Tensor, drive: torch.Tensor, gram: torch.Tensor, k
     value solves to exactly 0 (from a right-hand side of 0), with no (N, k, k) masks."""
     n, n_atoms = a.shape
     k = keep.shape[1]
-    on = (a.gather(1, keep) != 0).to(drive.dtype)  # (N, k)
-    slots = torch.where(on > 0, keep, n_atoms + torch.arange(k, device=a.device))  # (N, k)
+    on = a.gather(1, keep) != 0  # (N, k)
+    slots = torch.where(on, keep, n_atoms + torch.arange(k, device=a.device))  # (N, k)
     eye = torch.eye(n_atoms + k, dtype=drive.dtype, device=a.device)
     padding = eye * (torch.arange(n_atoms + k, device=a.device) >= n_atoms)  # identity on the padding atoms
     padded = F.pad(gram.to(drive.dtype), (0, k, 0, k)) + ridge * eye + padding  # (K+k, K+k); not block_diag: ONNX
