@@ -102,7 +102,7 @@ def main() -> None:
     def ratios(name: str) -> list[float]:  # per round: both timed minutes apart at most, so drift cancels
         return [a / b for a, b in zip(times[name], ref)] if ref else []
 
-    rows = {n: {"sec_per_step": statistics.median(t),
+    rows = {n: {"sec_per_step": statistics.median(t), "round_seconds": t,
                 "ratio_to_reference": statistics.median(ratios(n)) if ref else None,
                 "ratio_range": [min(ratios(n)), max(ratios(n))] if ref else None,
                 "parameters": sum(p.numel() for p in models[n].parameters())} for n, t in times.items()}

@@ -30,6 +30,11 @@ def test_train_step_speed_reports_every_model_against_the_reference(tmp_path):
     assert data["order"] == "alternating" and set(data["models"]) == {"scvae", "vqvae-strong"}
     assert data["models"]["vqvae-strong"]["ratio_to_reference"] == 1.0
     assert data["models"]["scvae"]["sec_per_step"] > 0 and "| scvae |" in out
+    # the ratio is the median of the per-round ratios, not the ratio of the medians: recomputed from the rounds
+    mine, reference = (data["models"][n]["round_seconds"] for n in ("scvae", "vqvae-strong"))
+    per_round = sorted(a / b for a, b in zip(mine, reference))
+    assert len(per_round) == 2 and data["models"]["scvae"]["ratio_to_reference"] == pytest.approx(sum(per_round) / 2)
+    assert data["models"]["scvae"]["ratio_range"] == pytest.approx([per_round[0], per_round[-1]])
 
 
 def test_lista_speed_reports_memory_and_its_growth_with_t(tmp_path):
