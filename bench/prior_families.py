@@ -33,8 +33,8 @@ from scvae.data.labelled import load_labelled
 from scvae.downstream import collect_code_vectors, fit_code_prior, generate
 from scvae.evaluation.sample_quality import SmallClassifier, classifier_features, sample_quality, train_classifier
 from scvae.errors import ScvaeError
-from scvae.prior import LearnedPrior, PriorTraining, generate_from_prior, prior_from_symbols
-from scvae.presets import PRIOR_DEFAULTS
+from scvae.prior import LearnedPrior, PriorConfig, PriorTraining, generate_from_prior, prior_from_symbols
+from scvae.presets import PRIOR_BINDINGS, PRIOR_DEFAULTS
 from scvae.training import build_datasets, load_model
 from scvae.training.trainer import CONFIG_FILE
 
@@ -53,30 +53,32 @@ def feature_classifier(data: str, size: int, out: Path) -> SmallClassifier:
     return net
 
 
-def trained_prior(folder: Path, run: Path, settings: PriorTraining, step: float | None) -> LearnedPrior:
+def trained_prior(folder: Path, run: Path, settings: PriorTraining, step: float | None, binding: str) -> LearnedPrior:
     """The prior saved in ``folder`` (by ``scvae prior train`` or an earlier run of this bench), refused in one
-    line unless it was trained on ``run``'s codes, at ``step``, for the same number of steps."""
+    line unless it was trained on ``run``'s codes, at ``step``, for the same number of steps, with ``binding``."""
     prior = LearnedPrior.load(folder)
     same = (Path(prior.source).resolve() == run.resolve() and prior.info.get("steps") == settings.steps
             and prior.step == step and "held_out_bits" in prior.info)
-    if not same:
-        raise ScvaeError(f"{folder}: a prior of {prior.source} after {prior.info.get('steps')} steps, not of {run} "
-                         f"after {settings.steps}; drop --reuse to train one")
+    if not same or prior.network.config.binding != binding:
+        raise ScvaeError(f"{folder}: a prior of {prior.source} after {prior.info.get('steps')} steps with "
+                         f"{prior.network.config.binding} binding, not of {run} after {settings.steps} with {binding}; "
+                         f"drop --reuse to train one")
     return prior
 
 
 def measure(family: str, run: Path, settings: PriorTraining, images: int, samples: int, out: Path,
             classifier: SmallClassifier | None, real_images: torch.Tensor | None, reuse: bool = False,
-            temperature: float = 1.0) -> dict:
+            temperature: float = 1.0, binding: str = PRIOR_DEFAULTS["binding"]) -> dict:
     model = load_model(run)
     train, held_out = build_datasets(load_run_config(run / CONFIG_FILE))
     coded = code_symbols(model, train, images)
     held = code_symbols(model, held_out, images, coded.step)
     start = time.perf_counter()
     if reuse and (out / family).is_dir():
-        prior, train_seconds = trained_prior(out / family, run, settings, coded.step), None
+        prior, train_seconds = trained_prior(out / family, run, settings, coded.step, binding), None
     else:
-        prior = prior_from_symbols(model, coded, held, settings=settings, source=str(run))
+        prior = prior_from_symbols(model, coded, held, settings=settings, config=PriorConfig(binding=binding),
+                                   source=str(run))
         train_seconds = time.perf_counter() - start
         prior.save(out / family)
     per_channel = {name: float(ChannelEntropyModel.fit(coded.symbols, prior.step, model.model_type, context=context)
@@ -86,7 +88,7 @@ def measure(family: str, run: Path, settings: PriorTraining, images: int, sample
     seconds_per_sample = (time.perf_counter() - start) / samples
     tag = "" if temperature == 1.0 else f"_T{temperature:g}"
     save_grid(drawn.images[:64], out / f"samples_{family}{tag}.png", nrow=8, upscale=2)
-    row = {"family": family, "run": str(run), "temperature": temperature, "prior_bits": prior.info["held_out_bits"],
+    row = {"family": family, "run": str(run), "temperature": temperature, "binding": binding, "prior_bits": prior.info["held_out_bits"],
            "channel_bits": per_channel["channel"], "context_bits": per_channel["context"],
            "psnr": prior.info["held_out_psnr"], "held_out_images": prior.info["held_out_images"],
            "train_images": prior.info["train_images"], "sparse": prior.layout.sparse,
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                              "with the same --steps) instead of training it again")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="sampling temperature of the learned prior (the PCA + mixture baseline has none)")
+    parser.add_argument("--binding", choices=PRIOR_BINDINGS, default=PRIOR_DEFAULTS["binding"],
+                        help="the prior's entry binding (scvae.prior.PriorConfig; sum: the first priors')")
     args = parser.parse_args(argv)
     if not args.temperature > 0:
         print(f"prior_families: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     for family, run in runs:
         try:
             rows.append(measure(family, Path(run), settings, args.images, args.samples, out, classifier, real,
-                                args.reuse, args.temperature))
+                                args.reuse, args.temperature, args.binding))
         except ScvaeError as err:
             print(f"prior_families: {err}", file=sys.stderr)
             return 2

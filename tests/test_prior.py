@@ -1,5 +1,7 @@
 """The learned prior (scvae.prior): entry lists, the factorisation's causality, training, sampling, files."""
+import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -64,12 +66,13 @@ def test_sparse_layout_refuses_a_position_over_its_cap():
         layout.pack(torch.ones(1, 10, 1, 1, dtype=torch.long).mul(2))
 
 
+@pytest.mark.parametrize("binding", ["product", "sum"])
 @pytest.mark.parametrize("sparse", [True, False])
-def test_parallel_likelihood_equals_the_sequential_one(sparse):
+def test_parallel_likelihood_equals_the_sequential_one(sparse, binding):
     torch.manual_seed(0)
     symbols = _sparse_symbols(n=3)
     layout = EntryLayout.fit(symbols, sparse)
-    net = PriorNetwork(layout, SMALL).eval()
+    net = PriorNetwork(layout, replace(SMALL, binding=binding)).eval()
     entries = layout.pack(symbols)
     with torch.no_grad():
         assert torch.allclose(net(entries), _sequential_bits(net, entries), atol=1e-3, rtol=1e-5)
@@ -88,6 +91,39 @@ def test_a_position_reads_only_the_positions_before_it():
     p = 2 * symbols.shape[3]  # the first changed position: its own context reads only earlier ones
     assert torch.allclose(a[:, :p + 1], b[:, :p + 1], atol=1e-6)
     assert not torch.allclose(a[:, p + 1:], b[:, p + 1:], atol=1e-6)
+
+
+@pytest.mark.parametrize("binding", ["product", "sum"])
+def test_only_the_product_binding_tells_which_channel_had_which_value(binding):
+    # two images whose first position holds the values 1 and 2 in swapped channels; the second position
+    # is the same in both, so only the binding can make its context (and entry 2's state) differ
+    symbols = torch.tensor([[1, 2, 3], [2, 1, 3]]).reshape(2, 3, 1, 1).expand(2, 3, 1, 2).clone()
+    layout = EntryLayout.fit(symbols, sparse=False)
+    torch.manual_seed(0)
+    net = PriorNetwork(layout, replace(SMALL, binding=binding)).eval()
+    entries = layout.pack(symbols)
+    with torch.no_grad():
+        context = net.contexts(entries)[:, 1]
+        state = net.states(context[:1].expand(2, -1), entries.channels[:, 0, :2], entries.values[:, 0, :2])
+    told_apart = not torch.allclose(context[0], context[1], atol=1e-6)
+    assert told_apart == (binding == "product")
+    assert (not torch.allclose(state[0], state[1], atol=1e-6)) == (binding == "product")
+
+
+def test_a_prior_saved_before_the_binding_option_loads_as_a_sum(tmp_path):
+    torch.manual_seed(0)
+    symbols = _sparse_symbols(n=4)
+    layout = EntryLayout.fit(symbols, True)
+    prior = LearnedPrior(PriorNetwork(layout, replace(SMALL, binding="sum")).eval(), 0.5, "scvae", "run", (3, 4))
+    folder = prior.save(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["network"]["binding"]  # as the first priors wrote it
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = LearnedPrior.load(folder)
+    assert loaded.network.config.binding == "sum"
+    assert torch.allclose(loaded.bits(symbols), prior.bits(symbols))
+    with pytest.raises(ValueError, match="binding"):
+        PriorConfig(binding="concat")
 
 
 def test_training_learns_a_structured_source_and_resumes_exactly(tmp_path):
@@ -164,11 +200,16 @@ def test_prior_train_resumes_then_generate_samples_it(tiny_run, tmp_path, capsys
     assert main(argv) == 2
     assert calls == [2] and (out / training.CHECKPOINT).is_file() and not (out / training.CONFIG).exists()
     monkeypatch.setattr(training, "save_checkpoint", real)
+    before = (out / training.CHECKPOINT).read_bytes()
+    assert main(argv + ["--binding", "sum"]) == 2  # a checkpoint of the product binding is not resumed as a sum
+    assert "other settings (binding)" in capsys.readouterr().err
+    assert (out / training.CHECKPOINT).read_bytes() == before
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "resuming the prior" in printed and "from step 2" in printed and "bits per image" in printed
     prior = LearnedPrior.load(out)
     assert prior.layout.sparse and prior.info["held_out_bits"] > 0 and not (out / training.CHECKPOINT).exists()
+    assert prior.network.config.binding == "product" and prior.network.config.positions == math.prod(prior.grid)
 
     png = tmp_path / "samples.png"
     assert main(["generate", "--prior", str(out), "--n", "4", "--out", str(png), "--no-progress"]) == 0

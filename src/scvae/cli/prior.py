@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ScvaeError
-from ..presets import GENERATION_DEFAULTS, PRIOR_DEFAULTS
+from ..presets import GENERATION_DEFAULTS, PRIOR_BINDINGS, PRIOR_DEFAULTS
 from .downstream import check_positive, png_out, run_datasets, training_images
 from .outputs import make_folder
 
@@ -17,7 +17,8 @@ from .outputs import make_folder
 def _settings_key(args: argparse.Namespace) -> dict:
     """What a checkpoint must match to be resumed: the model, the data and the training settings."""
     return {"model": str(Path(args.model).resolve()), "data": args.data, "steps": args.steps,
-            "batch_size": args.batch_size, "lr": args.lr, "images": args.images, "seed": args.seed}
+            "batch_size": args.batch_size, "lr": args.lr, "images": args.images, "seed": args.seed,
+            "binding": args.binding}
 
 
 def _claim_prior_folder(out: Path, overwrite: bool, key: dict):
@@ -51,7 +52,7 @@ def _claim_prior_folder(out: Path, overwrite: bool, key: dict):
 
 
 def cmd_prior_train(args: argparse.Namespace) -> int:
-    from ..prior import PriorTraining, fit_prior
+    from ..prior import PriorConfig, PriorTraining, fit_prior
     from ..prior.training import CHECKPOINT, save_checkpoint
     from ..training import load_model
 
@@ -68,7 +69,8 @@ def cmd_prior_train(args: argparse.Namespace) -> int:
         print(f"resuming the prior in {out} from step {int(resume['step'])}")
     settings = PriorTraining(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              save_every=args.save_every)
-    prior = fit_prior(model, train, held_out, settings=settings, images=args.images, source=str(args.model),
+    prior = fit_prior(model, train, held_out, settings=settings, config=PriorConfig(binding=args.binding),
+                      images=args.images, source=str(args.model),
                       resume=resume, progress=not args.no_progress,
                       checkpoint=lambda step, state: save_checkpoint(out, state, key))
     prior.save(out)
@@ -147,6 +149,9 @@ def add_prior_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--images", type=int, default=d["images"],
                    help=f"training crops encoded once (default {d['images']})")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--binding", choices=PRIOR_BINDINGS, default=d["binding"],
+                   help="how an entry's channel and value embeddings combine (default %(default)s; sum: the first "
+                        "priors', which lose which channel had which value)")
     t.add_argument("--save-every", type=int, default=d["save_every"],
                    help=f"steps between checkpoints a stopped run resumes from (default {d['save_every']})")
     t.add_argument("--json", help="also write the prior's config and scores to this JSON file")

@@ -1,6 +1,7 @@
 """One call from an autoencoder and its training images to a trained prior with its held-out bits."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -46,7 +47,9 @@ def prior_from_symbols(autoencoder, train: CodedCrops, held_out: CodedCrops | No
     if len(symbols) < 2:
         raise ScvaeError(f"need at least 2 training images to fit a prior, got {len(symbols)}")
     grid = tuple(symbols.shape[2:])
-    config = config or PriorConfig(positions=grid[0] * grid[1])
+    config = config or PriorConfig()
+    if config.positions is None:
+        config = replace(config, positions=grid[0] * grid[1])
     if grid[0] * grid[1] > config.positions:
         raise ScvaeError(f"the codes have {grid[0] * grid[1]} positions, the prior at most {config.positions}")
     torch.manual_seed(settings.seed)

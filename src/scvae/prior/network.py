@@ -5,10 +5,13 @@ For the entry lists of :mod:`.layout`, the probability of one image's symbols fa
     p = prod_positions prod_entries p(channel_j | ...) p(value_j | channel_j, ...)
 
 over positions in raster order, then entries in list order. The transformer reads each earlier position as
-the sum of its entries' embeddings and gives a context vector per position (B, P, d). Within a position,
-entry j's state is that context plus the summed embeddings of entries 0..j-1 and an embedding of j; an MLP
-turns it into the next channel's logits (sparse layouts: an atom above the previous one, or the end mark)
-and, given the channel, the value's logits. Dense layouts skip the channel head: entry j is channel j.
+the sum of its entries' embeddings and gives a context vector per position (B, P, d). An entry's embedding
+binds its channel to its value (``binding="product"``: c + v + c * v, elementwise), so that a sum over a
+position still says which channel had which value; with ``binding="sum"`` (c + v, the first priors') the
+sum keeps only which channels are listed and which values occur, and a dense family's position reads as a
+bag of values. Within a position, entry j's state is that context plus the summed embeddings of entries
+0..j-1 and an embedding of j; an MLP turns it into the next channel's logits (sparse layouts: an atom above
+the previous one, or the end mark) and, given the channel, the value's logits. Dense layouts skip the channel head: entry j is channel j.
 Every family gets this one network with the same size, so their bits per image are comparable.
 """
 from __future__ import annotations
@@ -20,20 +23,33 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..presets import PRIOR_BINDINGS, PRIOR_DEFAULTS
 from .layout import Entries, EntryLayout
+
+
+def bind(channel: torch.Tensor, value: torch.Tensor, binding: str) -> torch.Tensor:
+    """An entry's embedding from its channel's and value's embeddings (..., d) -> (..., d)."""
+    return channel + value + channel * value if binding == "product" else channel + value
 
 
 @dataclass(frozen=True)
 class PriorConfig:
     """The network's size: the transformer's ``width`` d, ``layers`` and ``heads``; ``entry_width``: the
     within-position head's width (it runs once per entry, up to 34 times a position for SC-VAE, so it is
-    kept small); ``positions``: the most positions (h w) an image may have."""
+    kept small); ``positions``: the most positions (h w) an image may have (None: the training codes' grid,
+    set when the prior is fitted); ``binding``: how an entry's channel and value embeddings combine,
+    ``"product"`` or ``"sum"`` (see the module docstring)."""
 
     width: int = 128
     layers: int = 4
     heads: int = 4
     entry_width: int = 64
-    positions: int = 64
+    positions: int | None = None
+    binding: str = PRIOR_DEFAULTS["binding"]
+
+    def __post_init__(self):
+        if self.binding not in PRIOR_BINDINGS:
+            raise ValueError(f"binding must be one of {', '.join(PRIOR_BINDINGS)}, got {self.binding!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,8 +70,10 @@ class _Block(nn.Module):
 class PriorNetwork(nn.Module):
     """Log-probabilities of entry lists under the factorisation of the module docstring."""
 
-    def __init__(self, layout: EntryLayout, config: PriorConfig = PriorConfig()):
+    def __init__(self, layout: EntryLayout, config: PriorConfig = PriorConfig(positions=64)):
         super().__init__()
+        if config.positions is None:
+            raise ValueError("the prior's config needs its number of positions (h w)")
         self.layout, self.config = layout, config
         d, c, v = config.width, layout.n_channels, len(layout.values) + 1  # + the escape value
         self.position_channel = nn.Embedding(c, d)  # how an earlier position reads to the transformer
@@ -83,7 +101,8 @@ class PriorNetwork(nn.Module):
         if p > self.config.positions:
             raise ValueError(f"{p} positions; this prior was built for at most {self.config.positions}")
         used = (torch.arange(length, device=entries.lengths.device) < entries.lengths[..., None]).unsqueeze(-1)
-        summary = ((self.position_channel(entries.channels) + self.position_value(entries.values)) * used).sum(2)
+        pairs = bind(self.position_channel(entries.channels), self.position_value(entries.values), self.config.binding)
+        summary = (pairs * used).sum(2)
         summary = summary / math.sqrt(self.layout.max_entries)
         x = torch.cat([self.start.expand(b, 1, -1), summary[:, :-1]], dim=1) + self.raster.weight[:p]
         mask = nn.Transformer.generate_square_subsequent_mask(p, device=x.device)
@@ -92,9 +111,13 @@ class PriorNetwork(nn.Module):
     def states(self, context: torch.Tensor, channels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Context (..., e) and the entries so far (..., j) -> the state for entry j (..., e)."""
         j = channels.shape[-1]
-        before = (self.entry_channel(channels) + self.entry_value(values)).sum(-2) if j else 0
+        before = self._entry_pairs(channels, values).sum(-2) if j else 0
         previous = self.previous_channel(channels[..., -1] + 1) if j else self.previous_channel.weight[0]
         return self.state(context + before + previous + self.slot.weight[j])
+
+    def _entry_pairs(self, channels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Earlier entries of a position (..., j) -> their embeddings for the within-position head (..., j, e)."""
+        return bind(self.entry_channel(channels), self.entry_value(values), self.config.binding)
 
     def channel_logits(self, state: torch.Tensor) -> torch.Tensor:
         """Sparse layouts: state (..., e) -> log-probabilities (..., C + 1) of the next entry's channel, the
@@ -113,7 +136,7 @@ class PriorNetwork(nn.Module):
         b, p, length = entries.channels.shape
         context = self.contexts(entries)  # (B, P, e)
         used = torch.arange(length, device=context.device) < entries.lengths[..., None]  # (B, P, L)
-        embedded = (self.entry_channel(entries.channels) + self.entry_value(entries.values)) * used.unsqueeze(-1)
+        embedded = self._entry_pairs(entries.channels, entries.values) * used.unsqueeze(-1)
         slots = length + 1 if self.layout.sparse else length  # sparse: one more state, for the end mark
         before = F.pad(torch.cumsum(embedded, dim=2), (0, 0, 1, 0))[:, :, :slots]  # entries 0..j-1 (B, P, slots, e)
         previous = F.pad(entries.channels + 1, (1, 0))[:, :, :slots]  # 0: no previous entry

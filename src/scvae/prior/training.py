@@ -91,7 +91,9 @@ class LearnedPrior:
             config = json.loads((folder / CONFIG).read_text())
             if config.get("format") != FORMAT:
                 raise ValueError(f"format {config.get('format')!r}, expected {FORMAT!r}")
-            network = PriorNetwork(EntryLayout.from_dict(config["layout"]), PriorConfig(**config["network"]))
+            # a prior saved before the binding option read its entries as sums
+            network_config = PriorConfig(**{"binding": "sum", **config["network"]})
+            network = PriorNetwork(EntryLayout.from_dict(config["layout"]), network_config)
             network.load_state_dict(load_file(folder / WEIGHTS))
         except (ValueError, KeyError, TypeError, RuntimeError, OSError) as exc:
             raise ScvaeError(f"{folder}: unreadable prior ({str(exc).splitlines()[0]})") from None
