@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="sampling temperature of the learned prior (the PCA + mixture baseline has none)")
     parser.add_argument("--binding", choices=PRIOR_BINDINGS, default=PRIOR_DEFAULTS["binding"],
-                        help="the prior's entry binding (scvae.prior.PriorConfig; sum: the first priors')")
+                        help="the prior's entry binding (scvae.prior.PriorConfig)")
     args = parser.parse_args(argv)
     if not args.temperature > 0:
         print(f"prior_families: --temperature must be > 0, got {args.temperature}", file=sys.stderr)

@@ -270,7 +270,7 @@ def test_prior_families_reports_the_learned_prior_against_the_per_channel_model(
                   "--json", str(tmp_path / "p.json"))
     row = json.loads((tmp_path / "p.json").read_text())["rows"][0]
     assert row["family"] == "scvae" and row["sparse"] and row["prior_bits"] > 0 and row["context_bits"] > 0
-    assert row["binding"] == "product"
+    assert row["binding"] == "sum"
     assert 0 <= row["prior_precision"] <= 1 and 0 <= row["baseline_recall"] <= 1 and row["prior_frechet"] >= 0
     assert (out / "samples_scvae.png").is_file() and (out / "scvae" / "config.json").is_file()
     assert (out / "classifier.safetensors").is_file() and (out / "samples_scvae_pca_mixture.png").is_file()
@@ -288,12 +288,12 @@ def test_prior_families_reports_the_learned_prior_against_the_per_channel_model(
     bad = subprocess.run([sys.executable, str(BENCH / "prior_families.py"), "--runs", f"scvae={tiny_run}", "--steps",
                           "4", "--images", "8", "--out", str(out), "--reuse"], capture_output=True, text=True,
                          timeout=300)
-    assert bad.returncode == 2 and "after 3 steps with product binding, not of" in bad.stderr
+    assert bad.returncode == 2 and "after 3 steps with sum binding, not of" in bad.stderr
     assert "drop --reuse" in bad.stderr
     other = subprocess.run([sys.executable, str(BENCH / "prior_families.py"), "--runs", f"scvae={tiny_run}", "--steps",
-                            "3", "--images", "8", "--out", str(out), "--reuse", "--binding", "sum"],
+                            "3", "--images", "8", "--out", str(out), "--reuse", "--binding", "product"],
                            capture_output=True, text=True, timeout=300)
-    assert other.returncode == 2 and "after 3 with sum; drop --reuse" in other.stderr
+    assert other.returncode == 2 and "after 3 with product; drop --reuse" in other.stderr
 
 
 def test_coding_speed_compares_files_with_the_network_side_by_side(tiny_run, tmp_path):

@@ -201,7 +201,7 @@ def test_prior_train_resumes_then_generate_samples_it(tiny_run, tmp_path, capsys
     assert calls == [2] and (out / training.CHECKPOINT).is_file() and not (out / training.CONFIG).exists()
     monkeypatch.setattr(training, "save_checkpoint", real)
     before = (out / training.CHECKPOINT).read_bytes()
-    assert main(argv + ["--binding", "sum"]) == 2  # a checkpoint of the product binding is not resumed as a sum
+    assert main(argv + ["--binding", "product"]) == 2  # a checkpoint of the sum binding is not resumed as a product
     assert "other settings (binding)" in capsys.readouterr().err
     assert (out / training.CHECKPOINT).read_bytes() == before
     assert main(argv) == 0
@@ -209,7 +209,7 @@ def test_prior_train_resumes_then_generate_samples_it(tiny_run, tmp_path, capsys
     assert "resuming the prior" in printed and "from step 2" in printed and "bits per image" in printed
     prior = LearnedPrior.load(out)
     assert prior.layout.sparse and prior.info["held_out_bits"] > 0 and not (out / training.CHECKPOINT).exists()
-    assert prior.network.config.binding == "product" and prior.network.config.positions == math.prod(prior.grid)
+    assert prior.network.config.binding == "sum" and prior.network.config.positions == math.prod(prior.grid)
 
     png = tmp_path / "samples.png"
     assert main(["generate", "--prior", str(out), "--n", "4", "--out", str(png), "--no-progress"]) == 0

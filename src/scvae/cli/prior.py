@@ -150,8 +150,8 @@ def add_prior_command(sub: argparse._SubParsersAction) -> None:
                    help=f"training crops encoded once (default {d['images']})")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--binding", choices=PRIOR_BINDINGS, default=d["binding"],
-                   help="how an entry's channel and value embeddings combine (default %(default)s; sum: the first "
-                        "priors', which lose which channel had which value)")
+                   help="how an entry's channel and value embeddings combine (default %(default)s; product also "
+                        "binds which channel had which value)")
     t.add_argument("--save-every", type=int, default=d["save_every"],
                    help=f"steps between checkpoints a stopped run resumes from (default {d['save_every']})")
     t.add_argument("--json", help="also write the prior's config and scores to this JSON file")

@@ -6,10 +6,10 @@ For the entry lists of :mod:`.layout`, the probability of one image's symbols fa
 
 over positions in raster order, then entries in list order. The transformer reads each earlier position as
 the sum of its entries' embeddings and gives a context vector per position (B, P, d). An entry's embedding
-binds its channel to its value (``binding="product"``: c + v + c * v, elementwise), so that a sum over a
-position still says which channel had which value; with ``binding="sum"`` (c + v, the first priors') the
-sum keeps only which channels are listed and which values occur, and a dense family's position reads as a
-bag of values. Within a position, entry j's state is that context plus the summed embeddings of entries
+is its channel's plus its value's (``binding="sum"``, the default), so a summed position keeps which
+channels are listed and which values occur but not which channel had which; ``binding="product"`` (c + v +
+c * v, elementwise) binds them. On SC-VAE's codes the binding cost bits and sample quality (docs/results.md);
+on dense families, whose summed channel embeddings are a constant, it is not yet measured. Within a position, entry j's state is that context plus the summed embeddings of entries
 0..j-1 and an embedding of j; an MLP turns it into the next channel's logits (sparse layouts: an atom above
 the previous one, or the end mark) and, given the channel, the value's logits. Dense layouts skip the channel head: entry j is channel j.
 Every family gets this one network with the same size, so their bits per image are comparable.
@@ -38,7 +38,7 @@ class PriorConfig:
     within-position head's width (it runs once per entry, up to 34 times a position for SC-VAE, so it is
     kept small); ``positions``: the most positions (h w) an image may have (None: the training codes' grid,
     set when the prior is fitted); ``binding``: how an entry's channel and value embeddings combine,
-    ``"product"`` or ``"sum"`` (see the module docstring)."""
+    ``"sum"`` or ``"product"`` (see the module docstring)."""
 
     width: int = 128
     layers: int = 4
