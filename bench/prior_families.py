@@ -88,8 +88,9 @@ def measure(family: str, run: Path, settings: PriorTraining, images: int, sample
     seconds_per_sample = (time.perf_counter() - start) / samples
     tag = "" if temperature == 1.0 else f"_T{temperature:g}"
     save_grid(drawn.images[:64], out / f"samples_{family}{tag}.png", nrow=8, upscale=2)
-    row = {"family": family, "run": str(run), "temperature": temperature, "binding": binding, "prior_bits": prior.info["held_out_bits"],
-           "channel_bits": per_channel["channel"], "context_bits": per_channel["context"],
+    row = {"family": family, "run": str(run), "temperature": temperature, "binding": binding,
+           "prior_bits": prior.info["held_out_bits"], "channel_bits": per_channel["channel"],
+           "context_bits": per_channel["context"],
            "psnr": prior.info["held_out_psnr"], "held_out_images": prior.info["held_out_images"],
            "train_images": prior.info["train_images"], "sparse": prior.layout.sparse,
            "entries_per_position": prior.layout.max_entries, "train_seconds": train_seconds,

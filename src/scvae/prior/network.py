@@ -9,10 +9,12 @@ the sum of its entries' embeddings and gives a context vector per position (B, P
 is its channel's plus its value's (``binding="sum"``, the default), so a summed position keeps which
 channels are listed and which values occur but not which channel had which; ``binding="product"`` (c + v +
 c * v, elementwise) binds them. On SC-VAE's codes the binding cost bits and sample quality (docs/results.md);
-on dense families, whose summed channel embeddings are a constant, it is not yet measured. Within a position, entry j's state is that context plus the summed embeddings of entries
-0..j-1 and an embedding of j; an MLP turns it into the next channel's logits (sparse layouts: an atom above
-the previous one, or the end mark) and, given the channel, the value's logits. Dense layouts skip the channel head: entry j is channel j.
-Every family gets this one network with the same size, so their bits per image are comparable.
+on dense families, whose summed channel embeddings are a constant, it is not yet measured.
+
+Within a position, entry j's state is that context plus the summed embeddings of entries 0..j-1 and an
+embedding of j; an MLP turns it into the next channel's logits (sparse layouts: an atom above the previous
+one, or the end mark) and, given the channel, the value's logits. Dense layouts skip the channel head: entry
+j is channel j. Every family gets this one network with the same size, so their bits per image are comparable.
 """
 from __future__ import annotations
 
