@@ -58,8 +58,8 @@ def trained_prior(folder: Path, run: Path, settings: PriorTraining, step: float 
     line unless it was trained on ``run``'s codes, at ``step``, for the same number of steps, with ``binding``."""
     prior = LearnedPrior.load(folder)
     same = (Path(prior.source).resolve() == run.resolve() and prior.info.get("steps") == settings.steps
-            and prior.step == step and "held_out_bits" in prior.info)
-    if not same or prior.network.config.binding != binding:
+            and prior.step == step and prior.network.config.binding == binding and "held_out_bits" in prior.info)
+    if not same:
         raise ScvaeError(f"{folder}: a prior of {prior.source} after {prior.info.get('steps')} steps with "
                          f"{prior.network.config.binding} binding, not of {run} after {settings.steps} with {binding}; "
                          f"drop --reuse to train one")
